@@ -1,0 +1,63 @@
+//! `srvlab validate PATH...`: check zone files, each on its own.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use srvlab::model::diag::Diagnostics;
+use srvlab::model::zone::ZoneSet;
+
+use super::{exit_bad_input, print_diagnostics};
+
+pub fn run(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut files = Vec::new();
+    for path in paths {
+        collect_yaml(path, &mut files)
+            .with_context(|| format!("cannot list {}", path.display()))?;
+    }
+    let mut all = Diagnostics::default();
+    let mut broken = 0;
+    for file in &files {
+        let (_, diagnostics) = ZoneSet::load(std::slice::from_ref(file));
+        if diagnostics.has_errors() {
+            broken += 1;
+        } else {
+            println!("ok    {}", file.display());
+        }
+        all.extend(diagnostics);
+    }
+    print_diagnostics(&all);
+    println!(
+        "{} file{} checked: {} ok, {} with errors",
+        files.len(),
+        if files.len() == 1 { "" } else { "s" },
+        files.len() - broken,
+        broken
+    );
+    Ok(if broken > 0 {
+        exit_bad_input()
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A file as given (whatever its name), or every *.yaml / *.yml below a folder, sorted.
+fn collect_yaml(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if !path.is_dir() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for entry in entries {
+        let is_yaml = entry
+            .extension()
+            .is_some_and(|ext| ext == "yaml" || ext == "yml");
+        if entry.is_dir() || is_yaml {
+            collect_yaml(&entry, out)?;
+        }
+    }
+    Ok(())
+}

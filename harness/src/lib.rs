@@ -1,0 +1,15 @@
+//! srvlab: a conformance test harness for SIP server location and failover over DNS.
+//!
+//! Layout, one concern per module; dependencies point one way (model ← timeline ← world):
+//!
+//! - [`model`]: the YAML a user writes (zones), loaded and validated with file:line:column
+//!   diagnostics ([`model::diag`]).
+//! - [`timeline`]: the ordered record of every observed event; the single source of truth.
+//! - [`dns`]: the authoritative DNS server (hickory-server) that serves the zones and records
+//!   every query and answer on the timeline, with scripted faults.
+//!
+//! `main.rs` only parses the command line; `commands/` carries each subcommand out.
+
+pub mod dns;
+pub mod model;
+pub mod timeline;

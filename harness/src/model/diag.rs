@@ -1,0 +1,243 @@
+//! Diagnostics for input files: every problem names file:line:column, says what is wrong, and
+//! shows the offending line with a caret, like a compiler.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The text of one input file, kept so that diagnostics can quote the offending line.
+#[derive(Debug)]
+pub struct SourceFile {
+    /// The path as the user gave it (printed in diagnostics).
+    pub path: String,
+    pub text: String,
+}
+
+impl SourceFile {
+    pub fn new(path: impl Into<String>, text: impl Into<String>) -> Arc<Self> {
+        Arc::new(Self {
+            path: path.into(),
+            text: text.into(),
+        })
+    }
+
+    /// Reads a file; a file that cannot be read becomes a diagnostic at 0:0.
+    pub fn read(path: &Path) -> Result<Arc<Self>, Box<Diagnostic>> {
+        let shown = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Self::new(shown, text)),
+            Err(err) => {
+                let file = Self::new(shown, String::new());
+                Err(Box::new(Diagnostic::error(
+                    Span::new(&file, 0, 0),
+                    format!("cannot read file: {err}"),
+                )))
+            }
+        }
+    }
+
+    fn line(&self, line: u64) -> Option<&str> {
+        let index = usize::try_from(line.checked_sub(1)?).ok()?;
+        self.text.lines().nth(index)
+    }
+}
+
+/// A place in a source file: 1-based line and column; 0 means "the file as a whole".
+#[derive(Clone, Debug)]
+pub struct Span {
+    pub file: Arc<SourceFile>,
+    pub line: u64,
+    pub column: u64,
+}
+
+impl Span {
+    pub fn new(file: &Arc<SourceFile>, line: u64, column: u64) -> Self {
+        Self {
+            file: file.clone(),
+            line,
+            column,
+        }
+    }
+
+    /// The span of a value read with `serde_saphyr::Spanned`.
+    pub fn of<T>(file: &Arc<SourceFile>, spanned: &serde_saphyr::Spanned<T>) -> Self {
+        Self::new(file, spanned.referenced.line(), spanned.referenced.column())
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.path, self.line, self.column)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Error => "error",
+            Self::Warning => "warning",
+        })
+    }
+}
+
+/// One problem found in an input file.
+#[derive(Clone, Debug)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub span: Span,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn error(span: Span, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            span,
+            message: message.into(),
+        }
+    }
+
+    pub fn warning(span: Span, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Warning,
+            span,
+            message: message.into(),
+        }
+    }
+
+    /// Turns a YAML error (syntax, type, range, unknown field, duplicate key) into a diagnostic.
+    pub fn from_yaml(file: &Arc<SourceFile>, err: &serde_saphyr::Error) -> Self {
+        let (line, column) = err.location().map_or((0, 0), |at| (at.line(), at.column()));
+        Self::error(
+            Span::new(file, line, column),
+            yaml_message(err.without_snippet()),
+        )
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// saphyr's messages end with "at line L, column C" and sometimes a hint meant for the
+/// programmer; we print the location ourselves and say what the user should write instead.
+fn yaml_message(err: &serde_saphyr::Error) -> String {
+    let text = err.to_string();
+    let text = match text.rfind(" at line ") {
+        Some(cut) => text[..cut].to_string(),
+        None => text,
+    };
+    let text = text
+        .replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+        .replace("duplicate mapping key: ", "duplicate key: ")
+        .replace("unknown variant `", "unknown value `")
+        .replace(
+            "cannot deserialize null into string; use Option<String>",
+            "a value is missing here (write \"\" for an empty text)",
+        )
+        .replace(
+            "expected mapping start",
+            "expected a mapping (`key: value` lines) here",
+        );
+    let range = |ty: &str| match ty {
+        "u8" => Some("a whole number from 0 to 255"),
+        "u16" => Some("a whole number from 0 to 65535"),
+        "u32" => Some("a whole number from 0 to 4294967295"),
+        "u64" => Some("a whole number from 0 upwards"),
+        _ => None,
+    };
+    if let Some(ty) = text.strip_prefix("invalid ")
+        && let Some(expected) = range(ty)
+    {
+        return format!("expected {expected}");
+    }
+    text
+}
+
+impl fmt::Display for Diagnostic {
+    /// `file:line:column: error: message`, then the line with a caret under the column.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}: {}: {}", self.span, self.severity, self.message)?;
+        if let Some(text) = self.span.file.line(self.span.line) {
+            let number = self.span.line.to_string();
+            let pad = " ".repeat(number.len());
+            let caret_at = usize::try_from(self.span.column.saturating_sub(1)).unwrap_or(0);
+            // Keep tabs so the caret lines up with the quoted text.
+            let lead: String = text
+                .chars()
+                .take(caret_at)
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            writeln!(f, "{pad} |")?;
+            writeln!(f, "{number} | {text}")?;
+            writeln!(f, "{pad} | {lead}^")?;
+        }
+        Ok(())
+    }
+}
+
+/// All problems found in a set of files; errors first within each file, in source order.
+#[derive(Clone, Debug, Default)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn push(&mut self, diagnostic: Diagnostic) {
+        self.0.push(diagnostic);
+    }
+
+    pub fn extend(&mut self, other: impl IntoIterator<Item = Diagnostic>) {
+        self.0.extend(other);
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.0.iter().any(Diagnostic::is_error)
+    }
+
+    pub fn error_count(&self) -> usize {
+        self.0.iter().filter(|d| d.is_error()).count()
+    }
+
+    pub fn warning_count(&self) -> usize {
+        self.0.len() - self.error_count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Sorted by file, then position, so output does not depend on the order checks ran in.
+    pub fn sorted(mut self) -> Self {
+        self.0.sort_by(|a, b| {
+            (&a.span.file.path, a.span.line, a.span.column, a.severity).cmp(&(
+                &b.span.file.path,
+                b.span.line,
+                b.span.column,
+                b.severity,
+            ))
+        });
+        self
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for diagnostic in &self.0 {
+            write!(f, "{diagnostic}")?;
+        }
+        Ok(())
+    }
+}
+
+impl IntoIterator for Diagnostics {
+    type Item = Diagnostic;
+    type IntoIter = std::vec::IntoIter<Diagnostic>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
