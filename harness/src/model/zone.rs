@@ -446,16 +446,6 @@ impl Checker<'_> {
 }
 
 impl Zone {
-    /// Reads and validates one zone file. Errors and warnings both come back; the zone only
-    /// when there is no error.
-    pub fn load(path: &Path) -> (Option<Self>, Diagnostics) {
-        let file = match SourceFile::read(path) {
-            Ok(file) => file,
-            Err(diagnostic) => return (None, Diagnostics(vec![*diagnostic])),
-        };
-        Self::parse(&file)
-    }
-
     /// Parses and validates zone YAML held in `file`.
     pub fn parse(file: &Arc<SourceFile>) -> (Option<Self>, Diagnostics) {
         let blank = file
@@ -781,10 +771,26 @@ pub struct ZoneSet {
 impl ZoneSet {
     /// Loads every file; the set comes back only when no file has an error.
     pub fn load(paths: &[impl AsRef<Path>]) -> (Option<Self>, Diagnostics) {
+        let mut files = Vec::new();
+        let mut unreadable = Diagnostics::default();
+        for path in paths {
+            match SourceFile::read(path.as_ref()) {
+                Ok(file) => files.push(file),
+                Err(diagnostic) => unreadable.push(*diagnostic),
+            }
+        }
+        if !unreadable.is_empty() {
+            return (None, unreadable);
+        }
+        Self::parse(&files)
+    }
+
+    /// Parses and checks zones already read, each file one zone.
+    pub fn parse(files: &[Arc<SourceFile>]) -> (Option<Self>, Diagnostics) {
         let mut diagnostics = Diagnostics::default();
         let mut zones = Vec::new();
-        for path in paths {
-            let (zone, found) = Zone::load(path.as_ref());
+        for file in files {
+            let (zone, found) = Zone::parse(file);
             diagnostics.extend(found);
             zones.extend(zone);
         }

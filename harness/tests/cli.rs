@@ -1,0 +1,287 @@
+//! The `srvlab` binary as a user runs it, and srvlab's DNS server queried by `dig`
+//! (Debian's bind9-dnsutils), a client we did not write.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use support::root;
+
+fn srvlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_srvlab"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run srvlab")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn validate_accepts_the_seed_zone() {
+    let out = srvlab(&["validate", "fixtures/zones/snom-rocks.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("ok    fixtures/zones/snom-rocks.yaml"));
+}
+
+#[test]
+fn validate_exits_2_with_file_line_column() {
+    let out = srvlab(&["validate", "fixtures/zones/broken"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    for expected in [
+        "fixtures/zones/broken/out-of-range.yaml:4:49: error: expected a whole number from 0 to 65535",
+        "fixtures/zones/broken/duplicate-key.yaml:5:1: error: duplicate key: ttl",
+        "fixtures/zones/broken/unknown-field.yaml:4:28: error: unknown field `prio`",
+        "fixtures/zones/broken/name-outside-origin.yaml:5:15: error:",
+        "fixtures/zones/broken/srv-target-without-address.yaml:5:73: error:",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing `{expected}` in:\n{stderr}"
+        );
+    }
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("0 ok"), "{stdout}");
+}
+
+#[test]
+fn validate_passes_warnings_with_exit_0() {
+    let out = srvlab(&["validate", "fixtures/zones/warnings"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("warning: replacement `_sip._tcp.example.test.` leads nowhere")
+    );
+}
+
+#[test]
+fn validate_names_a_missing_file() {
+    let out = srvlab(&["validate", "fixtures/zones/no-such-zone.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("fixtures/zones/no-such-zone.yaml:0:0: error: cannot read file")
+    );
+}
+
+#[test]
+fn dns_refuses_a_broken_zone_with_exit_2() {
+    let out = srvlab(&[
+        "dns",
+        "--zone",
+        "fixtures/zones/broken/duplicate-key.yaml",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("fixtures/zones/broken/duplicate-key.yaml:5:1: error"));
+}
+
+#[test]
+fn dns_exits_3_when_its_port_is_taken() {
+    let holder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().to_string();
+    let out = srvlab(&[
+        "dns",
+        "--zone",
+        "fixtures/zones/snom-rocks.yaml",
+        "--listen",
+        &taken,
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {taken}/udp")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `srvlab dns` running in the background; its stdout lines arrive on a channel.
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+            .args(args)
+            .current_dir(root())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start srvlab dns");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut running = Self {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            lines,
+        };
+        let banner = running.wait_for("serving ");
+        let addr = banner
+            .split(" on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.trim_end_matches(',').parse().ok())
+            .unwrap_or_else(|| panic!("address in `{banner}`"));
+        running.addr = addr;
+        running
+    }
+
+    fn wait_for(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => continue,
+                Err(err) => panic!("no line with `{needle}` from srvlab: {err}"),
+            }
+        }
+    }
+
+    /// Ctrl-C, as a person would stop it.
+    fn interrupt(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        assert!(status.success());
+        self.wait_for("stopping");
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dig(server: SocketAddr, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "+tries=1", "+time=5"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|err| {
+            panic!(
+                "dig is needed (Debian package bind9-dnsutils; `scripts/test` installs it): {err}"
+            )
+        });
+    assert!(out.status.success(), "dig failed: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// The records of one section of dig's output, whitespace folded.
+fn section(output: &str, title: &str) -> Vec<String> {
+    let mut lines: Vec<String> = output
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!(";; {title} SECTION:")))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn flags(output: &str) -> String {
+    output
+        .lines()
+        .find(|l| l.starts_with(";; flags:"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn dig_gets_the_seed_records_over_udp_and_tcp() {
+    let mut dns = Running::start(&[
+        "dns",
+        "--zone",
+        "fixtures/zones/snom-rocks.yaml",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    for transport in ["+notcp", "+tcp"] {
+        let naptr = dig(dns.addr, &[transport, "snom.rocks", "NAPTR"]);
+        assert!(naptr.contains("status: NOERROR"), "{naptr}");
+        assert!(flags(&naptr).contains(" aa"), "{naptr}");
+        assert_eq!(
+            section(&naptr, "ANSWER"),
+            vec!["snom.rocks. 300 IN NAPTR 1 60 \"s\" \"SIP+D2U\" \"\" _sip._udp.snom.rocks."]
+        );
+
+        let srv = dig(dns.addr, &[transport, "_sip._udp.snom.rocks", "SRV"]);
+        assert!(flags(&srv).contains(" aa"), "{srv}");
+        assert_eq!(
+            section(&srv, "ANSWER"),
+            vec![
+                "_sip._udp.snom.rocks. 300 IN SRV 1 50 5060 sipserver114.snom.rocks.",
+                "_sip._udp.snom.rocks. 300 IN SRV 1 50 5060 sipserver52.snom.rocks.",
+            ]
+        );
+        assert_eq!(
+            section(&srv, "ADDITIONAL"),
+            vec![
+                "sipserver114.snom.rocks. 300 IN A 127.0.0.114",
+                "sipserver52.snom.rocks. 300 IN A 127.0.0.52",
+            ]
+        );
+        let expected = if transport == "+tcp" {
+            "(TCP)"
+        } else {
+            "(UDP)"
+        };
+        assert!(srv.contains(expected), "{srv}");
+
+        let outside = dig(dns.addr, &[transport, "example.com", "A"]);
+        assert!(outside.contains("status: REFUSED"), "{outside}");
+        assert!(!flags(&outside).contains(" aa"), "{outside}");
+
+        // One printed line per query, naming the transport and the outcome.
+        let proto = if transport == "+tcp" { "tcp" } else { "udp" };
+        let line = dns.wait_for("SRV _sip._udp.snom.rocks.");
+        assert!(line.contains(&format!("dns {proto} ")), "{line}");
+        assert!(
+            line.contains("NOERROR aa, 2 answers, 2 additional"),
+            "{line}"
+        );
+        let line = dns.wait_for("example.com.");
+        assert!(line.contains("REFUSED"), "{line}");
+    }
+    let status = dns.interrupt();
+    assert!(
+        status.success(),
+        "Ctrl-C stops srvlab dns cleanly: {status}"
+    );
+}
+
+#[test]
+fn dig_sees_a_scripted_fault_from_the_command_line() {
+    let dns = Running::start(&[
+        "dns",
+        "--zone",
+        "fixtures/zones/snom-rocks.yaml",
+        "--listen",
+        "127.0.0.1:0",
+        "--fault",
+        "_sip._udp.snom.rocks./SRV=servfail",
+    ]);
+    let srv = dig(dns.addr, &["_sip._udp.snom.rocks", "SRV"]);
+    assert!(srv.contains("status: SERVFAIL"), "{srv}");
+    let naptr = dig(dns.addr, &["snom.rocks", "NAPTR"]);
+    assert!(naptr.contains("status: NOERROR"), "{naptr}");
+}

@@ -1,0 +1,113 @@
+//! Shared by the integration tests: paths, a DNS client that sends exactly one query, and a
+//! server started on a free port.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_server::proto::op::{Edns, Message, Query};
+use hickory_server::proto::rr::{Name, RecordType};
+use srvlab::dns::DnsServer;
+use srvlab::model::diag::SourceFile;
+use srvlab::model::zone::ZoneSet;
+use srvlab::timeline::{Timeline, Transport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+/// The workspace root (where `fixtures/` lives).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the crate sits in the workspace")
+        .to_path_buf()
+}
+
+/// A fixture file read with its path shown relative to the workspace root, as a user types it.
+pub fn fixture(relative: &str) -> Arc<SourceFile> {
+    let text = std::fs::read_to_string(root().join(relative))
+        .unwrap_or_else(|err| panic!("read {relative}: {err}"));
+    SourceFile::new(relative, text)
+}
+
+/// Zones from YAML text; panics with the diagnostics when they do not validate.
+pub fn zones_from(texts: &[&str]) -> ZoneSet {
+    let files: Vec<_> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| SourceFile::new(format!("inline-{i}.yaml"), *t))
+        .collect();
+    let (set, diagnostics) = ZoneSet::parse(&files);
+    set.unwrap_or_else(|| panic!("zones do not validate:\n{diagnostics}"))
+}
+
+pub fn fixture_zones(relative: &str) -> ZoneSet {
+    let (set, diagnostics) = ZoneSet::parse(&[fixture(relative)]);
+    set.unwrap_or_else(|| panic!("{relative} does not validate:\n{diagnostics}"))
+}
+
+/// A server on 127.0.0.1 with a free port, recording on a fresh timeline.
+pub async fn start(zones: ZoneSet) -> DnsServer {
+    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    DnsServer::start(zones, &[listen], Timeline::new())
+        .await
+        .expect("start the DNS server")
+}
+
+/// Sends one query (never retried) and waits up to `wait` for its answer.
+pub async fn query_within(
+    server: SocketAddr,
+    transport: Transport,
+    name: &str,
+    qtype: RecordType,
+    wait: Duration,
+) -> Option<Message> {
+    let mut message = Message::query();
+    message.metadata.recursion_desired = false;
+    message.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    message.edns = Some(edns);
+    let bytes = message.to_vec().unwrap();
+    let exchange = async {
+        match transport {
+            Transport::Udp => {
+                let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                socket.send_to(&bytes, server).await.unwrap();
+                let mut buf = vec![0; 65535];
+                let (len, _) = socket.recv_from(&mut buf).await.unwrap();
+                buf.truncate(len);
+                buf
+            }
+            Transport::Tcp => {
+                let mut stream = TcpStream::connect(server).await.unwrap();
+                let len = u16::try_from(bytes.len()).unwrap().to_be_bytes();
+                stream
+                    .write_all(&[&len[..], &bytes].concat())
+                    .await
+                    .unwrap();
+                let length = usize::from(stream.read_u16().await.unwrap());
+                let mut buf = vec![0; length];
+                stream.read_exact(&mut buf).await.unwrap();
+                buf
+            }
+        }
+    };
+    let answer = tokio::time::timeout(wait, exchange).await.ok()?;
+    let answer = Message::from_vec(&answer).expect("the server's answer decodes");
+    assert_eq!(answer.metadata.id, message.metadata.id, "answer id matches");
+    Some(answer)
+}
+
+/// One query; loopback answers come in milliseconds, so 5 s only guards against a hang.
+pub async fn query(
+    server: SocketAddr,
+    transport: Transport,
+    name: &str,
+    qtype: RecordType,
+) -> Message {
+    query_within(server, transport, name, qtype, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| panic!("no answer to {name} {qtype} over {transport}"))
+}
