@@ -76,12 +76,166 @@ pub struct DnsDropped {
     pub fault: DnsFaultKind,
 }
 
+/// What a SIP message says about itself, parsed from its raw bytes (absent where unreadable).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SipSummary {
+    /// The request method, for requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The status code and reason phrase, for responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+    /// The CSeq header as written, e.g. "1 INVITE".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cseq: Option<String>,
+    /// The branch parameter of the top Via.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+}
+
+impl fmt::Display for SipSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.method, self.status) {
+            (Some(method), _) => f.write_str(method)?,
+            (None, Some(status)) => {
+                write!(f, "{status}")?;
+                if let Some(reason) = &self.reason {
+                    write!(f, " {reason}")?;
+                }
+            }
+            (None, None) => f.write_str("?")?,
+        }
+        if let Some(cseq) = &self.cseq {
+            write!(f, " (CSeq {cseq})")?;
+        }
+        if let Some(call_id) = &self.call_id {
+            write!(f, " Call-ID {call_id}")?;
+        }
+        if let Some(branch) = &self.branch {
+            write!(f, " branch {branch}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A SIP message that crossed one of srvlab's servers. `local` is the server's address,
+/// `remote` the device's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SipMessage {
+    /// The server's host name, as in the zone (e.g. `sipserver52.snom.rocks.`).
+    pub server: String,
+    pub transport: Transport,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    #[serde(flatten)]
+    pub summary: SipSummary,
+    #[serde(with = "hex_bytes")]
+    pub raw: Vec<u8>,
+}
+
+/// Bytes from a device that are not a valid SIP message: kept whole, with the reason.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SipMalformed {
+    pub server: String,
+    pub transport: Transport,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub reason: String,
+    #[serde(with = "hex_bytes")]
+    pub raw: Vec<u8>,
+}
+
+/// How a refused attempt was observed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalSeen {
+    /// The kernel's ICMP port unreachable, read from a raw socket (UDP).
+    Icmp,
+    /// The SYN and the kernel's RST, read from a raw socket (TCP).
+    Rst,
+}
+
+/// A device's attempt to reach a server that refuses (a closed port): the kernel refused it
+/// for real; srvlab saw it happen.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Refused {
+    pub server: String,
+    pub transport: Transport,
+    /// The refused address and port (the server's).
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub seen: RefusalSeen,
+    /// What the refused datagram said, as far as the ICMP quote shows it (UDP only).
+    #[serde(flatten)]
+    pub summary: SipSummary,
+    /// The part of the refused payload that was visible (UDP: the ICMP quote).
+    #[serde(with = "hex_bytes", default)]
+    pub raw: Vec<u8>,
+}
+
+/// A TCP connection from a device to a server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TcpConnection {
+    pub server: String,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+/// Who ended a TCP connection, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseKind {
+    /// The device closed it (FIN).
+    Peer,
+    /// srvlab's server closed it (FIN).
+    Server,
+    /// Reset (RST) or an error.
+    Reset,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TcpClosed {
+    pub server: String,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub how: CloseKind,
+}
+
+/// A server moved to another phase of its script.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhaseChanged {
+    pub server: String,
+    /// Index of the new phase, from 0.
+    pub phase: usize,
+    /// The new phase's behaviour, e.g. "refuse".
+    pub behaviour: String,
+    /// Why the phase changed: "after 5 requests", "after 300s", "at step crash".
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
     DnsQuery(DnsQuery),
     DnsAnswer(DnsAnswer),
     DnsDropped(DnsDropped),
+    /// A SIP message from the device to a server.
+    SipReceived(SipMessage),
+    /// A SIP message from a server to the device.
+    SipSent(SipMessage),
+    SipMalformed(SipMalformed),
+    Refused(Refused),
+    TcpConnected(TcpConnection),
+    TcpClosed(TcpClosed),
+    PhaseChanged(PhaseChanged),
+    /// A step of the case began.
+    Step {
+        name: String,
+    },
     /// Something the run itself has to say (a listener came up, a privilege is missing).
     Note {
         text: String,
@@ -129,6 +283,60 @@ impl fmt::Display for Event {
                 "dns {} {} ✗ {} {} {} #{}: no answer (fault: {})",
                 d.transport, d.client, d.server, d.qtype, d.name, d.id, d.fault
             ),
+            EventKind::SipReceived(m) => write!(
+                f,
+                "sip {} {} → {} [{}] {}",
+                m.transport, m.remote, m.local, m.server, m.summary
+            ),
+            EventKind::SipSent(m) => write!(
+                f,
+                "sip {} {} ← {} [{}] {}",
+                m.transport, m.remote, m.local, m.server, m.summary
+            ),
+            EventKind::SipMalformed(m) => write!(
+                f,
+                "sip {} {} → {} [{}] malformed ({} bytes): {}",
+                m.transport,
+                m.remote,
+                m.local,
+                m.server,
+                m.raw.len(),
+                m.reason
+            ),
+            EventKind::Refused(r) => write!(
+                f,
+                "sip {} {} → {} [{}] refused ({}) {}",
+                r.transport,
+                r.remote,
+                r.local,
+                r.server,
+                match r.seen {
+                    RefusalSeen::Icmp => "ICMP port unreachable",
+                    RefusalSeen::Rst => "RST",
+                },
+                r.summary
+            ),
+            EventKind::TcpConnected(c) => {
+                write!(f, "tcp {} → {} [{}] connected", c.remote, c.local, c.server)
+            }
+            EventKind::TcpClosed(c) => write!(
+                f,
+                "tcp {} → {} [{}] closed by {}",
+                c.remote,
+                c.local,
+                c.server,
+                match c.how {
+                    CloseKind::Peer => "the device",
+                    CloseKind::Server => "the server",
+                    CloseKind::Reset => "reset",
+                }
+            ),
+            EventKind::PhaseChanged(p) => write!(
+                f,
+                "phase [{}] → {} #{} ({})",
+                p.server, p.behaviour, p.phase, p.reason
+            ),
+            EventKind::Step { name } => write!(f, "step {name}"),
             EventKind::Note { text } => write!(f, "note {text}"),
         }
     }

@@ -6,7 +6,10 @@
 
 mod event;
 
-pub use event::{DnsAnswer, DnsDropped, DnsQuery, EventKind, Transport};
+pub use event::{
+    CloseKind, DnsAnswer, DnsDropped, DnsQuery, EventKind, PhaseChanged, RefusalSeen, Refused,
+    SipMalformed, SipMessage, SipSummary, TcpClosed, TcpConnection, Transport,
+};
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
