@@ -769,3 +769,59 @@ fn an_uncreatable_file_is_an_error_naming_it() {
         "{err}"
     );
 }
+
+#[test]
+fn messages_bigger_than_a_segment_are_split_into_a_clean_stream() {
+    let pcap = temp_pcap("big");
+    let body = "a=x-filler:".to_owned() + &"0123456789".repeat(15_000) + "\r\n";
+    let invite = TCP_DIALOG.request("INVITE", &body);
+    assert!(invite.len() > 2 * 65_483);
+    let kinds = [
+        EventKind::SipReceived(message(
+            Transport::Tcp,
+            SERVER_TCP,
+            TCP_DIALOG.device,
+            invite,
+        )),
+        EventKind::SipSent(message(
+            Transport::Tcp,
+            SERVER_TCP,
+            TCP_DIALOG.device,
+            TCP_DIALOG.response("INVITE", 503, "Service Unavailable"),
+        )),
+        // Nothing to send: no packets, no panic.
+        EventKind::SipReceived(message(Transport::Udp, SERVER_UDP, DEVICE_SIP, vec![])),
+    ];
+    let events: Vec<Event> = kinds
+        .into_iter()
+        .enumerate()
+        .map(|(i, kind)| Event {
+            seq: i as u64,
+            t_ns: i as u64 * 1_000_000,
+            kind,
+        })
+        .collect();
+    write_pcap(&pcap, wall_start(), &events).unwrap();
+    let rows = fields(&pcap, FIELDS);
+    // Handshake, three data segments with their ACKs, the response and its ACK, the empty
+    // UDP datagram.
+    assert_eq!(rows.len(), 3 + 3 * 2 + 2 + 1);
+    for r in &rows {
+        assert!(!r["_ws.expert.message"].contains("not captured"), "{r:?}");
+        for severity in r["_ws.expert.severity"]
+            .split(',')
+            .filter(|s| !s.is_empty())
+        {
+            assert!(severity.parse::<u64>().unwrap() < PI_WARN, "{r:?}");
+        }
+        assert!(!r["_ws.col.Info"].contains("Malformed"), "{r:?}");
+    }
+    // Reassembled: the INVITE shows once, in the frame that completes it.
+    let invites: Vec<_> = rows
+        .iter()
+        .filter(|r| r["sip.Method"] == "INVITE")
+        .collect();
+    assert_eq!(invites.len(), 1);
+    assert_eq!(invites[0]["sip.Call-ID"], TCP_DIALOG.call_id);
+    std::fs::remove_file(&pcap).unwrap();
+}
