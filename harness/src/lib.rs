@@ -7,9 +7,11 @@
 //! - [`timeline`]: the ordered record of every observed event; the single source of truth.
 //! - [`dns`]: the authoritative DNS server (hickory-server) that serves the zones and records
 //!   every query and answer on the timeline, with scripted faults.
+//! - [`sip`]: SIP messages: a strict parser, an exact builder, stream framing for TCP.
 //!
 //! `main.rs` only parses the command line; `commands/` carries each subcommand out.
 
 pub mod dns;
 pub mod model;
+pub mod sip;
 pub mod timeline;
