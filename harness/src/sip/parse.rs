@@ -110,7 +110,9 @@ impl Message {
                 };
                 let more = text.trim_matches(WSP);
                 if !more.is_empty() {
-                    last.header.value.push(' ');
+                    if !last.header.value.is_empty() {
+                        last.header.value.push(' ');
+                    }
                     last.header.value.push_str(more);
                 }
                 continue;
@@ -370,11 +372,9 @@ fn check_headers(
                     )));
                 }
             }
-            "call-id" if value.is_empty() || value.contains(WSP) => {
-                return Err(located.error(format!(
-                    "Call-ID `{}` is empty or has white space",
-                    shown(value)
-                )));
+            "call-id" if value.is_empty() => return Err(located.error("Call-ID is empty")),
+            "call-id" if value.contains(WSP) => {
+                return Err(located.error(format!("Call-ID `{}` has white space", shown(value))));
             }
             "from" | "to" if !is_address(value) => {
                 let name = if canonical == "from" { "From" } else { "To" };

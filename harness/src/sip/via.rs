@@ -31,6 +31,9 @@ impl Via {
         if transport.is_empty() {
             return Err("has no transport".into());
         }
+        if rest.trim_start_matches(WSP).is_empty() {
+            return Err("has no sent-by".into());
+        }
         if !rest.starts_with(WSP) {
             return Err("needs white space between the transport and sent-by".into());
         }
