@@ -694,3 +694,44 @@ fn built_messages_are_exact() {
         b"SIP/2.0 503 Service Unavailable\r\nRetry-After: 30\r\nl: 0\r\n\r\n"
     );
 }
+
+/// An independent parser (ezk-sip-types) reads the valid corpus the same way: start line,
+/// Call-ID, CSeq and the Vias.
+#[rstest]
+fn ezk_sip_types_agrees(#[files("../fixtures/sip/valid/*.sip")] path: std::path::PathBuf) {
+    use ezk_sip_types::header::typed::{CSeq, CallID, Via as EzkVia};
+    use ezk_sip_types::msg::{MessageLine, PullParser};
+    use ezk_sip_types::{Headers, Name};
+
+    let bytes = std::fs::read(&path).unwrap();
+    let ours = parse(&bytes);
+    let mut lines =
+        PullParser::new(&bytes, 0).map(|line| std::str::from_utf8(line.unwrap()).unwrap());
+    let start: MessageLine = lines.next().unwrap().parse().unwrap();
+    match start {
+        MessageLine::Request(line) => {
+            assert_eq!(Some(line.method.to_string().as_str()), ours.method())
+        }
+        MessageLine::Response(line) => assert_eq!(Some(line.code.into_u16()), ours.status()),
+    }
+    let mut headers = Headers::new();
+    for line in lines {
+        let (name, value) = line.split_once(':').unwrap();
+        headers.insert(Name::from(name.trim().to_owned()), value.trim().to_owned());
+    }
+    let call_id: CallID = headers.get_named().unwrap();
+    assert_eq!(Some(call_id.0.as_ref()), ours.call_id());
+    let cseq: CSeq = headers.get_named().unwrap();
+    assert_eq!(Some((cseq.cseq, cseq.method.to_string())), ours.cseq());
+    let vias: Vec<EzkVia> = headers.get_named().unwrap();
+    let branches: Vec<Option<String>> = vias
+        .iter()
+        .map(|via| via.params.get_val("branch").map(|b| b.to_string()))
+        .collect();
+    let our_branches: Vec<Option<String>> = ours
+        .vias()
+        .iter()
+        .map(|via| via.branch().map(str::to_owned))
+        .collect();
+    assert_eq!(branches, our_branches);
+}
