@@ -60,7 +60,7 @@ impl Header {
 
     /// Whether this header is `name`, ignoring case and compact forms (`v` is `Via`).
     pub fn is(&self, name: &str) -> bool {
-        self.name.eq_ignore_ascii_case(name) || canonical_name(&self.name) == canonical_name(name)
+        canonical_name(&self.name) == canonical_name(name)
     }
 }
 

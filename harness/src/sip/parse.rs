@@ -30,10 +30,10 @@ impl ParseError {
     }
 }
 
-/// Headers every request must carry (RFC 3261 §8.1.1). Max-Forwards is required there too but
-/// left out on purpose: some stacks omit it, and its absence does not hinder a test.
-const REQUEST_MANDATORY: [&str; 5] = ["To", "From", "CSeq", "Call-ID", "Via"];
-const RESPONSE_MANDATORY: [&str; 5] = ["To", "From", "CSeq", "Call-ID", "Via"];
+/// Headers every message must carry (RFC 3261 §8.1.1 for requests; a response copies them,
+/// §8.2.6.2). Max-Forwards is required in requests too but left out on purpose: some stacks
+/// omit it, and its absence does not hinder a test.
+const MANDATORY: [&str; 5] = ["To", "From", "CSeq", "Call-ID", "Via"];
 
 /// Headers that may appear only once (RFC 3261 §7.3: only list headers may repeat).
 const SINGLE: [&str; 7] = [
@@ -391,11 +391,7 @@ fn check_headers(
             _ => {}
         }
     }
-    let mandatory = match start {
-        StartLine::Request { .. } => REQUEST_MANDATORY,
-        StartLine::Response { .. } => RESPONSE_MANDATORY,
-    };
-    for name in mandatory {
+    for name in MANDATORY {
         if find(headers, name).is_none() {
             return Err(ParseError::new(
                 body_start,
