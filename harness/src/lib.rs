@@ -8,10 +8,12 @@
 //! - [`dns`]: the authoritative DNS server (hickory-server) that serves the zones and records
 //!   every query and answer on the timeline, with scripted faults.
 //! - [`capture`]: the timeline rendered as a pcap file for Wireshark / tshark.
+//! - [`sip`]: SIP messages: a strict parser, an exact builder, stream framing for TCP.
 //!
 //! `main.rs` only parses the command line; `commands/` carries each subcommand out.
 
 pub mod capture;
 pub mod dns;
 pub mod model;
+pub mod sip;
 pub mod timeline;

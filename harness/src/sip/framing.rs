@@ -1,0 +1,236 @@
+//! Cutting SIP messages out of a TCP stream (RFC 3261 §18.3): the header block ends at the
+//! first empty line, and Content-Length, mandatory on streams, says where the body ends.
+
+use super::message::Message;
+use super::parse::ParseError;
+use super::syntax::{Lines, WSP, canonical_name, digits, header_end, starts_with_wsp};
+
+/// The largest header block accepted before giving up on a stream.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// The largest body accepted (a SIP body is an SDP or a small XML document).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Why the stream did not yield a message. Only [`FramingError::Malformed`] leaves the stream
+/// usable; after any other error the framer is broken (see [`StreamFramer::is_broken`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FramingError {
+    #[error("a message on a stream without Content-Length (RFC 3261 §18.3)")]
+    MissingContentLength { raw: Vec<u8> },
+    #[error("Content-Length `{value}` is not a number, or disagrees with another one")]
+    BadContentLength { value: String, raw: Vec<u8> },
+    #[error("no end of the headers within {limit} bytes")]
+    HeaderTooLarge { limit: usize, raw: Vec<u8> },
+    #[error("Content-Length {length} exceeds the limit of {limit} bytes")]
+    BodyTooLarge {
+        length: usize,
+        limit: usize,
+        raw: Vec<u8>,
+    },
+    /// The message was framed but is not valid; the next one can still be read.
+    #[error("{error}")]
+    Malformed { raw: Vec<u8>, error: ParseError },
+}
+
+impl FramingError {
+    /// The bytes the error is about: the whole message for `Malformed`, the header block (or
+    /// the buffered garbage) otherwise.
+    pub fn raw(&self) -> &[u8] {
+        match self {
+            Self::MissingContentLength { raw }
+            | Self::BadContentLength { raw, .. }
+            | Self::HeaderTooLarge { raw, .. }
+            | Self::BodyTooLarge { raw, .. }
+            | Self::Malformed { raw, .. } => raw,
+        }
+    }
+
+    /// Whether the stream cannot be read any further (the connection should be closed).
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, Self::Malformed { .. })
+    }
+}
+
+/// Reassembles messages from the bytes of one TCP connection, however they were split.
+///
+/// After a fatal error the message boundary is lost: the framer drops what it holds, ignores
+/// every later push and yields nothing more. The caller should close the connection.
+#[derive(Debug)]
+pub struct StreamFramer {
+    buffer: Vec<u8>,
+    /// How far the search for the end of the headers got, so it resumes there.
+    scanned: usize,
+    max_header: usize,
+    max_body: usize,
+    broken: bool,
+}
+
+impl Default for StreamFramer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamFramer {
+    pub fn new() -> Self {
+        Self::with_limits(MAX_HEADER_BYTES, MAX_BODY_BYTES)
+    }
+
+    pub fn with_limits(max_header: usize, max_body: usize) -> Self {
+        Self {
+            buffer: Vec::new(),
+            scanned: 0,
+            max_header,
+            max_body,
+            broken: false,
+        }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        if !self.broken {
+            self.buffer.extend_from_slice(bytes);
+        }
+    }
+
+    /// Whether a fatal error ended this stream.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Bytes received but not yet part of a returned message.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// The next complete message and its raw bytes, `None` until more bytes are needed.
+    pub fn next_message(&mut self) -> Option<Result<(Vec<u8>, Message), FramingError>> {
+        if self.broken {
+            return None;
+        }
+        // CRLF keep-alives (RFC 5626 §3.5.1) between messages carry nothing.
+        let keep_alive = self
+            .buffer
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+        if keep_alive > 0 {
+            self.buffer.drain(..keep_alive);
+            self.scanned = 0;
+        }
+        if self.buffer.is_empty() {
+            return None;
+        }
+        let Some(end) = header_end(&self.buffer, self.scanned) else {
+            // Resume a little before the end: the empty line may be split across pushes.
+            self.scanned = self.buffer.len().saturating_sub(2);
+            if self.buffer.len() > self.max_header {
+                let limit = self.max_header;
+                return Some(Err(
+                    self.fail(|raw| FramingError::HeaderTooLarge { limit, raw })
+                ));
+            }
+            return None;
+        };
+        if end > self.max_header {
+            let limit = self.max_header;
+            return Some(Err(
+                self.fail(|raw| FramingError::HeaderTooLarge { limit, raw })
+            ));
+        }
+        let head = self.buffer.get(..end).unwrap_or_default();
+        let length = match content_length(head) {
+            Ok(Some(length)) => length,
+            Ok(None) => {
+                self.buffer.truncate(end);
+                return Some(Err(
+                    self.fail(|raw| FramingError::MissingContentLength { raw })
+                ));
+            }
+            Err(value) => {
+                self.buffer.truncate(end);
+                return Some(Err(
+                    self.fail(|raw| FramingError::BadContentLength { value, raw })
+                ));
+            }
+        };
+        if length > self.max_body {
+            let limit = self.max_body;
+            self.buffer.truncate(end);
+            return Some(Err(self.fail(|raw| FramingError::BodyTooLarge {
+                length,
+                limit,
+                raw,
+            })));
+        }
+        let total = end + length;
+        if self.buffer.len() < total {
+            // The header end stays where it is; no need to scan again.
+            self.scanned = end.saturating_sub(3);
+            return None;
+        }
+        let raw: Vec<u8> = self.buffer.drain(..total).collect();
+        self.scanned = 0;
+        Some(match Message::parse(&raw) {
+            Ok(message) => Ok((raw, message)),
+            Err(error) => Err(FramingError::Malformed { raw, error }),
+        })
+    }
+
+    /// Ends the stream: the buffer goes into the error, later bytes are ignored.
+    fn fail(&mut self, error: impl FnOnce(Vec<u8>) -> FramingError) -> FramingError {
+        self.broken = true;
+        self.scanned = 0;
+        error(std::mem::take(&mut self.buffer))
+    }
+}
+
+/// The Content-Length of a header block (in any form, folded or not): `Ok(None)` without one,
+/// `Err(value)` for a value that is not a number or differs from an earlier one.
+fn content_length(head: &[u8]) -> Result<Option<usize>, String> {
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in Lines::new(head).skip(1) {
+        let Ok(text) = std::str::from_utf8(line.text) else {
+            continue;
+        };
+        if starts_with_wsp(line.text) {
+            if let Some((_, value)) = headers.last_mut() {
+                value.push(' ');
+                value.push_str(text.trim_matches(WSP));
+            }
+        } else if let Some((name, value)) = text.split_once(':') {
+            headers.push((canonical_name(name.trim_end_matches(WSP)), value.to_owned()));
+        }
+    }
+    let mut length = None;
+    for (name, value) in headers {
+        if name != "content-length" {
+            continue;
+        }
+        let value = value.trim_matches(WSP);
+        match (digits::<usize>(value), length) {
+            (Some(n), None) => length = Some(n),
+            (Some(n), Some(earlier)) if n == earlier => {}
+            _ => return Err(value.to_owned()),
+        }
+    }
+    Ok(length)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_in_any_form() {
+        assert_eq!(content_length(b"X\r\nl: 5\r\n\r\n"), Ok(Some(5)));
+        assert_eq!(
+            content_length(b"X\r\nContent-Length:\r\n 12\r\n\r\n"),
+            Ok(Some(12))
+        );
+        assert_eq!(
+            content_length(b"X\r\nl: 5\r\nContent-Length: 6\r\n\r\n"),
+            Err("6".into())
+        );
+        assert_eq!(content_length(b"X\r\nl: -1\r\n\r\n"), Err("-1".into()));
+        assert_eq!(content_length(b"X\r\nTo: x\r\n\r\n"), Ok(None));
+    }
+}
