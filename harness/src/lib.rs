@@ -9,11 +9,16 @@
 //!   every query and answer on the timeline, with scripted faults.
 //! - [`capture`]: the timeline rendered as a pcap file for Wireshark / tshark.
 //! - [`sip`]: SIP messages: a strict parser, an exact builder, stream framing for TCP.
+//! - [`servers`]: the scripted SIP servers (accept, reply, stall, refuse, delay) and how
+//!   refused attempts are observed.
+//! - [`world`]: a case's DNS and servers brought up together on one timeline.
 //!
 //! `main.rs` only parses the command line; `commands/` carries each subcommand out.
 
 pub mod capture;
 pub mod dns;
 pub mod model;
+pub mod servers;
 pub mod sip;
 pub mod timeline;
+pub mod world;

@@ -43,7 +43,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check zone files (files or folders of *.yaml); exits 2 when any has an error.
+    /// Bring a case's world up (DNS and scripted SIP servers) for a phone or any SIP client;
+    /// print the timeline live; write timeline.jsonl and capture.pcap as events happen.
+    Serve {
+        /// The case file (YAML).
+        case: PathBuf,
+        /// Where to write timeline.jsonl and capture.pcap (default: reports/serve-ID-TIME).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Address the DNS server listens on (repeatable; port 53 needs root).
+        #[arg(long, default_value = "127.0.0.1:5353", value_name = "ADDR")]
+        dns: Vec<SocketAddr>,
+    },
+    /// Check zone and case files (files or folders of *.yaml); exits 2 when any has an error.
     Validate {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
@@ -66,6 +78,7 @@ fn main() -> ExitCode {
             faults,
             json,
         } => commands::dns::run(&zones, &listen, faults, json),
+        Command::Serve { case, out, dns } => commands::serve::run(&case, out, &dns),
         Command::Validate { paths } => commands::validate::run(&paths),
     };
     match result {

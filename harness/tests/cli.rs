@@ -111,6 +111,11 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str]) -> Self {
+        Self::start_with(args, "serving ")
+    }
+
+    /// Starts srvlab and waits for the line (containing `banner`) that names the DNS address.
+    fn start_with(args: &[&str], banner: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_srvlab"))
             .args(args)
             .current_dir(root())
@@ -132,7 +137,7 @@ impl Running {
             addr: "0.0.0.0:0".parse().unwrap(),
             lines,
         };
-        let banner = running.wait_for("serving ");
+        let banner = running.wait_for(banner);
         let addr = banner
             .split(" on ")
             .nth(1)
@@ -284,4 +289,58 @@ fn dig_sees_a_scripted_fault_from_the_command_line() {
     assert!(srv.contains("status: SERVFAIL"), "{srv}");
     let naptr = dig(dns.addr, &["snom.rocks", "NAPTR"]);
     assert!(naptr.contains("status: NOERROR"), "{naptr}");
+}
+
+/// `srvlab serve` for a person with a phone: the live timeline on stdout, timeline.jsonl and
+/// capture.pcap written as events happen — complete even when the process is killed outright.
+#[test]
+fn serve_records_everything_even_when_killed() {
+    let out = std::env::temp_dir().join(format!("srvlab-serve-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let out_text = out.display().to_string();
+    let mut serve = Running::start_with(
+        &[
+            "serve",
+            "fixtures/cases/behaviours.yaml",
+            "--out",
+            &out_text,
+            "--dns",
+            "127.0.0.1:0",
+        ],
+        "DNS on ",
+    );
+    let sipsak = Command::new("sipsak")
+        .args(["-s", "sip:me@127.0.0.31:5060"])
+        .output()
+        .expect("sipsak is needed (scripts/test installs it)");
+    assert_eq!(sipsak.status.code(), Some(0), "{}", text(&sipsak.stderr));
+    let line = serve.wait_for("[accept.lab.test.] 200");
+    assert!(line.contains("sip udp"), "{line}");
+    let _ = dig(serve.addr, &["accept.lab.test", "A"]);
+    serve.wait_for("A accept.lab.test.");
+    // No goodbye: SIGKILL, as a crash would.
+    serve.child.kill().unwrap();
+    serve.child.wait().unwrap();
+
+    let (header, events) = srvlab::timeline::jsonl::read(&out.join("timeline.jsonl")).unwrap();
+    assert_eq!(header.timeline, 1);
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            srvlab::timeline::EventKind::SipReceived(_) => Some("sip in"),
+            srvlab::timeline::EventKind::SipSent(_) => Some("sip out"),
+            srvlab::timeline::EventKind::DnsAnswer(_) => Some("dns answer"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, vec!["sip in", "sip out", "dns answer"]);
+    let tshark = Command::new("tshark")
+        .args(["-r", &out.join("capture.pcap").display().to_string()])
+        .args(["-d", &format!("udp.port=={},dns", serve.addr.port())])
+        .args(["-T", "fields", "-e", "_ws.col.Protocol"])
+        .output()
+        .expect("tshark is needed (scripts/test installs it)");
+    assert!(tshark.status.success(), "{}", text(&tshark.stderr));
+    let protocols: Vec<String> = text(&tshark.stdout).lines().map(str::to_string).collect();
+    assert_eq!(protocols, vec!["SIP", "SIP", "DNS", "DNS"], "{protocols:?}");
 }

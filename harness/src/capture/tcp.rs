@@ -228,11 +228,17 @@ impl Flows {
                     Vec::new(),
                 ),
             ],
-            // The timeline does not say which side reset; the device is the usual culprit.
-            CloseKind::Reset => vec![segment(
+            CloseKind::PeerReset => vec![segment(
                 Direction::ToServer,
                 c,
                 s,
+                Flags::RST_ACK,
+                Vec::new(),
+            )],
+            CloseKind::ServerReset => vec![segment(
+                Direction::ToClient,
+                s,
+                c,
                 Flags::RST_ACK,
                 Vec::new(),
             )],
@@ -444,12 +450,18 @@ mod tests {
         assert!(fin[0].flags.fin);
         assert_eq!(fin[2].direction, Direction::ToClient);
 
-        flows.connect(c, s);
-        flows.send(c, s, Direction::ToServer, b"abc");
-        let rst = flows.close(c, s, CloseKind::Reset);
-        assert_eq!(rst.len(), 1);
-        assert!(rst[0].flags.rst);
-        assert!(!flows.is_open(c, s));
+        for (how, from) in [
+            (CloseKind::PeerReset, Direction::ToServer),
+            (CloseKind::ServerReset, Direction::ToClient),
+        ] {
+            flows.connect(c, s);
+            flows.send(c, s, Direction::ToServer, b"abc");
+            let rst = flows.close(c, s, how);
+            assert_eq!(rst.len(), 1);
+            assert!(rst[0].flags.rst);
+            assert_eq!(rst[0].direction, from, "{how:?}");
+            assert!(!flows.is_open(c, s));
+        }
     }
 
     #[test]

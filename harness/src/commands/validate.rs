@@ -1,10 +1,12 @@
-//! `srvlab validate PATH...`: check zone files, each on its own.
+//! `srvlab validate PATH...`: check zone and case files, each on its own.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use srvlab::model::diag::Diagnostics;
+use srvlab::model::FileKind;
+use srvlab::model::case::Case;
+use srvlab::model::diag::{Diagnostics, SourceFile};
 use srvlab::model::zone::ZoneSet;
 
 use super::{exit_bad_input, print_diagnostics};
@@ -18,11 +20,11 @@ pub fn run(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let mut all = Diagnostics::default();
     let mut broken = 0;
     for file in &files {
-        let (_, diagnostics) = ZoneSet::load(std::slice::from_ref(file));
+        let (kind, diagnostics) = check(file);
         if diagnostics.has_errors() {
             broken += 1;
         } else {
-            println!("ok    {}", file.display());
+            println!("ok    {} ({kind})", file.display());
         }
         all.extend(diagnostics);
     }
@@ -39,6 +41,20 @@ pub fn run(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn check(path: &Path) -> (&'static str, Diagnostics) {
+    let file = match SourceFile::read(path) {
+        Ok(file) => file,
+        Err(diagnostic) => return ("unreadable", Diagnostics(vec![*diagnostic])),
+    };
+    match FileKind::of(&file.text) {
+        FileKind::Zone => ("zone", ZoneSet::parse(&[file]).1),
+        FileKind::Case => {
+            let base = path.parent().unwrap_or(Path::new("."));
+            ("case", Case::parse(&file, base).1)
+        }
+    }
 }
 
 /// A file as given (whatever its name), or every *.yaml / *.yml below a folder, sorted.

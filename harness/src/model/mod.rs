@@ -1,5 +1,35 @@
-//! What the user writes: zones (and, later, cases and lab profiles), validated with exact
+//! What the user writes: zones and cases (later lab profiles), validated with exact
 //! file:line:column diagnostics.
 
+pub mod case;
 pub mod diag;
+pub mod duration;
 pub mod zone;
+
+/// What kind of file a YAML file is, judged by its top-level keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Zone,
+    Case,
+}
+
+impl FileKind {
+    /// A case has `id`/`servers`; anything else is read as a zone (and errors say why).
+    pub fn of(text: &str) -> Self {
+        let top_level_keys = text.lines().filter_map(|line| {
+            let key = line.split(':').next()?;
+            let is_key = !key.is_empty()
+                && !line.starts_with([' ', '\t', '#', '-'])
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            is_key.then_some(key)
+        });
+        for key in top_level_keys {
+            match key {
+                "id" | "title" | "servers" | "zone" => return Self::Case,
+                "origin" | "ttl" | "records" | "additional" | "negative_ttl" => return Self::Zone,
+                _ => {}
+            }
+        }
+        Self::Zone
+    }
+}

@@ -193,8 +193,10 @@ pub enum CloseKind {
     Peer,
     /// srvlab's server closed it (FIN).
     Server,
-    /// Reset (RST) or an error.
-    Reset,
+    /// The device reset it (RST), or the connection failed.
+    PeerReset,
+    /// srvlab's server reset it (RST): a crash, or a stream it could not frame.
+    ServerReset,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -328,7 +330,8 @@ impl fmt::Display for Event {
                 match c.how {
                     CloseKind::Peer => "the device",
                     CloseKind::Server => "the server",
-                    CloseKind::Reset => "reset",
+                    CloseKind::PeerReset => "a reset from the device",
+                    CloseKind::ServerReset => "a reset from the server",
                 }
             ),
             EventKind::PhaseChanged(p) => write!(

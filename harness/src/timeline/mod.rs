@@ -5,6 +5,7 @@
 //! timeline started) taken under one lock, so sequence order and time order agree.
 
 mod event;
+pub mod jsonl;
 
 pub use event::{
     CloseKind, DnsAnswer, DnsDropped, DnsQuery, EventKind, PhaseChanged, RefusalSeen, Refused,
@@ -126,6 +127,11 @@ impl Timeline {
     /// Wall-clock time at which the timeline started (t = 0).
     pub fn wall_start(&self) -> SystemTime {
         self.inner.wall_start
+    }
+
+    /// The monotonic instant of t = 0.
+    pub fn start_instant(&self) -> Instant {
+        self.inner.start
     }
 
     /// Time elapsed since t = 0.

@@ -1,0 +1,14 @@
+//! The scripted SIP servers a case's zone points devices at.
+//!
+//! - [`script`]: phases and when they change (pure).
+//! - [`responder`]: what a behaviour answers to a request (pure).
+//! - [`server`]: one server on real UDP/TCP sockets.
+//! - [`refusal`]: seeing refused attempts with raw sockets.
+
+pub mod refusal;
+pub mod responder;
+pub mod script;
+pub mod server;
+
+pub use refusal::{RefusalWatcher, RefusingPorts, WatchError};
+pub use server::{ServerError, ServerHandle};

@@ -1,0 +1,306 @@
+//! Seeing refused attempts. A refusing server is a closed port, so the kernel refuses for real
+//! (ICMP port unreachable for UDP, RST for TCP) and no socket of ours receives the attempt.
+//! Raw sockets (root or CAP_NET_RAW) see the kernel's ICMP, which quotes the refused datagram,
+//! and the RST; each becomes a `Refused` event for the server that refuses on that port.
+//!
+//! Without the privilege this says so, once, on the timeline and to the caller: nothing is
+//! recorded silently.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::sip::summarize_partial;
+use crate::timeline::{EventKind, RefusalSeen, Refused, SipSummary, Timeline, Transport};
+
+/// A refusing socket: address, port, transport.
+type PortKey = (IpAddr, u16, Transport);
+
+/// Which (address, port, transport) refuse right now, and for which server.
+#[derive(Clone, Default)]
+pub struct RefusingPorts {
+    ports: Arc<RwLock<HashMap<PortKey, String>>>,
+}
+
+impl RefusingPorts {
+    pub fn insert(&self, addr: SocketAddr, transport: Transport, server: &str) {
+        self.ports
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((addr.ip(), addr.port(), transport), server.to_string());
+    }
+
+    pub fn remove(&self, addr: SocketAddr, transport: Transport) {
+        self.ports
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(addr.ip(), addr.port(), transport));
+    }
+
+    fn server(&self, addr: SocketAddr, transport: Transport) -> Option<String> {
+        self.ports
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(addr.ip(), addr.port(), transport))
+            .cloned()
+    }
+}
+
+/// Watches for refusals on every refusing port until dropped.
+pub struct RefusalWatcher {
+    pub ports: RefusingPorts,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "refused attempts cannot be observed: opening a raw socket failed ({0}); run srvlab as root \
+     or give it CAP_NET_RAW (setcap cap_net_raw+ep) — the refusals themselves still happen"
+)]
+pub struct WatchError(io::Error);
+
+impl RefusalWatcher {
+    /// Opens the raw sockets (IPv4 ICMP and TCP) and starts reading them.
+    pub fn start(timeline: Timeline) -> Result<Self, WatchError> {
+        let icmp = raw_socket(Protocol::ICMPV4).map_err(WatchError)?;
+        let tcp = raw_socket(Protocol::TCP).map_err(WatchError)?;
+        let ports = RefusingPorts::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = [(icmp, Transport::Udp), (tcp, Transport::Tcp)]
+            .into_iter()
+            .map(|(socket, transport)| {
+                let ports = ports.clone();
+                let stop = stop.clone();
+                let timeline = timeline.clone();
+                std::thread::Builder::new()
+                    .name(format!("srvlab-refusals-{transport}"))
+                    .spawn(move || read_loop(&socket, transport, &ports, &stop, &timeline))
+                    .map_err(WatchError)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            ports,
+            stop,
+            threads,
+        })
+    }
+}
+
+impl Drop for RefusalWatcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A raw IPv4 socket; a std `UdpSocket` is just a datagram fd, which lets us read it safely.
+fn raw_socket(protocol: Protocol) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(protocol))?;
+    // Short, so that the thread notices when it should stop.
+    socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+    Ok(socket.into())
+}
+
+fn read_loop(
+    socket: &std::net::UdpSocket,
+    transport: Transport,
+    ports: &RefusingPorts,
+    stop: &AtomicBool,
+    timeline: &Timeline,
+) {
+    let mut buf = vec![0u8; 65536];
+    while !stop.load(Ordering::Relaxed) {
+        let len = match socket.recv(&mut buf) {
+            Ok(len) => len,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(err) => {
+                timeline.record(EventKind::Note {
+                    text: format!("refusals: reading the raw {transport} socket failed: {err}"),
+                });
+                return;
+            }
+        };
+        let packet = &buf[..len];
+        let seen = match transport {
+            Transport::Udp => parse_icmp_port_unreachable(packet),
+            Transport::Tcp => parse_rst(packet),
+        };
+        if let Some(seen) = seen
+            && let Some(server) = ports.server(seen.local, transport)
+        {
+            timeline.record(EventKind::Refused(Refused {
+                server,
+                transport,
+                local: seen.local,
+                remote: seen.remote,
+                seen: match transport {
+                    Transport::Udp => RefusalSeen::Icmp,
+                    Transport::Tcp => RefusalSeen::Rst,
+                },
+                summary: if seen.payload.is_empty() {
+                    SipSummary::default()
+                } else {
+                    summarize_partial(&seen.payload)
+                },
+                raw: seen.payload,
+            }));
+        }
+    }
+}
+
+/// What a refusal packet tells: the refused address (ours), the device's, and what was visible
+/// of the refused payload.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SeenRefusal {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub payload: Vec<u8>,
+}
+
+/// The IPv4 header's length, when `packet` starts with a plausible one.
+fn ipv4_header_len(packet: &[u8]) -> Option<usize> {
+    let first = *packet.first()?;
+    if first >> 4 != 4 {
+        return None;
+    }
+    let len = usize::from(first & 0x0f) * 4;
+    (len >= 20 && packet.len() >= len).then_some(len)
+}
+
+fn ipv4_at(packet: &[u8], offset: usize) -> Option<Ipv4Addr> {
+    let bytes: [u8; 4] = packet.get(offset..offset + 4)?.try_into().ok()?;
+    Some(Ipv4Addr::from(bytes))
+}
+
+fn port_at(packet: &[u8], offset: usize) -> Option<u16> {
+    let bytes: [u8; 2] = packet.get(offset..offset + 2)?.try_into().ok()?;
+    Some(u16::from_be_bytes(bytes))
+}
+
+/// An ICMP destination unreachable / port unreachable (type 3 code 3) quoting a UDP datagram:
+/// the quoted datagram went from the device to the refused port.
+pub fn parse_icmp_port_unreachable(packet: &[u8]) -> Option<SeenRefusal> {
+    let outer = ipv4_header_len(packet)?;
+    let icmp = packet.get(outer..)?;
+    if icmp.first() != Some(&3) || icmp.get(1) != Some(&3) {
+        return None;
+    }
+    let quoted = icmp.get(8..)?;
+    let inner = ipv4_header_len(quoted)?;
+    if quoted.get(9) != Some(&17) {
+        return None; // not UDP
+    }
+    let device = ipv4_at(quoted, 12)?;
+    let refused = ipv4_at(quoted, 16)?;
+    let udp = quoted.get(inner..)?;
+    let source_port = port_at(udp, 0)?;
+    let dest_port = port_at(udp, 2)?;
+    Some(SeenRefusal {
+        local: SocketAddr::new(refused.into(), dest_port),
+        remote: SocketAddr::new(device.into(), source_port),
+        payload: udp.get(8..).unwrap_or_default().to_vec(),
+    })
+}
+
+/// A TCP segment with RST and ACK set: the kernel's answer to a SYN for a closed port.
+/// It goes from the refused port to the device.
+pub fn parse_rst(packet: &[u8]) -> Option<SeenRefusal> {
+    let header = ipv4_header_len(packet)?;
+    if packet.get(9) != Some(&6) {
+        return None;
+    }
+    let from = ipv4_at(packet, 12)?;
+    let to = ipv4_at(packet, 16)?;
+    let tcp = packet.get(header..)?;
+    let flags = *tcp.get(13)?;
+    const RST: u8 = 0x04;
+    const ACK: u8 = 0x10;
+    const SYN: u8 = 0x02;
+    if flags & (RST | ACK | SYN) != RST | ACK {
+        return None;
+    }
+    // The answer to a SYN for a closed port has sequence number 0; a reset of an established
+    // connection (our own, when a server crashes mid-call) carries the real one.
+    if tcp.get(4..8)? != [0, 0, 0, 0] {
+        return None;
+    }
+    Some(SeenRefusal {
+        local: SocketAddr::new(from.into(), port_at(tcp, 0)?),
+        remote: SocketAddr::new(to.into(), port_at(tcp, 2)?),
+        payload: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ipv4_header(protocol: u8, src: [u8; 4], dst: [u8; 4], total: usize) -> Vec<u8> {
+        let mut h = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, protocol, 0, 0];
+        h[2..4].copy_from_slice(&u16::try_from(total).unwrap().to_be_bytes());
+        h.extend_from_slice(&src);
+        h.extend_from_slice(&dst);
+        h
+    }
+
+    #[test]
+    fn an_icmp_port_unreachable_names_the_refused_port_and_quotes_the_request() {
+        let payload = b"OPTIONS sip:x@127.0.0.34 SIP/2.0\r\nCall-ID: abc\r\n";
+        let mut udp = vec![0x13, 0x88, 0x13, 0xc4, 0, 0, 0, 0]; // 5000 → 5060
+        udp.extend_from_slice(payload);
+        let mut quoted = ipv4_header(17, [127, 0, 0, 1], [127, 0, 0, 34], 20 + udp.len());
+        quoted.extend_from_slice(&udp);
+        let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&quoted);
+        let mut packet = ipv4_header(1, [127, 0, 0, 34], [127, 0, 0, 1], 20 + icmp.len());
+        packet.extend_from_slice(&icmp);
+        let seen = parse_icmp_port_unreachable(&packet).unwrap();
+        assert_eq!(seen.local, "127.0.0.34:5060".parse().unwrap());
+        assert_eq!(seen.remote, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(seen.payload, payload);
+        // Other ICMP (echo reply, host unreachable) and garbage are not refusals.
+        let mut other = packet.clone();
+        other[21] = 1;
+        assert_eq!(parse_icmp_port_unreachable(&other), None);
+        for cut in 0..packet.len() - payload.len() - 8 {
+            let _ = parse_icmp_port_unreachable(&packet[..cut]);
+        }
+        assert_eq!(parse_icmp_port_unreachable(&[]), None);
+    }
+
+    #[test]
+    fn only_rst_ack_is_a_refusal() {
+        let mut tcp = vec![0u8; 20];
+        tcp[0..2].copy_from_slice(&5060u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&40000u16.to_be_bytes());
+        tcp[12] = 0x50;
+        let mut packet = ipv4_header(6, [127, 0, 0, 34], [127, 0, 0, 1], 40);
+        packet.extend_from_slice(&tcp);
+        for (flags, refusal) in [(0x14, true), (0x04, false), (0x12, false), (0x02, false)] {
+            packet[20 + 13] = flags;
+            assert_eq!(parse_rst(&packet).is_some(), refusal, "flags {flags:#x}");
+        }
+        packet[20 + 13] = 0x14;
+        let seen = parse_rst(&packet).unwrap();
+        assert_eq!(seen.local, "127.0.0.34:5060".parse().unwrap());
+        assert_eq!(seen.remote, "127.0.0.1:40000".parse().unwrap());
+    }
+}

@@ -1,0 +1,577 @@
+//! One scripted SIP server on real sockets: UDP and TCP listeners on each of its addresses feed
+//! one task that owns the script and the responder, so every decision happens in one order.
+//! Refusing means having no socket at all: listeners are closed (TCP connections reset, as a
+//! crashed host's would be) and opened again when the script moves on.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::refusal::RefusingPorts;
+use super::responder::{Local, Plan, Responder, TransactionKey};
+use super::script::{ScriptState, Transition};
+use crate::model::case::{Behaviour, ServerSpec};
+use crate::sip::{FramingError, Message, StreamFramer};
+use crate::timeline::{
+    CloseKind, EventKind, PhaseChanged, SipMalformed, SipMessage, TcpClosed, TcpConnection,
+    Timeline, Transport,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("server {server}: cannot listen on {addr}/{transport}: {source}{hint}")]
+    Bind {
+        server: String,
+        addr: SocketAddr,
+        transport: Transport,
+        source: io::Error,
+        hint: &'static str,
+    },
+}
+
+/// How a response gets back to the device.
+#[derive(Clone, Debug)]
+enum Reply {
+    Udp(Arc<UdpSocket>),
+    Tcp(mpsc::UnboundedSender<Vec<u8>>),
+}
+
+/// Where a message came from and how to answer it.
+#[derive(Clone, Debug)]
+struct Path {
+    transport: Transport,
+    local: SocketAddr,
+    remote: SocketAddr,
+    reply: Reply,
+}
+
+enum Input {
+    /// A whole message from a device (framed already on TCP).
+    Message {
+        path: Path,
+        raw: Vec<u8>,
+    },
+    /// Responses whose delay has run out.
+    Delayed {
+        path: Path,
+        request: Box<Message>,
+        responses: Vec<Message>,
+    },
+    Step(String),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A running server.
+pub struct ServerHandle {
+    name: String,
+    input: mpsc::UnboundedSender<Input>,
+    task: JoinHandle<()>,
+}
+
+impl ServerHandle {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The case reached a step: phases waiting for it end.
+    pub fn step(&self, name: &str) {
+        let _ = self.input.send(Input::Step(name.to_string()));
+    }
+
+    /// Closes every socket and stops.
+    pub async fn shutdown(self) {
+        let (done, wait) = oneshot::channel();
+        if self.input.send(Input::Shutdown(done)).is_ok() {
+            let _ = wait.await;
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// Brings a server up in its first phase.
+pub async fn start(
+    spec: ServerSpec,
+    timeline: Timeline,
+    refusing: RefusingPorts,
+) -> Result<ServerHandle, ServerError> {
+    let name = spec.name();
+    let (input, inbox) = mpsc::unbounded_channel();
+    let script = ScriptState::new(spec.script.clone(), timeline.elapsed());
+    let mut core = Core {
+        name: name.clone(),
+        responder: Responder::new(&name),
+        seen: HashSet::new(),
+        listeners: None,
+        input: input.clone(),
+        script,
+        spec,
+        timeline,
+        refusing,
+    };
+    if matches!(core.script.behaviour(), Behaviour::Refuse) {
+        core.refuse();
+    } else {
+        core.listeners = Some(core.listen().await?);
+    }
+    let task = tokio::spawn(core.run(inbox));
+    Ok(ServerHandle { name, input, task })
+}
+
+/// Open sockets of a server that is not refusing.
+struct Listeners {
+    tasks: Vec<JoinHandle<()>>,
+    /// Tells TCP connections to reset (a crash).
+    reset: watch::Sender<bool>,
+}
+
+impl Listeners {
+    fn close(self) {
+        let _ = self.reset.send(true);
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
+
+struct Core {
+    name: String,
+    spec: ServerSpec,
+    script: ScriptState,
+    responder: Responder,
+    seen: HashSet<TransactionKey>,
+    listeners: Option<Listeners>,
+    input: mpsc::UnboundedSender<Input>,
+    timeline: Timeline,
+    refusing: RefusingPorts,
+}
+
+fn bind_error(
+    server: &str,
+    addr: SocketAddr,
+    transport: Transport,
+    source: io::Error,
+) -> ServerError {
+    let hint = match source.kind() {
+        io::ErrorKind::AddrInUse => " (another program holds this port)",
+        io::ErrorKind::AddrNotAvailable => {
+            " (no interface of this host has that address; add it with `ip addr add`, or use a network namespace)"
+        }
+        io::ErrorKind::PermissionDenied => " (ports below 1024 need root)",
+        _ => "",
+    };
+    ServerError::Bind {
+        server: server.to_string(),
+        addr,
+        transport,
+        source,
+        hint,
+    }
+}
+
+impl Core {
+    fn sockets(&self) -> Vec<(SocketAddr, Transport)> {
+        let mut sockets = Vec::new();
+        for address in &self.spec.addresses {
+            for transport in &self.spec.transports {
+                sockets.push((SocketAddr::new(*address, self.spec.port), *transport));
+            }
+        }
+        sockets
+    }
+
+    async fn listen(&self) -> Result<Listeners, ServerError> {
+        let (reset, reset_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for (addr, transport) in self.sockets() {
+            let bind = |e| bind_error(&self.name, addr, transport, e);
+            match transport {
+                Transport::Udp => {
+                    let socket = Arc::new(UdpSocket::bind(addr).await.map_err(bind)?);
+                    tasks.push(tokio::spawn(udp_loop(
+                        socket,
+                        addr,
+                        self.input.clone(),
+                        self.timeline.clone(),
+                        self.name.clone(),
+                    )));
+                }
+                Transport::Tcp => {
+                    let listener = TcpListener::bind(addr).await.map_err(bind)?;
+                    tasks.push(tokio::spawn(accept_loop(
+                        listener,
+                        addr,
+                        self.input.clone(),
+                        self.timeline.clone(),
+                        self.name.clone(),
+                        reset_rx.clone(),
+                    )));
+                }
+            }
+        }
+        Ok(Listeners { tasks, reset })
+    }
+
+    /// Close every socket and let the kernel refuse; tell the refusal watcher.
+    fn refuse(&mut self) {
+        if let Some(listeners) = self.listeners.take() {
+            listeners.close();
+        }
+        for (addr, transport) in self.sockets() {
+            self.refusing.insert(addr, transport, &self.name);
+        }
+    }
+
+    async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Input>) {
+        loop {
+            let deadline = self.script.deadline();
+            let sleep = async {
+                match deadline {
+                    Some(at) => {
+                        let now = self.timeline.elapsed();
+                        tokio::time::sleep(at.saturating_sub(now)).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                input = inbox.recv() => match input {
+                    Some(Input::Message { path, raw }) => self.on_message(path, raw).await,
+                    Some(Input::Delayed { path, request, responses }) => {
+                        self.send(&path, &request, responses).await;
+                    }
+                    Some(Input::Step(name)) => {
+                        let now = self.timeline.elapsed();
+                        if let Some(transition) = self.script.on_step(&name, now) {
+                            self.apply(transition).await;
+                        }
+                    }
+                    Some(Input::Shutdown(done)) => {
+                        self.close_all();
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => {
+                        self.close_all();
+                        return;
+                    }
+                },
+                () = sleep => {
+                    let now = self.timeline.elapsed();
+                    for transition in self.script.on_time(now) {
+                        self.apply(transition).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn close_all(&mut self) {
+        if let Some(listeners) = self.listeners.take() {
+            listeners.close();
+        }
+        for (addr, transport) in self.sockets() {
+            self.refusing.remove(addr, transport);
+        }
+    }
+
+    async fn apply(&mut self, transition: Transition) {
+        let was_refusing = self.listeners.is_none();
+        let refuses = matches!(transition.behaviour, Behaviour::Refuse);
+        self.timeline.record(EventKind::PhaseChanged(PhaseChanged {
+            server: self.name.clone(),
+            phase: transition.phase,
+            behaviour: transition.behaviour.to_string(),
+            reason: transition.reason,
+        }));
+        if refuses && !was_refusing {
+            self.refuse();
+        } else if !refuses && was_refusing {
+            for (addr, transport) in self.sockets() {
+                self.refusing.remove(addr, transport);
+            }
+            match self.listen().await {
+                Ok(listeners) => self.listeners = Some(listeners),
+                Err(err) => {
+                    self.timeline.record(EventKind::Note {
+                        text: format!("{err}; the server stays down"),
+                    });
+                }
+            }
+        }
+    }
+
+    async fn on_message(&mut self, path: Path, raw: Vec<u8>) {
+        let request = match Message::parse(&raw) {
+            Ok(message) => message,
+            Err(err) => {
+                self.timeline.record(EventKind::SipMalformed(SipMalformed {
+                    server: self.name.clone(),
+                    transport: path.transport,
+                    local: path.local,
+                    remote: path.remote,
+                    reason: err.to_string(),
+                    raw,
+                }));
+                return;
+            }
+        };
+        self.timeline.record(EventKind::SipReceived(SipMessage {
+            server: self.name.clone(),
+            transport: path.transport,
+            local: path.local,
+            remote: path.remote,
+            summary: request.summary(),
+            raw,
+        }));
+        if request.method().is_none() {
+            return; // a response sent to a server: nothing to do
+        }
+        let plan = match self.responder.retransmission(&request, &self.seen) {
+            Some(plan) => plan,
+            None if request
+                .method()
+                .is_some_and(|m| m.eq_ignore_ascii_case("ACK")) =>
+            {
+                Plan::Nothing
+            }
+            None => {
+                if let Some(key) = Responder::key(&request) {
+                    self.seen.insert(key);
+                }
+                let now = self.timeline.elapsed();
+                let (behaviour, transition) = self.script.on_request(now);
+                let local = Local {
+                    addr: path.local,
+                    transport: path.transport,
+                };
+                let plan = self.responder.respond(&behaviour, &request, local);
+                self.execute(&path, &request, plan).await;
+                if let Some(transition) = transition {
+                    self.apply(transition).await;
+                }
+                return;
+            }
+        };
+        self.execute(&path, &request, plan).await;
+    }
+
+    async fn execute(&mut self, path: &Path, request: &Message, plan: Plan) {
+        match plan {
+            Plan::Nothing => {}
+            Plan::Send(responses) => self.send(path, request, responses).await,
+            Plan::Later(delay, responses) => {
+                let input = self.input.clone();
+                let path = path.clone();
+                let request = Box::new(request.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = input.send(Input::Delayed {
+                        path,
+                        request,
+                        responses,
+                    });
+                });
+            }
+        }
+    }
+
+    async fn send(&mut self, path: &Path, request: &Message, responses: Vec<Message>) {
+        if let Some(last) = responses.last() {
+            self.responder.remember(request, last);
+        }
+        for response in responses {
+            let bytes = response.to_bytes();
+            let sent = match &path.reply {
+                Reply::Udp(socket) => socket.send_to(&bytes, path.remote).await.map(|_| ()),
+                Reply::Tcp(writer) => writer
+                    .send(bytes.clone())
+                    .map_err(|_| io::Error::from(io::ErrorKind::NotConnected)),
+            };
+            match sent {
+                Ok(()) => {
+                    self.timeline.record(EventKind::SipSent(SipMessage {
+                        server: self.name.clone(),
+                        transport: path.transport,
+                        local: path.local,
+                        remote: path.remote,
+                        summary: response.summary(),
+                        raw: bytes,
+                    }));
+                }
+                Err(err) => {
+                    self.timeline.record(EventKind::Note {
+                        text: format!(
+                            "{}: could not send {} to {} over {}: {err}",
+                            self.name,
+                            response.summary(),
+                            path.remote,
+                            path.transport
+                        ),
+                    });
+                }
+            }
+        }
+    }
+}
+
+async fn udp_loop(
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    input: mpsc::UnboundedSender<Input>,
+    timeline: Timeline,
+    name: String,
+) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((len, remote)) => {
+                let path = Path {
+                    transport: Transport::Udp,
+                    local,
+                    remote,
+                    reply: Reply::Udp(socket.clone()),
+                };
+                let raw = buf[..len].to_vec();
+                if input.send(Input::Message { path, raw }).is_err() {
+                    return;
+                }
+            }
+            // An ICMP error for an earlier answer of ours surfaces here on Linux; not ours to fix.
+            Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => continue,
+            Err(err) => {
+                timeline.record(EventKind::Note {
+                    text: format!("{name}: receiving on {local}/udp failed: {err}"),
+                });
+                return;
+            }
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    local: SocketAddr,
+    input: mpsc::UnboundedSender<Input>,
+    timeline: Timeline,
+    name: String,
+    reset: watch::Receiver<bool>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, remote)) => {
+                timeline.record(EventKind::TcpConnected(TcpConnection {
+                    server: name.clone(),
+                    local,
+                    remote,
+                }));
+                // Detached: a connection ends on its own, or when `reset` says the server crashed.
+                tokio::spawn(connection(
+                    stream,
+                    local,
+                    remote,
+                    input.clone(),
+                    timeline.clone(),
+                    name.clone(),
+                    reset.clone(),
+                ));
+            }
+            Err(err) => {
+                timeline.record(EventKind::Note {
+                    text: format!("{name}: accepting on {local}/tcp failed: {err}"),
+                });
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    local: SocketAddr,
+    remote: SocketAddr,
+    input: mpsc::UnboundedSender<Input>,
+    timeline: Timeline,
+    name: String,
+    mut reset: watch::Receiver<bool>,
+) {
+    let (writer, mut outbox) = mpsc::unbounded_channel::<Vec<u8>>();
+    let mut framer = StreamFramer::default();
+    let mut buf = vec![0u8; 16384];
+    let closed = |how| {
+        timeline.record(EventKind::TcpClosed(TcpClosed {
+            server: name.clone(),
+            local,
+            remote,
+            how,
+        }));
+    };
+    let how = loop {
+        tokio::select! {
+            read = stream.read(&mut buf) => match read {
+                Ok(0) => break CloseKind::Peer,
+                Ok(len) => {
+                    framer.push(&buf[..len]);
+                    let mut broken = false;
+                    while let Some(next) = framer.next_message() {
+                        match next {
+                            Ok((raw, _)) => {
+                                let path = Path {
+                                    transport: Transport::Tcp,
+                                    local,
+                                    remote,
+                                    reply: Reply::Tcp(writer.clone()),
+                                };
+                                let _ = input.send(Input::Message { path, raw });
+                            }
+                            Err(err) => {
+                                record_framing_error(&timeline, &name, local, remote, err);
+                                broken = true;
+                            }
+                        }
+                    }
+                    // After a framing error the stream cannot be resynchronised.
+                    if broken {
+                        break CloseKind::ServerReset;
+                    }
+                }
+                Err(_) => break CloseKind::PeerReset,
+            },
+            Some(bytes) = outbox.recv() => {
+                if stream.write_all(&bytes).await.is_err() {
+                    break CloseKind::PeerReset;
+                }
+            }
+            _ = reset.changed() => break CloseKind::ServerReset,
+        }
+    };
+    if how == CloseKind::ServerReset {
+        // SO_LINGER 0: close with RST, as a crashed host's kernel would.
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    }
+    drop(stream);
+    closed(how);
+}
+
+fn record_framing_error(
+    timeline: &Timeline,
+    name: &str,
+    local: SocketAddr,
+    remote: SocketAddr,
+    err: FramingError,
+) {
+    timeline.record(EventKind::SipMalformed(SipMalformed {
+        server: name.to_string(),
+        transport: Transport::Tcp,
+        local,
+        remote,
+        reason: err.to_string(),
+        raw: err.raw().to_vec(),
+    }));
+}

@@ -1,0 +1,105 @@
+//! A case's world brought up: the DNS server, the refusal watcher and every scripted server,
+//! all recording on one timeline.
+
+use std::net::SocketAddr;
+
+use crate::dns::{DnsError, DnsServer};
+use crate::model::case::Case;
+use crate::servers::{self, RefusalWatcher, RefusingPorts, ServerError, ServerHandle};
+use crate::timeline::{EventKind, Timeline};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorldError {
+    #[error(transparent)]
+    Dns(#[from] DnsError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+/// Where the world's DNS listens.
+#[derive(Clone, Debug)]
+pub struct WorldOptions {
+    pub dns_listen: Vec<SocketAddr>,
+}
+
+pub struct World {
+    dns: DnsServer,
+    servers: Vec<ServerHandle>,
+    /// `None` when raw sockets are not allowed; the reason is on the timeline.
+    watcher: Option<RefusalWatcher>,
+    timeline: Timeline,
+}
+
+impl World {
+    pub async fn start(
+        case: &Case,
+        options: &WorldOptions,
+        timeline: Timeline,
+    ) -> Result<Self, WorldError> {
+        let (watcher, refusing) = match RefusalWatcher::start(timeline.clone()) {
+            Ok(watcher) => {
+                let ports = watcher.ports.clone();
+                (Some(watcher), ports)
+            }
+            Err(err) => {
+                timeline.record(EventKind::Note {
+                    text: err.to_string(),
+                });
+                (None, RefusingPorts::default())
+            }
+        };
+        let dns =
+            DnsServer::start(case.zones.clone(), &options.dns_listen, timeline.clone()).await?;
+        let mut handles = Vec::new();
+        for spec in &case.servers {
+            match servers::server::start(spec.clone(), timeline.clone(), refusing.clone()).await {
+                Ok(handle) => handles.push(handle),
+                Err(err) => {
+                    for handle in handles {
+                        handle.shutdown().await;
+                    }
+                    let _ = dns.shutdown().await;
+                    return Err(err.into());
+                }
+            }
+        }
+        Ok(Self {
+            dns,
+            servers: handles,
+            watcher,
+            timeline,
+        })
+    }
+
+    pub fn dns(&self) -> &DnsServer {
+        &self.dns
+    }
+
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    /// Whether refused attempts will appear on the timeline (raw sockets were allowed).
+    pub fn sees_refusals(&self) -> bool {
+        self.watcher.is_some()
+    }
+
+    /// The case reached a step: it goes on the timeline and every server hears of it.
+    pub fn step(&self, name: &str) {
+        self.timeline.record(EventKind::Step {
+            name: name.to_string(),
+        });
+        for server in &self.servers {
+            server.step(name);
+        }
+    }
+
+    pub async fn shutdown(self) -> Result<(), WorldError> {
+        for server in self.servers {
+            server.shutdown().await;
+        }
+        drop(self.watcher);
+        self.dns.shutdown().await?;
+        Ok(())
+    }
+}

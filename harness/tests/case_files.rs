@@ -1,0 +1,121 @@
+//! Case files (first part: zone and servers): the shipped ones load; every broken one gives
+//! located messages, kept as snapshots.
+
+mod support;
+
+use std::path::Path;
+
+use rstest::rstest;
+use srvlab::model::case::{Behaviour, Case, Until};
+use srvlab::model::diag::SourceFile;
+use srvlab::model::duration::DurationSpec;
+use srvlab::timeline::Transport;
+use support::{fixture, root};
+
+fn parse(relative: &str) -> (Option<Case>, srvlab::model::diag::Diagnostics) {
+    let base = root().join(Path::new(relative).parent().unwrap());
+    Case::parse(&fixture(relative), &base)
+}
+
+#[test]
+fn broken_cases_are_rejected_with_locations() {
+    let root_text = format!("{}/", root().display());
+    insta::with_settings!({filters => vec![(root_text.as_str(), "[root]/")]}, {
+        insta::glob!("../../fixtures/cases/broken", "*.yaml", |path| {
+            let relative = path.strip_prefix(root()).unwrap().display().to_string();
+            let (case, diagnostics) = parse(&relative);
+            assert!(case.is_none(), "{relative} must not load");
+            assert!(diagnostics.has_errors());
+            insta::assert_snapshot!(diagnostics.to_string());
+        });
+    });
+}
+
+#[rstest]
+fn shipped_cases_load(#[files("../fixtures/cases/*.yaml")] path: std::path::PathBuf) {
+    let relative = path.strip_prefix(root()).unwrap().display().to_string();
+    let (case, diagnostics) = parse(&relative);
+    assert!(case.is_some() && diagnostics.is_empty(), "{diagnostics}");
+}
+
+#[test]
+fn the_seed_world_is_read_as_written() {
+    let (case, _) = parse("fixtures/cases/seed-world.yaml");
+    let case = case.unwrap();
+    assert_eq!(case.id, "seed-world");
+    assert_eq!(case.zones.zones[0].origin.to_ascii(), "snom.rocks.");
+    let crashing = &case.servers[0];
+    assert_eq!(crashing.name(), "sipserver52.snom.rocks.");
+    assert_eq!(
+        crashing.addresses,
+        vec!["127.0.0.52".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(crashing.port, 5060);
+    assert_eq!(crashing.transports, vec![Transport::Udp, Transport::Tcp]);
+    assert_eq!(
+        crashing.script[0].until,
+        Some(Until::After(DurationSpec(std::time::Duration::from_secs(
+            300
+        ))))
+    );
+    assert_eq!(crashing.script[1].behaviour, Behaviour::Refuse);
+}
+
+fn inline(yaml: &str) -> (Option<Case>, String) {
+    let (case, diagnostics) = Case::parse(&SourceFile::new("c.yaml", yaml), &root());
+    (case, diagnostics.to_string())
+}
+
+#[test]
+fn a_zone_may_be_written_inline_with_exact_locations() {
+    let (case, messages) = inline(
+        "id: x\nzone:\n  origin: a.test.\n  ttl: 60\n  records:\n    - A: {name: s, address: 127.0.0.9}\n\
+         servers:\n  - host: s.a.test.\n    script: [{behaviour: reply, status: 480, methods: [invite]}]\n",
+    );
+    let case = case.unwrap_or_else(|| panic!("{messages}"));
+    assert_eq!(
+        case.servers[0].script[0].behaviour,
+        Behaviour::Reply {
+            status: 480,
+            reason: None,
+            retry_after: None,
+            methods: Some(vec!["INVITE".into()]),
+        }
+    );
+    let (case, messages) = inline(
+        "id: x\nzone:\n  origin: a.test.\n  ttl: 60\n  records:\n    - A: {name: s, address: 127.0.0.9, weight: 1}\nservers: []\n",
+    );
+    assert!(case.is_none());
+    assert!(
+        messages.starts_with("c.yaml:6:40: error: unknown field `weight`"),
+        "{messages}"
+    );
+}
+
+#[test]
+fn an_srv_record_leading_to_no_listener_is_a_warning() {
+    let (case, messages) = inline(
+        "id: x\nzone:\n  origin: a.test.\n  ttl: 60\n  records:\n\
+         \x20   - SRV: {name: _sip._tcp, priority: 1, weight: 1, port: 5070, target: s}\n\
+         \x20   - A: {name: s, address: 127.0.0.9}\n\
+         servers:\n  - host: s.a.test.\n    transports: [udp]\n    script: [{behaviour: accept}]\n",
+    );
+    assert!(case.is_some(), "{messages}");
+    assert!(
+        messages.contains("c.yaml:6:74: warning: this SRV record sends devices to s.a.test.:5070 over tcp, where the case's server does not listen"),
+        "{messages}"
+    );
+}
+
+#[test]
+fn a_refusing_phase_cannot_end_by_request_count() {
+    let (case, messages) = inline(
+        "id: x\nzone:\n  origin: a.test.\n  ttl: 60\n  records:\n    - A: {name: s, address: 127.0.0.9}\n\
+         servers:\n  - host: s.a.test.\n    script:\n      - {behaviour: refuse, until: {requests: 1}}\n      - {behaviour: accept}\n",
+    );
+    assert!(case.is_none());
+    assert!(
+        messages.contains("c.yaml:10:36: error: a refusing server never sees a request"),
+        "{messages}"
+    );
+}
