@@ -21,4 +21,5 @@ pub mod model;
 pub mod servers;
 pub mod sip;
 pub mod timeline;
+pub mod ua;
 pub mod world;

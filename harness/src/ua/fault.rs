@@ -1,0 +1,170 @@
+//! Named faults of the reference UA: each switches on one bug seen in real SIP stacks, so that
+//! every check of the oracle can be shown to fail.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    IgnorePriority,
+    IgnoreWeights,
+    WeightZeroFirst,
+    SkipNaptr,
+    #[serde(rename = "timer-b-fixed-32s")]
+    TimerBFixed32s,
+    NoRetransmitDoubling,
+    NoFailoverOn503,
+    WaitTimerBOnRefusal,
+    NoDirtyHost,
+    DirtyHostForever,
+    ResolvePerRetransmission,
+    IgnoreDnsTtl,
+    ARecordFallback,
+    ReuseBranch,
+    RetransmitToNextTarget,
+}
+
+impl Fault {
+    pub const ALL: [Self; 15] = [
+        Self::IgnorePriority,
+        Self::IgnoreWeights,
+        Self::WeightZeroFirst,
+        Self::SkipNaptr,
+        Self::TimerBFixed32s,
+        Self::NoRetransmitDoubling,
+        Self::NoFailoverOn503,
+        Self::WaitTimerBOnRefusal,
+        Self::NoDirtyHost,
+        Self::DirtyHostForever,
+        Self::ResolvePerRetransmission,
+        Self::IgnoreDnsTtl,
+        Self::ARecordFallback,
+        Self::ReuseBranch,
+        Self::RetransmitToNextTarget,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::IgnorePriority => "ignore-priority",
+            Self::IgnoreWeights => "ignore-weights",
+            Self::WeightZeroFirst => "weight-zero-first",
+            Self::SkipNaptr => "skip-naptr",
+            Self::TimerBFixed32s => "timer-b-fixed-32s",
+            Self::NoRetransmitDoubling => "no-retransmit-doubling",
+            Self::NoFailoverOn503 => "no-failover-on-503",
+            Self::WaitTimerBOnRefusal => "wait-timer-b-on-refusal",
+            Self::NoDirtyHost => "no-dirty-host",
+            Self::DirtyHostForever => "dirty-host-forever",
+            Self::ResolvePerRetransmission => "resolve-per-retransmission",
+            Self::IgnoreDnsTtl => "ignore-dns-ttl",
+            Self::ARecordFallback => "a-record-fallback",
+            Self::ReuseBranch => "reuse-branch",
+            Self::RetransmitToNextTarget => "retransmit-to-next-target",
+        }
+    }
+
+    /// What the fault does and the real bug it mimics, in one line.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::IgnorePriority => {
+                "draws among all SRV records by weight, ignoring priority groups (stacks that flatten the SRV list)"
+            }
+            Self::IgnoreWeights => {
+                "always tries a priority group's records in the order DNS listed them (no RFC 2782 weighted draw)"
+            }
+            Self::WeightZeroFirst => {
+                "tries a weight-0 record first whenever its group has one (misreading RFC 2782's \"weight 0 records first\")"
+            }
+            Self::SkipNaptr => {
+                "never queries NAPTR and goes straight to SRV, missing the transport the domain prefers"
+            }
+            Self::TimerBFixed32s => {
+                "abandons a target after a fixed 32 s whatever T1 is configured (Timer B hard-coded)"
+            }
+            Self::NoRetransmitDoubling => {
+                "retransmits every T1 instead of doubling the interval (Timer A/E not backed off)"
+            }
+            Self::NoFailoverOn503 => {
+                "takes a 503 as the final answer and gives up instead of trying the next target"
+            }
+            Self::WaitTimerBOnRefusal => {
+                "ignores ICMP port unreachable and TCP RST and waits for Timer B (unconnected UDP sockets)"
+            }
+            Self::NoDirtyHost => {
+                "forgets a failed target at once, so the next request may try the dead host again"
+            }
+            Self::DirtyHostForever => {
+                "never gives a failed target another chance, even after the dirty-host TTL"
+            }
+            Self::ResolvePerRetransmission => {
+                "queries DNS again for every retransmission instead of once per transaction"
+            }
+            Self::IgnoreDnsTtl => "caches DNS answers forever, ignoring their TTL",
+            Self::ARecordFallback => {
+                "after every SRV target failed, falls back to the domain's A record on port 5060"
+            }
+            Self::ReuseBranch => {
+                "reuses the first attempt's Via branch for the next target instead of a new transaction"
+            }
+            Self::RetransmitToNextTarget => {
+                "sends retransmissions to the next target rather than the one the request went to"
+            }
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Fault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| format!("unknown fault `{s}` (`srvlab ua --list-faults` lists them)"))
+    }
+}
+
+/// The faults switched on (normally none, or one).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Faults(pub BTreeSet<Fault>);
+
+impl Faults {
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    pub fn one(fault: Fault) -> Self {
+        Self(BTreeSet::from([fault]))
+    }
+
+    pub fn has(&self, fault: Fault) -> bool {
+        self.0.contains(&fault)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        let mut names = BTreeSet::new();
+        for fault in Fault::ALL {
+            assert_eq!(fault.name().parse::<Fault>().unwrap(), fault);
+            assert!(names.insert(fault.name()));
+            assert!(!fault.description().is_empty());
+            let json = serde_json::to_string(&fault).unwrap();
+            assert_eq!(json, format!("\"{}\"", fault.name()));
+        }
+        assert!("no-such-fault".parse::<Fault>().is_err());
+    }
+}

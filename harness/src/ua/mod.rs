@@ -1,0 +1,18 @@
+//! The reference UA: srvlab's own RFC 3263 client, the device under test when there is no
+//! phone. The core is free of I/O and driven by explicit time (like quinn-proto); `io` runs
+//! it on real sockets.
+//!
+//! - [`config`]: how it is configured, like a phone.
+//! - [`fault`]: named faults that make it misbehave on purpose.
+//! - [`rng`]: the seeded generator behind every random choice.
+//! - [`target`]: where a request goes.
+
+pub mod config;
+pub mod fault;
+pub mod rng;
+pub mod target;
+
+pub use config::UaConfig;
+pub use fault::{Fault, Faults};
+pub use rng::Rng;
+pub use target::{SrvOrigin, Target, TargetKey};
