@@ -17,6 +17,7 @@ pub enum Fault {
     #[serde(rename = "timer-b-fixed-32s")]
     TimerBFixed32s,
     NoRetransmitDoubling,
+    #[serde(rename = "no-failover-on-503")]
     NoFailoverOn503,
     WaitTimerBOnRefusal,
     NoDirtyHost,
