@@ -5,14 +5,16 @@
 //! - [`config`]: how it is configured, like a phone.
 //! - [`fault`]: named faults that make it misbehave on purpose.
 //! - [`rng`]: the seeded generator behind every random choice.
-//! - [`target`]: where a request goes.
+//! - [`transaction`]: RFC 3261 §17.1 client transactions: when to resend, time out, ACK.
 
 pub mod config;
 pub mod fault;
 pub mod rng;
 pub mod target;
+pub mod transaction;
 
 pub use config::UaConfig;
 pub use fault::{Fault, Faults};
 pub use rng::Rng;
 pub use target::{SrvOrigin, Target, TargetKey};
+pub use transaction::{ClientTransaction, Kind, State, TxEvent};
