@@ -5,16 +5,20 @@
 //! - [`config`]: how it is configured, like a phone.
 //! - [`fault`]: named faults that make it misbehave on purpose.
 //! - [`rng`]: the seeded generator behind every random choice.
+//! - [`target`]: where a request goes.
 //! - [`transaction`]: RFC 3261 §17.1 client transactions: when to resend, time out, ACK.
+//! - [`request`]: the requests the UA sends, their ACKs and CANCELs.
 
 pub mod config;
 pub mod fault;
+pub mod request;
 pub mod rng;
 pub mod target;
 pub mod transaction;
 
 pub use config::UaConfig;
 pub use fault::{Fault, Faults};
+pub use request::{RequestSpec, build_ack, build_cancel, build_request, new_branch, sdp_offer};
 pub use rng::Rng;
 pub use target::{SrvOrigin, Target, TargetKey};
 pub use transaction::{ClientTransaction, Kind, State, TxEvent};
