@@ -6,13 +6,16 @@
 //! - [`fault`]: named faults that make it misbehave on purpose.
 //! - [`rng`]: the seeded generator behind every random choice.
 //! - [`target`]: where a request goes.
+//! - [`uri`]: the SIP URI a user types.
 
 pub mod config;
 pub mod fault;
 pub mod rng;
 pub mod target;
+pub mod uri;
 
 pub use config::UaConfig;
 pub use fault::{Fault, Faults};
 pub use rng::Rng;
 pub use target::{SrvOrigin, Target, TargetKey};
+pub use uri::{Host, Scheme, SipUri};
