@@ -7,14 +7,17 @@
 //! - [`rng`]: the seeded generator behind every random choice.
 //! - [`target`]: where a request goes.
 //! - [`uri`]: the SIP URI a user types.
+//! - [`dns_cache`]: DNS answers kept for their TTL, negative ones too.
 
 pub mod config;
+pub mod dns_cache;
 pub mod fault;
 pub mod rng;
 pub mod target;
 pub mod uri;
 
 pub use config::UaConfig;
+pub use dns_cache::{Cached, DnsCache, Received};
 pub use fault::{Fault, Faults};
 pub use rng::Rng;
 pub use target::{SrvOrigin, Target, TargetKey};
