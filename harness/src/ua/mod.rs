@@ -8,8 +8,10 @@
 //! - [`target`]: where a request goes.
 //! - [`uri`]: the SIP URI a user types.
 //! - [`dns_cache`]: DNS answers kept for their TTL, negative ones too.
+//! - [`dirty`]: targets avoided for a while after they failed.
 
 pub mod config;
+pub mod dirty;
 pub mod dns_cache;
 pub mod fault;
 pub mod rng;
@@ -17,6 +19,7 @@ pub mod target;
 pub mod uri;
 
 pub use config::UaConfig;
+pub use dirty::{DirtyHosts, DirtyUntil};
 pub use dns_cache::{Cached, DnsCache, Received};
 pub use fault::{Fault, Faults};
 pub use rng::Rng;
