@@ -9,11 +9,13 @@
 //! - [`uri`]: the SIP URI a user types.
 //! - [`dns_cache`]: DNS answers kept for their TTL, negative ones too.
 //! - [`dirty`]: targets avoided for a while after they failed.
+//! - [`locate`]: RFC 3263 server location, one target at a time.
 
 pub mod config;
 pub mod dirty;
 pub mod dns_cache;
 pub mod fault;
+pub mod locate;
 pub mod rng;
 pub mod target;
 pub mod uri;
@@ -22,6 +24,7 @@ pub use config::UaConfig;
 pub use dirty::{DirtyHosts, DirtyUntil};
 pub use dns_cache::{Cached, DnsCache, Received};
 pub use fault::{Fault, Faults};
+pub use locate::{Next, Resolution};
 pub use rng::Rng;
 pub use target::{SrvOrigin, Target, TargetKey};
 pub use uri::{Host, Scheme, SipUri};
