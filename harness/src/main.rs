@@ -55,11 +55,61 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:5353", value_name = "ADDR")]
         dns: Vec<SocketAddr>,
     },
+    /// Run the reference UA by itself against any DNS and SIP servers, printing each attempt.
+    Ua {
+        /// Print the names of the UA's faults with what each does, and exit.
+        #[arg(long)]
+        list_faults: bool,
+        /// What to do.
+        #[arg(value_enum, required_unless_present = "list_faults")]
+        action: Option<UaAction>,
+        /// Where to, e.g. sip:100@snom.rocks.
+        #[arg(required_unless_present = "list_faults")]
+        uri: Option<String>,
+        /// The DNS server to ask.
+        #[arg(long, default_value = "127.0.0.1:5353", value_name = "ADDR")]
+        dns: SocketAddr,
+        /// RFC 3261 T1 in milliseconds (Timer B is 64·T1).
+        #[arg(long, default_value_t = 500, value_name = "MS")]
+        t1: u64,
+        /// Avoid a failed target this many seconds (off unless given).
+        #[arg(long, value_name = "S")]
+        dirty_host_ttl: Option<u64>,
+        /// Do it this many times, one after another (dirty hosts and the DNS cache carry over).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        count: u32,
+        /// Seed of every random choice (weighted draws, tags).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Misbehave on purpose (repeatable); see --list-faults.
+        #[arg(long = "fault", value_name = "NAME")]
+        faults: Vec<srvlab::ua::Fault>,
+        /// The user part of the UA's address.
+        #[arg(long, default_value = "srvlab")]
+        user: String,
+    },
     /// Check zone and case files (files or folders of *.yaml); exits 2 when any has an error.
     Validate {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum UaAction {
+    Register,
+    Call,
+    Options,
+}
+
+impl From<UaAction> for srvlab::ua::agent::Method {
+    fn from(action: UaAction) -> Self {
+        match action {
+            UaAction::Register => Self::Register,
+            UaAction::Call => Self::Invite,
+            UaAction::Options => Self::Options,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -80,6 +130,31 @@ fn main() -> ExitCode {
         } => commands::dns::run(&zones, &listen, faults, json),
         Command::Serve { case, out, dns } => commands::serve::run(&case, out, &dns),
         Command::Validate { paths } => commands::validate::run(&paths),
+        Command::Ua {
+            list_faults: true, ..
+        } => Ok(commands::ua::list_faults()),
+        Command::Ua {
+            action,
+            uri,
+            dns,
+            t1,
+            dirty_host_ttl,
+            count,
+            seed,
+            faults,
+            user,
+            ..
+        } => commands::ua::run(commands::ua::Options {
+            method: action.unwrap_or(UaAction::Options).into(),
+            uri: uri.unwrap_or_default(),
+            dns,
+            t1_ms: t1,
+            dirty_host_ttl,
+            count,
+            seed,
+            faults,
+            user,
+        }),
     };
     match result {
         Ok(code) => code,

@@ -344,3 +344,46 @@ fn serve_records_everything_even_when_killed() {
     let protocols: Vec<String> = text(&tshark.stdout).lines().map(str::to_string).collect();
     assert_eq!(protocols, vec!["SIP", "SIP", "DNS", "DNS"], "{protocols:?}");
 }
+
+/// Without CAP_NET_RAW refusals cannot be seen: `serve` says so on the console and on the
+/// timeline, and still serves; SIGTERM ends it cleanly.
+#[test]
+fn serve_says_when_it_cannot_see_refusals() {
+    let out = std::env::temp_dir().join(format!("srvlab-nopriv-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut child = Command::new("setpriv")
+        .args(["--bounding-set=-net_raw", env!("CARGO_BIN_EXE_srvlab")])
+        .args([
+            "serve",
+            "fixtures/cases/seed-world.yaml",
+            "--dns",
+            "127.0.0.1:0",
+            "--out",
+        ])
+        .arg(&out)
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("setpriv (util-linux) drops the capability");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    let warning = lines
+        .by_ref()
+        .find(|l| l.contains("refused attempts will NOT be seen"));
+    assert!(warning.is_some(), "the console says refusals are not seen");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(lines.any(|l| l == "stopping"));
+    assert!(child.wait().unwrap().success());
+    let (_, events) = srvlab::timeline::jsonl::read(&out.join("timeline.jsonl")).unwrap();
+    assert!(events.iter().any(|e| matches!(
+        &e.kind,
+        srvlab::timeline::EventKind::Note { text } if text.contains("CAP_NET_RAW")
+    )));
+}

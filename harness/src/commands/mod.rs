@@ -3,6 +3,7 @@
 
 pub mod dns;
 pub mod serve;
+pub mod ua;
 pub mod validate;
 
 use std::process::ExitCode;

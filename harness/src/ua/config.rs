@@ -56,7 +56,7 @@ impl UaConfig {
         if self.faults.has(super::fault::Fault::TimerBFixed32s) {
             Duration::from_secs(32)
         } else {
-            self.t1 * 64
+            self.t1.saturating_mul(64)
         }
     }
 }

@@ -12,11 +12,15 @@
 //! - [`locate`]: RFC 3263 server location, one target at a time.
 //! - [`transaction`]: RFC 3261 §17.1 client transactions: when to resend, time out, ACK.
 //! - [`request`]: the requests the UA sends, their ACKs and CANCELs.
+//! - [`agent`]: requests carried out: resolution, attempts, failover, dirty hosts.
+//! - [`io`]: the agent on real sockets and timers.
 
+pub mod agent;
 pub mod config;
 pub mod dirty;
 pub mod dns_cache;
 pub mod fault;
+pub mod io;
 pub mod locate;
 pub mod request;
 pub mod rng;

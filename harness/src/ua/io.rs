@@ -1,0 +1,381 @@
+//! The reference UA on real sockets: DNS through hickory's client (exactly one packet per
+//! query, no retries, so the timeline shows what the UA decided), SIP over connected UDP
+//! sockets (so ICMP port unreachable surfaces as ECONNREFUSED) and TCP, and tokio timers.
+//! Everything the UA decides happens in [`Agent`]; this only carries it out.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_server::net::client::{Client, ClientHandle};
+use hickory_server::net::runtime::TokioRuntimeProvider;
+use hickory_server::net::udp::UdpClientStream;
+use hickory_server::proto::op::Message as DnsMessage;
+use hickory_server::proto::rr::{DNSClass, Name, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::agent::{Action, Agent, AttemptReport, JobId, Method, Outcome};
+use super::config::UaConfig;
+use super::target::Target;
+use super::uri::SipUri;
+use crate::sip::StreamFramer;
+use crate::timeline::Transport;
+
+/// How long the UA waits for one DNS answer before taking the query as failed.
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What happened on a socket or a query, for the agent.
+enum Event {
+    Dns {
+        job: JobId,
+        name: Name,
+        rtype: RecordType,
+        answer: Option<Box<DnsMessage>>,
+    },
+    Opened {
+        job: JobId,
+        attempt: u32,
+        local: SocketAddr,
+        conn: Conn,
+    },
+    Message {
+        job: JobId,
+        attempt: u32,
+        bytes: Vec<u8>,
+    },
+    TransportError {
+        job: JobId,
+        attempt: u32,
+    },
+}
+
+/// An attempt's open socket: a writer and the task reading it.
+struct Conn {
+    writer: Writer,
+    reader: Option<JoinHandle<()>>,
+}
+
+enum Writer {
+    Udp(Arc<UdpSocket>),
+    Tcp(mpsc::UnboundedSender<Vec<u8>>),
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            reader.abort();
+        }
+    }
+}
+
+/// Something the UA reports as it goes.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    Attempt(AttemptReport),
+    Done { job: JobId, outcome: Outcome },
+}
+
+/// The reference UA with its agent, talking to one DNS server.
+pub struct Ua {
+    agent: Agent,
+    dns: SocketAddr,
+    started: Instant,
+    events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
+    conns: HashMap<(JobId, u32), Conn>,
+}
+
+impl Ua {
+    pub fn new(config: UaConfig, user: &str, dns: SocketAddr) -> Self {
+        Self {
+            agent: Agent::new(config, user),
+            dns,
+            started: Instant::now(),
+            events: mpsc::unbounded_channel(),
+            conns: HashMap::new(),
+        }
+    }
+
+    /// UA time: since the UA started.
+    pub fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn agent(&self) -> &Agent {
+        &self.agent
+    }
+
+    /// Carries out one request to the end, reporting each attempt as it ends.
+    pub async fn run(
+        &mut self,
+        method: Method,
+        uri: SipUri,
+        mut progress: impl FnMut(&Progress),
+    ) -> Outcome {
+        let now = self.now();
+        let job = self.agent.start(method, uri, now);
+        loop {
+            if let Some(outcome) = self.perform(job, &mut progress).await {
+                return outcome;
+            }
+            let deadline = self.agent.deadline();
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(self.started + at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                event = self.events.1.recv() => {
+                    if let Some(event) = event {
+                        self.deliver(event);
+                    }
+                }
+                () = sleep => {
+                    let now = self.now();
+                    self.agent.on_timer(now);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, event: Event) {
+        let now = self.now();
+        match event {
+            Event::Dns {
+                job,
+                name,
+                rtype,
+                answer,
+            } => self
+                .agent
+                .on_dns_answer(job, &name, rtype, answer.as_deref(), now),
+            Event::Opened {
+                job,
+                attempt,
+                local,
+                conn,
+            } => {
+                self.conns.insert((job, attempt), conn);
+                self.agent.on_opened(job, attempt, local, now);
+            }
+            Event::Message {
+                job,
+                attempt,
+                bytes,
+            } => self.agent.on_message(job, attempt, &bytes, now),
+            Event::TransportError { job, attempt } => {
+                self.agent.on_transport_error(job, attempt, now);
+            }
+        }
+    }
+
+    /// Carries out every action the agent has; the outcome once `job` is done.
+    async fn perform(
+        &mut self,
+        job: JobId,
+        progress: &mut impl FnMut(&Progress),
+    ) -> Option<Outcome> {
+        let mut done = None;
+        while let Some(action) = self.agent.poll_action() {
+            match action {
+                Action::Query { job, name, rtype } => {
+                    let events = self.events.0.clone();
+                    let dns = self.dns;
+                    tokio::spawn(async move {
+                        let answer = query_once(dns, name.clone(), rtype).await.map(Box::new);
+                        let _ = events.send(Event::Dns {
+                            job,
+                            name,
+                            rtype,
+                            answer,
+                        });
+                    });
+                }
+                Action::Open {
+                    job,
+                    attempt,
+                    target,
+                } => {
+                    let events = self.events.0.clone();
+                    tokio::spawn(open(job, attempt, target, events));
+                }
+                Action::Send {
+                    job,
+                    attempt,
+                    bytes,
+                } => {
+                    let failed = match self.conns.get(&(job, attempt)) {
+                        Some(conn) => send(conn, bytes).await.is_err(),
+                        None => false,
+                    };
+                    if failed {
+                        let now = self.now();
+                        self.agent.on_transport_error(job, attempt, now);
+                    }
+                }
+                Action::SendElsewhere { target, bytes } => {
+                    // Fire and forget, as the bug does.
+                    if let Ok(socket) = UdpSocket::bind(unspecified(target.addr)).await {
+                        let _ = socket.send_to(&bytes, target.addr).await;
+                    }
+                }
+                Action::Close { job, attempt } => {
+                    self.conns.remove(&(job, attempt));
+                }
+                Action::Attempt(report) => progress(&Progress::Attempt(report)),
+                Action::Done {
+                    job: finished,
+                    outcome,
+                } => {
+                    progress(&Progress::Done {
+                        job: finished,
+                        outcome: outcome.clone(),
+                    });
+                    if finished == job {
+                        done = Some(outcome);
+                    }
+                }
+            }
+        }
+        done
+    }
+}
+
+fn unspecified(peer: SocketAddr) -> SocketAddr {
+    match peer {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    }
+}
+
+/// One DNS query, one packet: no retries, so what the server sees is what the UA decided.
+pub async fn query_once(server: SocketAddr, name: Name, rtype: RecordType) -> Option<DnsMessage> {
+    let stream = UdpClientStream::builder(server, TokioRuntimeProvider::default())
+        .with_timeout(Some(DNS_TIMEOUT))
+        .with_max_retries(0)
+        .build();
+    let (mut client, background) = Client::<TokioRuntimeProvider>::from_sender(stream);
+    let background = tokio::spawn(background);
+    let answer = client.query(name, DNSClass::IN, rtype).await;
+    background.abort();
+    answer.ok().map(|response| response.into_message())
+}
+
+async fn open(job: JobId, attempt: u32, target: Target, events: mpsc::UnboundedSender<Event>) {
+    let opened = match target.transport {
+        Transport::Udp => open_udp(job, attempt, target.addr, events.clone()).await,
+        Transport::Tcp => open_tcp(job, attempt, target.addr, events.clone()).await,
+    };
+    let event = match opened {
+        Ok((local, conn)) => Event::Opened {
+            job,
+            attempt,
+            local,
+            conn,
+        },
+        Err(_) => Event::TransportError { job, attempt },
+    };
+    let _ = events.send(event);
+}
+
+async fn open_udp(
+    job: JobId,
+    attempt: u32,
+    peer: SocketAddr,
+    events: mpsc::UnboundedSender<Event>,
+) -> io::Result<(SocketAddr, Conn)> {
+    let socket = UdpSocket::bind(unspecified(peer)).await?;
+    socket.connect(peer).await?;
+    let local = socket.local_addr()?;
+    let socket = Arc::new(socket);
+    let reading = socket.clone();
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let event = match reading.recv(&mut buf).await {
+                Ok(len) => Event::Message {
+                    job,
+                    attempt,
+                    bytes: buf[..len].to_vec(),
+                },
+                // The kernel's ICMP port unreachable, delivered on the connected socket.
+                Err(_) => Event::TransportError { job, attempt },
+            };
+            let error = matches!(event, Event::TransportError { .. });
+            if events.send(event).is_err() || error {
+                return;
+            }
+        }
+    });
+    Ok((
+        local,
+        Conn {
+            writer: Writer::Udp(socket),
+            reader: Some(reader),
+        },
+    ))
+}
+
+async fn open_tcp(
+    job: JobId,
+    attempt: u32,
+    peer: SocketAddr,
+    events: mpsc::UnboundedSender<Event>,
+) -> io::Result<(SocketAddr, Conn)> {
+    let stream = TcpStream::connect(peer).await?;
+    let local = stream.local_addr()?;
+    let (writer, mut outbox) = mpsc::unbounded_channel::<Vec<u8>>();
+    let reader = tokio::spawn(async move {
+        let mut stream = stream;
+        let mut framer = StreamFramer::new();
+        let mut buf = vec![0u8; 16384];
+        loop {
+            tokio::select! {
+                read = stream.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => {
+                        let _ = events.send(Event::TransportError { job, attempt });
+                        return;
+                    }
+                    Ok(len) => {
+                        framer.push(&buf[..len]);
+                        while let Some(Ok((bytes, _))) = framer.next_message() {
+                            let _ = events.send(Event::Message { job, attempt, bytes });
+                        }
+                    }
+                },
+                bytes = outbox.recv() => match bytes {
+                    Some(bytes) => {
+                        if stream.write_all(&bytes).await.is_err() {
+                            let _ = events.send(Event::TransportError { job, attempt });
+                            return;
+                        }
+                    }
+                    None => return,
+                },
+            }
+        }
+    });
+    Ok((
+        local,
+        Conn {
+            writer: Writer::Tcp(writer),
+            reader: Some(reader),
+        },
+    ))
+}
+
+async fn send(conn: &Conn, bytes: Vec<u8>) -> io::Result<()> {
+    match &conn.writer {
+        // An earlier ICMP error may surface here as ECONNREFUSED: the reader reports it too.
+        Writer::Udp(socket) => socket.send(&bytes).await.map(|_| ()),
+        Writer::Tcp(writer) => writer
+            .send(bytes)
+            .map_err(|_| io::Error::from(io::ErrorKind::NotConnected)),
+    }
+}
