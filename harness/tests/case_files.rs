@@ -119,3 +119,48 @@ fn a_refusing_phase_cannot_end_by_request_count() {
         "{messages}"
     );
 }
+
+#[rstest]
+fn shipped_profiles_load(#[files("../fixtures/profiles/*.yaml")] path: std::path::PathBuf) {
+    let relative = path.strip_prefix(root()).unwrap().display().to_string();
+    let (profile, diagnostics) = srvlab::model::profile::Profile::parse(&fixture(&relative));
+    assert!(profile.is_some() && diagnostics.is_empty(), "{diagnostics}");
+}
+
+/// Timing expectations are in the profile's units: Timer B is 64·T1 of the device.
+#[rstest]
+#[case::reference("fixtures/profiles/reference.yaml", 1280, Some(2000))]
+#[case::snom("fixtures/profiles/snom.yaml", 32_000, Some(60_000))]
+#[case::rfc3261("fixtures/profiles/rfc3261.yaml", 32_000, None)]
+fn profiles_give_timer_b_in_their_own_t1(
+    #[case] relative: &str,
+    #[case] timer_b_ms: u64,
+    #[case] dirty_ms: Option<u64>,
+) {
+    let (profile, _) = srvlab::model::profile::Profile::parse(&fixture(relative));
+    let profile = profile.unwrap();
+    assert_eq!(
+        profile.timer_b(),
+        std::time::Duration::from_millis(timer_b_ms)
+    );
+    assert_eq!(
+        profile.dirty_host_ttl,
+        dirty_ms.map(std::time::Duration::from_millis)
+    );
+}
+
+#[test]
+fn an_implausible_profile_is_refused_with_its_location() {
+    let file = SourceFile::new("p.yaml", "device: x\nt1: 0ms\nt2: 1s\ntransports: []\n");
+    let (profile, diagnostics) = srvlab::model::profile::Profile::parse(&file);
+    assert!(profile.is_none());
+    let text = diagnostics.to_string();
+    assert!(
+        text.contains("p.yaml:2:5: error: T1 0s is not plausible"),
+        "{text}"
+    );
+    assert!(
+        text.contains("p.yaml:4:13: error: a device supports at least one transport"),
+        "{text}"
+    );
+}

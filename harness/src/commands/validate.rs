@@ -1,4 +1,4 @@
-//! `srvlab validate PATH...`: check zone and case files, each on its own.
+//! `srvlab validate PATH...`: check zone, case and profile files, each on its own.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -50,6 +50,7 @@ fn check(path: &Path) -> (&'static str, Diagnostics) {
     };
     match FileKind::of(&file.text) {
         FileKind::Zone => ("zone", ZoneSet::parse(&[file]).1),
+        FileKind::Profile => ("profile", srvlab::model::profile::Profile::parse(&file).1),
         FileKind::Case => {
             let base = path.parent().unwrap_or(Path::new("."));
             ("case", Case::parse(&file, base).1)

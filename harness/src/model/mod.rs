@@ -1,9 +1,10 @@
-//! What the user writes: zones and cases (later lab profiles), validated with exact
+//! What the user writes: zones, cases and device profiles (later lab profiles), validated with exact
 //! file:line:column diagnostics.
 
 pub mod case;
 pub mod diag;
 pub mod duration;
+pub mod profile;
 pub mod zone;
 
 /// What kind of file a YAML file is, judged by its top-level keys.
@@ -11,6 +12,7 @@ pub mod zone;
 pub enum FileKind {
     Zone,
     Case,
+    Profile,
 }
 
 impl FileKind {
@@ -27,6 +29,7 @@ impl FileKind {
             match key {
                 "id" | "title" | "servers" | "zone" => return Self::Case,
                 "origin" | "ttl" | "records" | "additional" | "negative_ttl" => return Self::Zone,
+                "device" | "t1" | "t2" | "dirty_host_ttl" => return Self::Profile,
                 _ => {}
             }
         }
