@@ -397,17 +397,26 @@ impl Agent {
     /// The attempt's transport failed: ICMP port unreachable (a connected UDP socket sees
     /// ECONNREFUSED), or the TCP connection was refused or reset.
     pub fn on_transport_error(&mut self, job: JobId, attempt: u32, now: Duration) {
-        if self.config.faults.has(Fault::WaitTimerBOnRefusal) {
-            return; // the bug: as if the socket never told us
-        }
-        let Some(current) = self
-            .jobs
-            .get_mut(&job)
-            .and_then(|j| j.attempt.as_mut())
-            .filter(|a| a.number == attempt)
-        else {
+        let Some(state) = self.jobs.get_mut(&job) else {
             return;
         };
+        let kind = match state.method {
+            Method::Invite => Kind::Invite,
+            Method::Register | Method::Options => Kind::NonInvite,
+        };
+        let Some(current) = state.attempt.as_mut().filter(|a| a.number == attempt) else {
+            return;
+        };
+        if self.config.faults.has(Fault::WaitTimerBOnRefusal) {
+            // The bug: as if the socket never told us. A connection that never opened has no
+            // transaction yet; without one nothing would ever time out and the request would
+            // hang, so Timer B/F runs from the refusal, as if the request had gone out.
+            if current.tx.is_none() {
+                current.tx = Some(ClientTransaction::new(kind, true, &self.config, now));
+                current.sent = now;
+            }
+            return;
+        }
         let events = match current.tx.as_mut() {
             Some(tx) => tx.on_transport_error(now),
             // The connection could not even be opened.
@@ -873,3 +882,7 @@ fn build_for(
     }
     request
 }
+
+#[cfg(test)]
+#[path = "agent_tests.rs"]
+mod tests;
