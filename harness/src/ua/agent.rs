@@ -501,6 +501,11 @@ impl Agent {
         response: Option<&Message>,
         now: Duration,
     ) {
+        // The ACK of a non-2xx final goes out on the attempt's socket first: handling the final
+        // closes the attempt (and may open the next one), after which it could not be sent.
+        if events.contains(&TxEvent::SendAck) {
+            self.send_ack(id, response);
+        }
         for event in events {
             match event {
                 TxEvent::Retransmit => self.retransmit(id, now),
@@ -511,7 +516,7 @@ impl Agent {
                         attempt.proceeding_limit = Some(now + INVITE_PROCEEDING_LIMIT);
                     }
                 }
-                TxEvent::SendAck => self.send_ack(id, response),
+                TxEvent::SendAck => {} // sent above
                 TxEvent::Final(status) => self.on_final(id, status, response, now),
                 TxEvent::TimedOut => self.attempt_failed(id, AttemptOutcome::TimedOut, None, now),
                 TxEvent::TransportError => {
@@ -544,12 +549,26 @@ impl Agent {
             return;
         };
         if faults.has(Fault::RetransmitToNextTarget) {
-            if job.peeked.is_none()
-                && let Next::Target(next) =
-                    job.resolution
-                        .next(&self.cache, &self.dirty, &mut self.rng, now)
-            {
-                job.peeked = Some(next);
+            if job.peeked.is_none() {
+                match job
+                    .resolution
+                    .next(&self.cache, &self.dirty, &mut self.rng, now)
+                {
+                    Next::Target(next) => job.peeked = Some(next),
+                    // The next target's address is not known yet: ask for it (a query the
+                    // resolution asked for and never got counts as failed, which would drop
+                    // that target altogether), and send elsewhere once it is known.
+                    Next::Query { name, rtype } => {
+                        job.awaiting_query = true;
+                        job.queried.push((name.clone(), rtype));
+                        self.actions.push_back(Action::Query {
+                            job: id,
+                            name,
+                            rtype,
+                        });
+                    }
+                    Next::Exhausted { .. } => {}
+                }
             }
             if let Some(next) = job.peeked.clone() {
                 self.actions.push_back(Action::SendElsewhere {

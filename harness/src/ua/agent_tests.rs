@@ -415,7 +415,8 @@ impl Sim {
                 status,
                 retry_after,
             } => {
-                let mut response = response_to_with_tag(request, status, reason(status), Some(&tag));
+                let mut response =
+                    response_to_with_tag(request, status, reason(status), Some(&tag));
                 if let Some(seconds) = retry_after {
                     response.set_header("Retry-After", seconds.to_string());
                 }
@@ -441,7 +442,9 @@ impl Sim {
 
     fn outcome(&self, job: JobId) -> Option<&Outcome> {
         self.log.iter().find_map(|e| match e {
-            Entry::Done { job: j, outcome, .. } if *j == job => Some(outcome),
+            Entry::Done {
+                job: j, outcome, ..
+            } if *j == job => Some(outcome),
             _ => None,
         })
     }
@@ -556,7 +559,9 @@ impl Sim {
                     "{:>12?} job {} attempt {} {} sent {:?}: {:?}",
                     r.ended, r.job, r.branch, r.target, r.sent, r.outcome
                 ),
-                Entry::Done { at, job, outcome } => format!("{at:>12?} job {job} done: {outcome:?}"),
+                Entry::Done { at, job, outcome } => {
+                    format!("{at:>12?} job {job} done: {outcome:?}")
+                }
             };
             out.push_str(&line);
             out.push('\n');
@@ -616,13 +621,9 @@ fn f1_timer_b_moves_on_at_exactly_64_t1_after_retransmissions_at_t1_3t1_7t1() {
     sim.server(Transport::Udp, first, Behaviour::Stall);
     let job = sim.request(Method::Invite);
     let trace = sim.trace();
-    assert!(
-        succeeded_at(sim.outcome(job), other(first)),
-        "{trace}"
-    );
+    assert!(succeeded_at(sim.outcome(job), other(first)), "{trace}");
     let invites = sim.requests(job, Method::Invite);
-    let (to_first, to_next): (Vec<&Sent>, Vec<&Sent>) =
-        invites.iter().partition(|s| s.to == first);
+    let (to_first, to_next): (Vec<&Sent>, Vec<&Sent>) = invites.iter().partition(|s| s.to == first);
     let start = to_first[0].at;
     // T5: retransmissions go to the same address and transport, in the same transaction.
     for sent in &to_first {
@@ -665,11 +666,9 @@ fn f2_refusal_moves_on_at_once_and_the_fault_waits_for_timer_b(
     sim.server(transport, first, Behaviour::Refuse);
     let job = sim.request(Method::Options);
     let trace = sim.trace();
-    assert!(
-        succeeded_at(sim.outcome(job), other(first)),
-        "{trace}"
-    );
-    let next = sim.attempt_starts(job, Method::Options)
+    assert!(succeeded_at(sim.outcome(job), other(first)), "{trace}");
+    let next = sim
+        .attempt_starts(job, Method::Options)
         .into_iter()
         .find(|s| s.to == other(first))
         .map(|s| s.at)
@@ -683,4 +682,567 @@ fn f2_refusal_moves_on_at_once_and_the_fault_waits_for_timer_b(
         AttemptOutcome::Refused
     };
     assert_eq!(reports[0].outcome, outcome, "{trace}");
+}
+
+// --- F3/F4: failover responses and the others ---
+
+/// The INVITE attempts of `job` and the ACK of the first one's final response.
+fn ack_of_first_attempt<'a>(sim: &'a Sim, job: JobId) -> (&'a Sent, Option<&'a Sent>) {
+    let invite = sim.attempt_starts(job, Method::Invite)[0];
+    let ack = sim
+        .sends(job)
+        .into_iter()
+        .find(|s| s.method() == "ACK" && s.attempt == invite.attempt);
+    (invite, ack)
+}
+
+#[rstest]
+#[case::service_unavailable(503, vec![])]
+#[case::profile_code(480, vec![480])]
+fn f3_a_failover_response_is_acked_and_the_next_target_gets_a_new_request(
+    #[case] status: u16,
+    #[case] failover_codes: Vec<u16>,
+) {
+    let config = UaConfig {
+        failover_codes,
+        ..config()
+    };
+    let first = first_target(&config, Transport::Udp, Method::Invite);
+    let mut sim = Sim::udp(config);
+    sim.server(
+        Transport::Udp,
+        first,
+        Behaviour::Reply {
+            status,
+            retry_after: None,
+        },
+    );
+    let job = sim.request(Method::Invite);
+    let trace = sim.trace();
+    assert!(succeeded_at(sim.outcome(job), other(first)), "{trace}");
+    let (invite, ack) = ack_of_first_attempt(&sim, job);
+    let ack = ack.unwrap_or_else(|| panic!("the {status} is not ACKed\n{trace}"));
+    assert_eq!(invite.to, first, "{trace}");
+    // §17.1.1.3: the ACK belongs to the INVITE transaction, and goes where it went (T5).
+    assert_eq!(
+        (ack.to, ack.transport, ack.branch(), ack.cseq().0),
+        (
+            invite.to,
+            invite.transport,
+            invite.branch(),
+            invite.cseq().0
+        ),
+        "{trace}"
+    );
+    let starts = sim.attempt_starts(job, Method::Invite);
+    assert_eq!(starts.len(), 2, "{trace}");
+    assert_eq!(starts[1].to, other(first), "{trace}");
+    assert_ne!(starts[1].branch(), invite.branch(), "{trace}");
+    assert_eq!(starts[1].at, invite.at, "{trace}");
+    assert_eq!(
+        sim.reports(job)[0].outcome,
+        AttemptOutcome::Answered(status),
+        "{trace}"
+    );
+}
+
+#[test]
+fn f3_fault_no_failover_on_503_gives_up() {
+    let config = with_fault(config(), Fault::NoFailoverOn503);
+    let first = first_target(&config, Transport::Udp, Method::Invite);
+    let mut sim = Sim::udp(config);
+    sim.server(
+        Transport::Udp,
+        first,
+        Behaviour::Reply {
+            status: 503,
+            retry_after: None,
+        },
+    );
+    let job = sim.request(Method::Invite);
+    let trace = sim.trace();
+    assert!(
+        matches!(sim.outcome(job), Some(Outcome::Rejected { status: 503, target }) if target.addr == first),
+        "{trace}"
+    );
+    assert!(sim.sends(job).iter().all(|s| s.to == first), "{trace}");
+}
+
+#[rstest]
+fn f4_other_final_responses_do_not_fail_over(
+    #[values(404, 480, 486, 500)] status: u16,
+    #[values(Method::Invite, Method::Options)] method: Method,
+) {
+    let config = config();
+    let first = first_target(&config, Transport::Udp, method);
+    let mut sim = Sim::udp(config);
+    sim.server(
+        Transport::Udp,
+        first,
+        Behaviour::Reply {
+            status,
+            retry_after: None,
+        },
+    );
+    let job = sim.request(method);
+    let trace = sim.trace();
+    assert!(
+        matches!(sim.outcome(job), Some(Outcome::Rejected { status: s, target }) if *s == status && target.addr == first),
+        "{trace}"
+    );
+    assert!(sim.sends(job).iter().all(|s| s.to == first), "{trace}");
+    assert_eq!(sim.attempt_starts(job, method).len(), 1, "{trace}");
+    if method == Method::Invite {
+        let (invite, ack) = ack_of_first_attempt(&sim, job);
+        let ack = ack.unwrap_or_else(|| panic!("the {status} is not ACKed\n{trace}"));
+        assert_eq!(
+            (ack.to, ack.branch()),
+            (invite.to, invite.branch()),
+            "{trace}"
+        );
+    }
+}
+
+// --- F5: Retry-After ---
+
+#[test]
+fn f5_retry_after_keeps_requests_away_for_its_duration() {
+    let config = config();
+    let first = first_target(&config, Transport::Udp, Method::Options);
+    let mut sim = Sim::udp(config);
+    sim.server(
+        Transport::Udp,
+        first,
+        Behaviour::Reply {
+            status: 503,
+            retry_after: Some(10),
+        },
+    );
+    let job = sim.request(Method::Options);
+    assert_eq!(sim.requests(job, Method::Options)[0].to, first);
+    let mut later = Vec::new();
+    for t in 1..=9 {
+        let job = sim.at(secs(t)).request(Method::Options);
+        assert!(
+            sim.sends(job).iter().all(|s| s.to != first),
+            "a request at {t} s went to the server that asked for 10 s\n{}",
+            sim.trace()
+        );
+    }
+    for t in 10..40 {
+        later.push(sim.at(secs(t)).request(Method::Options));
+    }
+    assert!(
+        later
+            .iter()
+            .any(|job| sim.sends(*job).iter().any(|s| s.to == first)),
+        "the server is never tried again after its Retry-After\n{}",
+        sim.trace()
+    );
+}
+
+// --- T6: a new transaction per target ---
+
+#[rstest]
+fn t6_each_target_gets_a_new_branch_in_the_same_call(
+    #[values(Transport::Udp, Transport::Tcp)] transport: Transport,
+    #[values(false, true)] fault: bool,
+) {
+    let config = if fault {
+        with_fault(config(), Fault::ReuseBranch)
+    } else {
+        config()
+    };
+    let first = first_target(&config, transport, Method::Invite);
+    let mut sim = Sim::new(config, transport);
+    sim.server(
+        transport,
+        first,
+        Behaviour::Reply {
+            status: 503,
+            retry_after: None,
+        },
+    );
+    let job = sim.request(Method::Invite);
+    let trace = sim.trace();
+    let starts = sim.attempt_starts(job, Method::Invite);
+    assert_eq!(starts.len(), 2, "{trace}");
+    let (a, b) = (starts[0], starts[1]);
+    assert_eq!(a.branch() == b.branch(), fault, "{trace}");
+    assert_eq!(
+        (a.call_id(), a.from_tag()),
+        (b.call_id(), b.from_tag()),
+        "{trace}"
+    );
+    let via = match transport {
+        Transport::Udp => "UDP",
+        Transport::Tcp => "TCP",
+    };
+    for sent in [a, b] {
+        assert_eq!(sent.transport, transport, "{trace}");
+        assert_eq!(sent.via_transport(), via, "{trace}");
+    }
+}
+
+// --- D1/D2: dirty hosts ---
+
+/// Requests every second from 0 s, sipserver52 refusing and sipserver114 accepting; returns
+/// when the first refusal happened and, per later request, its time and whether it went to
+/// sipserver52. Runs until `until`.
+fn dirty_host_run(config: UaConfig, until: u64) -> (Sim, u64, Vec<(u64, bool)>) {
+    let mut sim = Sim::udp(config);
+    sim.server(Transport::Udp, s52(), Behaviour::Refuse);
+    let mut refused_at = None;
+    let mut later = Vec::new();
+    for t in 0..until {
+        let job = sim.at(secs(t)).request(Method::Options);
+        let to52 = sim.sends(job).iter().any(|s| s.to == s52());
+        assert!(succeeded_at(sim.outcome(job), s114()), "{}", sim.trace());
+        match refused_at {
+            None if to52 => refused_at = Some(t),
+            None => {}
+            Some(_) => later.push((t, to52)),
+        }
+    }
+    let refused_at = refused_at.expect("sipserver52 was tried at least once");
+    (sim, refused_at, later)
+}
+
+#[test]
+fn d1_d2_a_failed_target_is_avoided_for_the_ttl_then_chosen_again() {
+    let config = UaConfig {
+        dirty_host_ttl: Some(secs(30)),
+        ..config()
+    };
+    let (sim, refused_at, later) = dirty_host_run(config, 120);
+    let within: Vec<u64> = later
+        .iter()
+        .filter(|(t, to52)| *to52 && *t < refused_at + 30)
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(
+        within.is_empty(),
+        "refused at {refused_at} s, tried again at {within:?} s\n{}",
+        sim.trace()
+    );
+    assert!(
+        later.iter().any(|(t, to52)| *to52 && *t >= refused_at + 30),
+        "never tried again after the TTL\n{}",
+        sim.trace()
+    );
+}
+
+#[test]
+fn d1_fault_no_dirty_host_tries_it_again_within_the_ttl() {
+    let config = UaConfig {
+        dirty_host_ttl: Some(secs(30)),
+        ..with_fault(config(), Fault::NoDirtyHost)
+    };
+    let (sim, refused_at, later) = dirty_host_run(config, 40);
+    assert!(
+        later.iter().any(|(t, to52)| *to52 && *t < refused_at + 30),
+        "{}",
+        sim.trace()
+    );
+}
+
+#[test]
+fn d2_fault_dirty_host_forever_never_tries_it_again() {
+    let config = UaConfig {
+        dirty_host_ttl: Some(secs(30)),
+        ..with_fault(config(), Fault::DirtyHostForever)
+    };
+    let (sim, refused_at, later) = dirty_host_run(config, 150);
+    assert!(later.len() >= 100, "ran well past the TTL");
+    assert!(
+        later.iter().all(|(_, to52)| !to52),
+        "refused at {refused_at} s, tried again\n{}",
+        sim.trace()
+    );
+}
+
+// --- C1: one resolution per transaction ---
+
+/// The queries made while the first attempt ran (up to, not at, its end).
+fn first_attempt_queries(config: UaConfig, behaviour: Behaviour) -> (Sim, usize, usize) {
+    let mut sim = Sim::udp(config);
+    sim.server(Transport::Udp, s52(), behaviour.clone());
+    sim.server(Transport::Udp, s114(), behaviour);
+    let job = sim.request(Method::Invite);
+    let first = sim.reports(job)[0].clone();
+    let queries = sim
+        .queries(job)
+        .into_iter()
+        .filter(|(at, _, _)| *at < first.ended || first.ended == first.sent)
+        .count();
+    let sends = sim
+        .requests(job, Method::Invite)
+        .iter()
+        .filter(|s| s.to == first.target.addr)
+        .count();
+    (sim, queries, sends)
+}
+
+#[rstest]
+fn c1_one_resolution_per_transaction_not_per_retransmission(#[values(false, true)] fault: bool) {
+    let config = if fault {
+        with_fault(config(), Fault::ResolvePerRetransmission)
+    } else {
+        config()
+    };
+    let (_, answered, _) = first_attempt_queries(config.clone(), Behaviour::Accept);
+    let (sim, stalled, sends) = first_attempt_queries(config, Behaviour::Stall);
+    assert_eq!(answered, 3, "NAPTR, SRV, A");
+    assert_eq!(
+        sends,
+        7,
+        "the INVITE and 6 retransmissions\n{}",
+        sim.trace()
+    );
+    assert_eq!(stalled == answered, !fault, "{}", sim.trace());
+}
+
+// --- C2/C3: the DNS cache ---
+
+/// A request at each of `times` (seconds); the first target of the first one refuses, so
+/// both A records are looked up at 0 s. The queries of each request.
+fn cache_run(config: UaConfig, times: &[u64]) -> (Sim, Vec<Vec<(String, RecordType)>>) {
+    let first = first_target(&config, Transport::Udp, Method::Options);
+    let mut sim = Sim::udp(config);
+    sim.server(Transport::Udp, first, Behaviour::Refuse);
+    let mut queries = Vec::new();
+    for &t in times {
+        let job = sim.at(secs(t)).request(Method::Options);
+        assert!(
+            succeeded_at(sim.outcome(job), other(first)),
+            "{}",
+            sim.trace()
+        );
+        let asked: Vec<(String, RecordType)> = sim
+            .queries(job)
+            .into_iter()
+            .map(|(_, name, rtype)| (name, rtype))
+            .collect();
+        queries.push(asked);
+    }
+    let total: usize = queries.iter().map(Vec::len).sum();
+    assert_eq!(sim.all_queries(), total);
+    (sim, queries)
+}
+
+/// Requests at 0, 10, 100, 299 s (within the TTL of 300 s) and 301 s (after it); whether
+/// each one resolves afresh.
+#[rstest]
+#[case::cached(config(), [true, false, false, false, true])]
+#[case::cache_off(UaConfig { dns_cache: false, ..config() }, [true; 5])]
+#[case::fault_ignore_dns_ttl(with_fault(config(), Fault::IgnoreDnsTtl), [true, false, false, false, false])]
+fn c2_cached_answers_are_used_for_their_ttl_only(
+    #[case] config: UaConfig,
+    #[case] resolves: [bool; 5],
+) {
+    let (sim, queries) = cache_run(config, &[0, 10, 100, 299, 301]);
+    let trace = sim.trace();
+    for (asked, resolves) in queries.iter().zip(resolves) {
+        if resolves {
+            // NAPTR, SRV, the A of the target tried first (and of the other one, after a
+            // refusal).
+            assert_eq!(
+                asked.first(),
+                Some(&(DOMAIN.to_owned(), RecordType::NAPTR)),
+                "{trace}"
+            );
+            assert!((3..=4).contains(&asked.len()), "{trace}");
+        } else {
+            assert_eq!(asked, &[], "{trace}");
+        }
+    }
+    assert_eq!(queries[0].len(), 4, "both A records at 0 s\n{trace}");
+}
+
+// --- faults of timing and destination ---
+
+#[test]
+fn t5_fault_retransmit_to_next_target_sends_retransmissions_elsewhere() {
+    for fault in [false, true] {
+        let config = if fault {
+            with_fault(config(), Fault::RetransmitToNextTarget)
+        } else {
+            config()
+        };
+        let first = first_target(&config, Transport::Udp, Method::Invite);
+        let mut sim = Sim::udp(config);
+        sim.server(Transport::Udp, first, Behaviour::Stall);
+        let job = sim.request(Method::Invite);
+        let trace = sim.trace();
+        let to_first = sim
+            .requests(job, Method::Invite)
+            .iter()
+            .filter(|s| s.to == first)
+            .count();
+        let elsewhere = sim.elsewhere();
+        if fault {
+            assert!(!elsewhere.is_empty(), "{trace}");
+            assert!(elsewhere.iter().all(|s| s.to != first), "{trace}");
+            assert!(to_first < 7, "{trace}");
+        } else {
+            assert!(elsewhere.is_empty(), "{trace}");
+            assert_eq!(to_first, 7, "{trace}");
+        }
+    }
+}
+
+#[rstest]
+#[case::timer_b(false, ms(1280))]
+#[case::fault_timer_b_fixed_32s(true, secs(32))]
+fn t1_timer_b_is_64_t1_and_the_fault_makes_it_32_s(
+    #[case] fault: bool,
+    #[case] failover: Duration,
+) {
+    let config = UaConfig {
+        t1: ms(20),
+        ..if fault {
+            with_fault(config(), Fault::TimerBFixed32s)
+        } else {
+            config()
+        }
+    };
+    let first = first_target(&config, Transport::Udp, Method::Invite);
+    let mut sim = Sim::udp(config);
+    sim.server(Transport::Udp, first, Behaviour::Stall);
+    let job = sim.request(Method::Invite);
+    let trace = sim.trace();
+    let starts = sim.attempt_starts(job, Method::Invite);
+    assert_eq!(starts.len(), 2, "{trace}");
+    assert_eq!(starts[1].at - starts[0].at, failover, "{trace}");
+}
+
+// --- the requests themselves ---
+
+#[rstest]
+fn a_401_is_answered_once_at_the_same_target(
+    #[values(Method::Invite, Method::Register)] method: Method,
+) {
+    let config = config();
+    let first = first_target(&config, Transport::Udp, method);
+    let mut sim = Sim::udp(config);
+    sim.server(Transport::Udp, first, Behaviour::Challenge);
+    let job = sim.request(method);
+    let trace = sim.trace();
+    assert!(succeeded_at(sim.outcome(job), first), "{trace}");
+    let starts = sim.attempt_starts(job, method);
+    assert_eq!(starts.len(), 2, "{trace}");
+    let (a, b) = (starts[0], starts[1]);
+    assert_eq!((a.to, b.to), (first, first), "{trace}");
+    assert!(a.message.header("Authorization").is_none(), "{trace}");
+    assert!(b.message.header("Authorization").is_some(), "{trace}");
+    assert_eq!(b.cseq().0, a.cseq().0 + 1, "{trace}");
+    assert_ne!(a.branch(), b.branch(), "{trace}");
+    assert_eq!(
+        (a.call_id(), a.from_tag()),
+        (b.call_id(), b.from_tag()),
+        "{trace}"
+    );
+    if method == Method::Invite {
+        let (_, ack) = ack_of_first_attempt(&sim, job);
+        let ack = ack.unwrap_or_else(|| panic!("the 401 is not ACKed\n{trace}"));
+        assert_eq!(ack.branch(), a.branch(), "{trace}");
+    }
+}
+
+#[rstest]
+fn d4_d6_invites_follow_the_registrar_when_configured(#[values(false, true)] follow: bool) {
+    let config = UaConfig {
+        follow_registrar: follow,
+        ..config()
+    };
+    let mut sim = Sim::udp(config);
+    let register = sim.request(Method::Register);
+    assert!(sim.outcome(register).is_some_and(Outcome::is_success));
+    let registrar = sim.requests(register, Method::Register)[0].to;
+    let firsts: Vec<SocketAddr> = (1..=12)
+        .map(|t| {
+            let job = sim.at(secs(t)).request(Method::Invite);
+            sim.requests(job, Method::Invite)[0].to
+        })
+        .collect();
+    assert_eq!(
+        firsts.iter().all(|to| *to == registrar),
+        follow,
+        "registrar {registrar}, INVITEs went first to {firsts:?}"
+    );
+}
+
+#[test]
+fn an_answered_invite_is_acked_and_hung_up_at_the_same_address() {
+    let mut sim = Sim::udp(config());
+    let job = sim.request(Method::Invite);
+    let trace = sim.trace();
+    let sends = sim.sends(job);
+    let methods: Vec<&str> = sends.iter().map(|s| s.method()).collect();
+    assert_eq!(methods, ["INVITE", "ACK", "BYE"], "{trace}");
+    let (invite, ack, bye) = (sends[0], sends[1], sends[2]);
+    assert!(
+        matches!(sim.outcome(job), Some(Outcome::Succeeded { status: 200, target }) if target.addr == invite.to),
+        "{trace}"
+    );
+    for sent in [ack, bye] {
+        assert_eq!(
+            (sent.to, sent.transport),
+            (invite.to, invite.transport),
+            "{trace}"
+        );
+        assert_eq!(
+            (sent.call_id(), sent.from_tag()),
+            (invite.call_id(), invite.from_tag())
+        );
+        assert_ne!(sent.branch(), invite.branch(), "{trace}");
+        // The dialog's remote tag and target, from the 200.
+        let tag = format!("tag-{}", invite.to.ip()).replace('.', "-");
+        assert_eq!(sent.message.to_tag(), Some(tag.as_str()), "{trace}");
+        assert_eq!(
+            sent.message.start.to_string(),
+            format!("{} sip:bob@{} SIP/2.0", sent.method(), invite.to),
+            "{trace}"
+        );
+    }
+    assert_ne!(ack.branch(), bye.branch(), "{trace}");
+    assert_eq!(ack.cseq(), (invite.cseq().0, "ACK".to_owned()), "{trace}");
+    assert_eq!(
+        bye.cseq(),
+        (invite.cseq().0 + 1, "BYE".to_owned()),
+        "{trace}"
+    );
+}
+
+#[test]
+fn l12_everything_fails_after_two_timer_bs_without_the_domains_a_record() {
+    let mut sim = Sim::udp(config());
+    sim.zone.insert(
+        (name(DOMAIN), RecordType::A),
+        vec![a(DOMAIN, 300, "127.0.0.99")],
+    );
+    let domain = "127.0.0.99:5060".parse().unwrap();
+    sim.server(Transport::Udp, domain, Behaviour::Accept);
+    sim.server(Transport::Udp, s52(), Behaviour::Stall);
+    sim.server(Transport::Udp, s114(), Behaviour::Stall);
+    let job = sim.request(Method::Invite);
+    let trace = sim.trace();
+    assert!(
+        matches!(sim.outcome(job), Some(Outcome::Failed { .. })),
+        "{trace}"
+    );
+    assert_eq!(sim.done_at(job), Some(T1 * 128), "{trace}");
+    let starts = sim.attempt_starts(job, Method::Invite);
+    let mut tried: Vec<SocketAddr> = starts.iter().map(|s| s.to).collect();
+    tried.sort();
+    let mut both = vec![s52(), s114()];
+    both.sort();
+    assert_eq!(tried, both, "{trace}");
+    assert!(sim.sends(job).iter().all(|s| s.to != domain), "{trace}");
+    assert!(
+        sim.queries(job)
+            .iter()
+            .all(|(_, n, t)| !(n == DOMAIN && *t == RecordType::A)),
+        "{trace}"
+    );
 }
