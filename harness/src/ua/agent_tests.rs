@@ -145,7 +145,7 @@ impl Sent {
         self.message.call_id().unwrap_or_default()
     }
 
-    fn from_tag(&self) -> &str {
+    fn caller_tag(&self) -> &str {
         self.message.from_tag().unwrap_or_default()
     }
 
@@ -407,8 +407,7 @@ impl Sim {
                 }
                 Vec::new()
             }
-            Behaviour::Reply { status, .. } if method == "BYE" => {
-                let _ = status;
+            Behaviour::Reply { .. } if method == "BYE" => {
                 vec![response_to_with_tag(request, 200, "OK", Some(&tag))]
             }
             Behaviour::Reply {
@@ -553,7 +552,7 @@ impl Sim {
                     s.branch(),
                     s.via_transport(),
                     s.call_id(),
-                    s.from_tag()
+                    s.caller_tag()
                 ),
                 Entry::Attempt(r) => format!(
                     "{:>12?} job {} attempt {} {} sent {:?}: {:?}",
@@ -687,7 +686,7 @@ fn f2_refusal_moves_on_at_once_and_the_fault_waits_for_timer_b(
 // --- F3/F4: failover responses and the others ---
 
 /// The INVITE attempts of `job` and the ACK of the first one's final response.
-fn ack_of_first_attempt<'a>(sim: &'a Sim, job: JobId) -> (&'a Sent, Option<&'a Sent>) {
+fn ack_of_first_attempt(sim: &Sim, job: JobId) -> (&Sent, Option<&Sent>) {
     let invite = sim.attempt_starts(job, Method::Invite)[0];
     let ack = sim
         .sends(job)
@@ -870,8 +869,8 @@ fn t6_each_target_gets_a_new_branch_in_the_same_call(
     let (a, b) = (starts[0], starts[1]);
     assert_eq!(a.branch() == b.branch(), fault, "{trace}");
     assert_eq!(
-        (a.call_id(), a.from_tag()),
-        (b.call_id(), b.from_tag()),
+        (a.call_id(), a.caller_tag()),
+        (b.call_id(), b.caller_tag()),
         "{trace}"
     );
     let via = match transport {
@@ -963,7 +962,9 @@ fn d2_fault_dirty_host_forever_never_tries_it_again() {
 
 // --- C1: one resolution per transaction ---
 
-/// The queries made while the first attempt ran (up to, not at, its end).
+/// Both servers behave alike. The queries made while the first attempt ran (up to, not at,
+/// its end, when the failover's own query is made; all of them if it ended at once), and the
+/// requests sent to its target.
 fn first_attempt_queries(config: UaConfig, behaviour: Behaviour) -> (Sim, usize, usize) {
     let mut sim = Sim::udp(config);
     sim.server(Transport::Udp, s52(), behaviour.clone());
@@ -1138,8 +1139,8 @@ fn a_401_is_answered_once_at_the_same_target(
     assert_eq!(b.cseq().0, a.cseq().0 + 1, "{trace}");
     assert_ne!(a.branch(), b.branch(), "{trace}");
     assert_eq!(
-        (a.call_id(), a.from_tag()),
-        (b.call_id(), b.from_tag()),
+        (a.call_id(), a.caller_tag()),
+        (b.call_id(), b.caller_tag()),
         "{trace}"
     );
     if method == Method::Invite {
@@ -1192,8 +1193,8 @@ fn an_answered_invite_is_acked_and_hung_up_at_the_same_address() {
             "{trace}"
         );
         assert_eq!(
-            (sent.call_id(), sent.from_tag()),
-            (invite.call_id(), invite.from_tag())
+            (sent.call_id(), sent.caller_tag()),
+            (invite.call_id(), invite.caller_tag())
         );
         assert_ne!(sent.branch(), invite.branch(), "{trace}");
         // The dialog's remote tag and target, from the 200.
