@@ -397,17 +397,26 @@ impl Agent {
     /// The attempt's transport failed: ICMP port unreachable (a connected UDP socket sees
     /// ECONNREFUSED), or the TCP connection was refused or reset.
     pub fn on_transport_error(&mut self, job: JobId, attempt: u32, now: Duration) {
-        if self.config.faults.has(Fault::WaitTimerBOnRefusal) {
-            return; // the bug: as if the socket never told us
-        }
-        let Some(current) = self
-            .jobs
-            .get_mut(&job)
-            .and_then(|j| j.attempt.as_mut())
-            .filter(|a| a.number == attempt)
-        else {
+        let Some(state) = self.jobs.get_mut(&job) else {
             return;
         };
+        let kind = match state.method {
+            Method::Invite => Kind::Invite,
+            Method::Register | Method::Options => Kind::NonInvite,
+        };
+        let Some(current) = state.attempt.as_mut().filter(|a| a.number == attempt) else {
+            return;
+        };
+        if self.config.faults.has(Fault::WaitTimerBOnRefusal) {
+            // The bug: as if the socket never told us. A connection that never opened has no
+            // transaction yet; without one nothing would ever time out and the request would
+            // hang, so Timer B/F runs from the refusal, as if the request had gone out.
+            if current.tx.is_none() {
+                current.tx = Some(ClientTransaction::new(kind, true, &self.config, now));
+                current.sent = now;
+            }
+            return;
+        }
         let events = match current.tx.as_mut() {
             Some(tx) => tx.on_transport_error(now),
             // The connection could not even be opened.
@@ -492,6 +501,11 @@ impl Agent {
         response: Option<&Message>,
         now: Duration,
     ) {
+        // The ACK of a non-2xx final goes out on the attempt's socket first: handling the final
+        // closes the attempt (and may open the next one), after which it could not be sent.
+        if events.contains(&TxEvent::SendAck) {
+            self.send_ack(id, response);
+        }
         for event in events {
             match event {
                 TxEvent::Retransmit => self.retransmit(id, now),
@@ -502,7 +516,7 @@ impl Agent {
                         attempt.proceeding_limit = Some(now + INVITE_PROCEEDING_LIMIT);
                     }
                 }
-                TxEvent::SendAck => self.send_ack(id, response),
+                TxEvent::SendAck => {} // sent above
                 TxEvent::Final(status) => self.on_final(id, status, response, now),
                 TxEvent::TimedOut => self.attempt_failed(id, AttemptOutcome::TimedOut, None, now),
                 TxEvent::TransportError => {
@@ -535,12 +549,26 @@ impl Agent {
             return;
         };
         if faults.has(Fault::RetransmitToNextTarget) {
-            if job.peeked.is_none()
-                && let Next::Target(next) =
-                    job.resolution
-                        .next(&self.cache, &self.dirty, &mut self.rng, now)
-            {
-                job.peeked = Some(next);
+            if job.peeked.is_none() {
+                match job
+                    .resolution
+                    .next(&self.cache, &self.dirty, &mut self.rng, now)
+                {
+                    Next::Target(next) => job.peeked = Some(next),
+                    // The next target's address is not known yet: ask for it (a query the
+                    // resolution asked for and never got counts as failed, which would drop
+                    // that target altogether), and send elsewhere once it is known.
+                    Next::Query { name, rtype } => {
+                        job.awaiting_query = true;
+                        job.queried.push((name.clone(), rtype));
+                        self.actions.push_back(Action::Query {
+                            job: id,
+                            name,
+                            rtype,
+                        });
+                    }
+                    Next::Exhausted { .. } => {}
+                }
             }
             if let Some(next) = job.peeked.clone() {
                 self.actions.push_back(Action::SendElsewhere {
@@ -873,3 +901,7 @@ fn build_for(
     }
     request
 }
+
+#[cfg(test)]
+#[path = "agent_tests.rs"]
+mod tests;
