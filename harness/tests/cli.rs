@@ -387,3 +387,77 @@ fn serve_says_when_it_cannot_see_refusals() {
         srvlab::timeline::EventKind::Note { text } if text.contains("CAP_NET_RAW")
     )));
 }
+
+#[test]
+fn ua_lists_its_faults_one_per_line() {
+    let out = srvlab(&["ua", "--list-faults"]);
+    assert_eq!(out.status.code(), Some(0));
+    let listing = text(&out.stdout);
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), srvlab::ua::Fault::ALL.len());
+    for fault in srvlab::ua::Fault::ALL {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(fault.name()) && l.contains(fault.description())),
+            "{fault} in {listing}"
+        );
+    }
+}
+
+/// `srvlab ua` against `srvlab serve`: each attempt printed, exit 0 when every call succeeds,
+/// 1 when one fails, 2 for a URI that is not one.
+#[test]
+fn ua_calls_through_a_served_world() {
+    let serve = Running::start_with(
+        &[
+            "serve",
+            "fixtures/cases/two-servers.yaml",
+            "--out",
+            &std::env::temp_dir()
+                .join(format!("srvlab-ua-{}", std::process::id()))
+                .display()
+                .to_string(),
+            "--dns",
+            "127.0.0.1:0",
+        ],
+        "DNS on ",
+    );
+    let dns = serve.addr.to_string();
+    let out = srvlab(&[
+        "ua",
+        "call",
+        "sip:100@two.test",
+        "--dns",
+        &dns,
+        "--t1",
+        "20",
+        "--count",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        stdout.matches("INVITE   udp 127.0.0.41:5060").count(),
+        2,
+        "{stdout}"
+    );
+    assert!(stdout.contains("→ 200 from 127.0.0.41:5060"), "{stdout}");
+    let out = srvlab(&[
+        "ua",
+        "options",
+        "sip:100@busy.two.test",
+        "--dns",
+        &dns,
+        "--t1",
+        "20",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("→ failed: every target failed"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = srvlab(&["ua", "call", "http://example.test", "--dns", &dns]);
+    assert_eq!(out.status.code(), Some(2));
+}

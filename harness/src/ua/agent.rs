@@ -35,6 +35,14 @@ pub enum Method {
 }
 
 impl Method {
+    /// INVITE has a transaction of its own kind (RFC 3261 §17.1.1); the rest are non-INVITE.
+    fn transaction_kind(self) -> Kind {
+        match self {
+            Self::Invite => Kind::Invite,
+            Self::Register | Self::Options => Kind::NonInvite,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Register => "REGISTER",
@@ -336,11 +344,7 @@ impl Agent {
             return;
         };
         let reliable = current.target.transport == Transport::Tcp;
-        let kind = if state.method == Method::Invite {
-            Kind::Invite
-        } else {
-            Kind::NonInvite
-        };
+        let kind = state.method.transaction_kind();
         current.tx = Some(ClientTransaction::new(kind, reliable, &self.config, now));
         current.sent = now;
         let bytes = request.to_bytes();
@@ -400,10 +404,7 @@ impl Agent {
         let Some(state) = self.jobs.get_mut(&job) else {
             return;
         };
-        let kind = match state.method {
-            Method::Invite => Kind::Invite,
-            Method::Register | Method::Options => Kind::NonInvite,
-        };
+        let kind = state.method.transaction_kind();
         let Some(current) = state.attempt.as_mut().filter(|a| a.number == attempt) else {
             return;
         };
