@@ -18,6 +18,7 @@
 pub mod capture;
 pub mod dns;
 pub mod model;
+pub mod run;
 pub mod servers;
 pub mod sip;
 pub mod timeline;

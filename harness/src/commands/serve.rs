@@ -5,13 +5,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use srvlab::capture::PcapRecorder;
 use srvlab::model::case::Case;
-use srvlab::timeline::jsonl::JsonlWriter;
-use srvlab::timeline::{Event, Timeline};
+use srvlab::run::record::Recorder;
+use srvlab::timeline::Timeline;
 use srvlab::world::{World, WorldOptions};
 use tokio::io::AsyncBufReadExt;
 
@@ -26,13 +24,15 @@ pub fn run(case: &Path, out: Option<PathBuf>, dns: &[SocketAddr]) -> anyhow::Res
     let timeline = Timeline::new();
     let out = out.unwrap_or_else(|| default_out(&case.id, &timeline));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let recorders = Recorders::attach(&out, &timeline)?;
+    let recorder = Recorder::attach(&out, &timeline, true)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(serve(&case, dns, timeline));
     // Whatever happened, what was seen is on disk; say where.
-    recorders.finish();
-    println!("timeline: {}", out.join("timeline.jsonl").display());
-    println!("capture:  {}", out.join("capture.pcap").display());
+    println!("timeline: {}", recorder.timeline_path.display());
+    println!("capture:  {}", recorder.capture_path.display());
+    if let Err(err) = recorder.finish() {
+        eprintln!("srvlab: warning: {err}");
+    }
     result.map(|()| ExitCode::SUCCESS)
 }
 
@@ -48,53 +48,12 @@ fn default_out(id: &str, timeline: &Timeline) -> PathBuf {
     PathBuf::from("reports").join(format!("serve-{id}-{stamp}"))
 }
 
-/// The live printer and the two files, each fed every event as it is recorded.
-struct Recorders {
-    pcap: Arc<Mutex<Option<PcapRecorder>>>,
-}
-
-impl Recorders {
-    fn attach(out: &Path, timeline: &Timeline) -> anyhow::Result<Self> {
-        let jsonl_path = out.join("timeline.jsonl");
-        let mut jsonl = JsonlWriter::create(&jsonl_path, timeline.wall_start())
-            .with_context(|| format!("cannot write {}", jsonl_path.display()))?;
-        let pcap_path = out.join("capture.pcap");
-        let pcap = PcapRecorder::create(&pcap_path, timeline.wall_start())
-            .with_context(|| format!("cannot write {}", pcap_path.display()))?;
-        let pcap = Arc::new(Mutex::new(Some(pcap)));
-        let pcap_in_observer = pcap.clone();
-        let mut warned = false;
-        timeline.observe(move |event: &Event| {
-            println!("{event}");
-            let mut failures = Vec::new();
-            if let Err(err) = jsonl.write(event) {
-                failures.push(format!("timeline.jsonl: {err}"));
-            }
-            if let Ok(mut guard) = pcap_in_observer.lock()
-                && let Some(pcap) = guard.as_mut()
-                && let Err(err) = pcap.record(event)
-            {
-                failures.push(format!("capture.pcap: {err}"));
-            }
-            if !failures.is_empty() && !warned {
-                warned = true;
-                eprintln!("srvlab: warning: cannot record: {}", failures.join("; "));
-            }
-        });
-        Ok(Self { pcap })
-    }
-
-    fn finish(self) {
-        let pcap = self.pcap.lock().ok().and_then(|mut guard| guard.take());
-        if let Some(pcap) = pcap
-            && let Err(err) = pcap.finish()
-        {
-            eprintln!("srvlab: warning: capture.pcap: {err}");
-        }
-    }
-}
-
 async fn serve(case: &Case, dns: &[SocketAddr], timeline: Timeline) -> anyhow::Result<()> {
+    // A person stops us with Ctrl-C, a CI job with SIGTERM: both end the run cleanly. The
+    // handlers go in first, so a signal that comes while the world starts is not lost.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
     let options = WorldOptions {
         dns_listen: dns.to_vec(),
     };
@@ -139,14 +98,9 @@ async fn serve(case: &Case, dns: &[SocketAddr], timeline: Timeline) -> anyhow::R
 
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
-    // A CI job stops us with SIGTERM; a person with Ctrl-C. Both end the run cleanly.
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
-            signal = tokio::signal::ctrl_c() => {
-                signal?;
-                break;
-            }
+            _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
             line = lines.next_line(), if stdin_open => match line {
                 Ok(Some(line)) if !line.trim().is_empty() => world.step(line.trim()),

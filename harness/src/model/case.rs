@@ -33,6 +33,7 @@ use serde_saphyr::Spanned;
 
 use super::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 use super::duration::DurationSpec;
+use super::steps::{CHECKLIST, DeviceTarget, Step};
 use super::zone::{RawZone, RecordData, Zone, ZoneSet};
 use crate::timeline::Transport;
 
@@ -45,8 +46,17 @@ struct RawCase {
     id: Spanned<String>,
     #[serde(default)]
     title: Option<String>,
+    /// Checklist ids the case is about (for reports; `checks` are what is judged).
+    #[serde(default)]
+    covers: Vec<Spanned<String>>,
     zone: Spanned<RawZoneRef>,
     servers: Vec<Spanned<RawServer>>,
+    #[serde(default)]
+    device: DeviceTarget,
+    #[serde(default)]
+    steps: Vec<Spanned<Step>>,
+    #[serde(default)]
+    checks: Vec<Spanned<String>>,
 }
 
 /// `zone:` is a path or a zone written inline.
@@ -246,8 +256,15 @@ impl ServerSpec {
 pub struct Case {
     pub id: String,
     pub title: String,
+    pub covers: Vec<String>,
     pub zones: ZoneSet,
     pub servers: Vec<ServerSpec>,
+    /// The URI the device calls and the address of record it registers.
+    pub uri: String,
+    pub aor: String,
+    pub steps: Vec<Step>,
+    /// Checklist ids to judge.
+    pub checks: Vec<String>,
     pub file: Arc<SourceFile>,
 }
 
@@ -312,11 +329,38 @@ impl Case {
                 "an id may hold only letters, digits, `-`, `_` and `.` (it names files)",
             ));
         }
+        for id in raw.covers.iter().chain(&raw.checks) {
+            if !CHECKLIST.contains(&id.value.as_str()) {
+                diagnostics.push(Diagnostic::error(
+                    Span::of(file, id),
+                    format!(
+                        "`{}` is not a checklist id (L1–L12, T1–T6, F1–F5, D1–D6, C1–C3)",
+                        id.value
+                    ),
+                ));
+            }
+        }
+        let domain = zones
+            .zones
+            .first()
+            .map(|z| z.origin.to_ascii().trim_end_matches('.').to_string())
+            .unwrap_or_default();
         let case = Self {
             title: raw.title.unwrap_or_else(|| id.clone()),
             id,
+            covers: raw.covers.into_iter().map(|c| c.value).collect(),
             zones,
             servers,
+            uri: raw
+                .device
+                .uri
+                .unwrap_or_else(|| format!("sip:100@{domain}")),
+            aor: raw
+                .device
+                .aor
+                .unwrap_or_else(|| format!("sip:alice@{domain}")),
+            steps: raw.steps.into_iter().map(|s| s.value).collect(),
+            checks: raw.checks.into_iter().map(|c| c.value).collect(),
             file: file.clone(),
         };
         if diagnostics.has_errors() {

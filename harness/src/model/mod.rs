@@ -5,6 +5,7 @@ pub mod case;
 pub mod diag;
 pub mod duration;
 pub mod profile;
+pub mod steps;
 pub mod zone;
 
 /// What kind of file a YAML file is, judged by its top-level keys.
@@ -27,7 +28,7 @@ impl FileKind {
         });
         for key in top_level_keys {
             match key {
-                "id" | "title" | "servers" | "zone" => return Self::Case,
+                "id" | "title" | "servers" | "zone" | "steps" | "checks" => return Self::Case,
                 "origin" | "ttl" | "records" | "additional" | "negative_ttl" => return Self::Zone,
                 "device" | "t1" | "t2" | "dirty_host_ttl" => return Self::Profile,
                 _ => {}
