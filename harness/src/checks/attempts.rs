@@ -177,7 +177,13 @@ struct Builder<'a> {
 }
 
 fn cseq_number(summary: &SipSummary) -> Option<u32> {
-    summary.cseq.as_deref()?.split_whitespace().next()?.parse().ok()
+    summary
+        .cseq
+        .as_deref()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn cseq_method(summary: &SipSummary) -> Option<String> {
@@ -252,9 +258,7 @@ impl Builder<'_> {
 
     fn new_attempt(
         &self,
-        server: &str,
-        address: SocketAddr,
-        transport: Transport,
+        (server, address, transport): (&str, SocketAddr, Transport),
         method: String,
         summary: &SipSummary,
         send: Transmission,
@@ -315,8 +319,9 @@ impl Builder<'_> {
                 } else {
                     attempt.cancels.push(mark);
                 }
-            } else if let Some(&index) =
-                self.open.get(&(summary.call_id.clone(), "INVITE".to_owned()))
+            } else if let Some(&index) = self
+                .open
+                .get(&(summary.call_id.clone(), "INVITE".to_owned()))
             {
                 self.requests[index].others.push(mark);
             }
@@ -332,9 +337,7 @@ impl Builder<'_> {
             return;
         }
         let attempt = self.new_attempt(
-            &message.server,
-            message.local,
-            message.transport,
+            (&message.server, message.local, message.transport),
             method,
             summary,
             send,
@@ -377,20 +380,18 @@ impl Builder<'_> {
             .as_deref()
             .map(str::to_ascii_uppercase)
             .or_else(|| cseq_method(summary));
-        if summary.branch.is_some() || summary.call_id.is_some() {
-            if let Some(attempt) = self
+        let quoted = summary.branch.is_some() || summary.call_id.is_some();
+        if quoted
+            && let Some(attempt) = self
                 .attempt_mut(&key)
                 .filter(|a| method.as_ref().is_none_or(|m| *m == a.method))
-            {
-                attempt.sends.push(send);
-                return;
-            }
+        {
+            attempt.sends.push(send);
+            return;
         }
         let tied = summary.call_id.is_some();
         let attempt = self.new_attempt(
-            &refused.server,
-            refused.local,
-            refused.transport,
+            (&refused.server, refused.local, refused.transport),
             method.unwrap_or_else(|| "?".to_owned()),
             summary,
             send,
@@ -450,7 +451,9 @@ impl Builder<'_> {
         }
         let mut requests = self.requests;
         for request in &mut requests {
-            request.attempts.sort_by_key(|a| (a.first_sent(), a.first_seq()));
+            request
+                .attempts
+                .sort_by_key(|a| (a.first_sent(), a.first_seq()));
             for attempt in &mut request.attempts {
                 attempt.end = match attempt.final_response() {
                     Some(response) => AttemptEnd::Answered(response.status),

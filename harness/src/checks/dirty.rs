@@ -201,8 +201,10 @@ pub fn d2(ctx: &Context) -> Verdict {
                     vec![failure.seq],
                 ));
             }
-            _ => waiting.push(json!({"target": failed.1.describe(), "later_requests": after.len(),
-                "needed": needed})),
+            _ => waiting.push(
+                json!({"target": failed.1.describe(), "later_requests": after.len(),
+                "needed": needed}),
+            ),
         }
     }
     let figures = json!({"dirty_host_ttl_ms": ns(ttl) as f64 / 1e6, "judged": judged,
@@ -225,7 +227,10 @@ pub fn d2(ctx: &Context) -> Verdict {
         "D2",
         level,
         Status::Pass,
-        format!("{judged} failed target(s) were chosen again after their mark (TTL {}) ran out", secs(ns(ttl))),
+        format!(
+            "{judged} failed target(s) were chosen again after their mark (TTL {}) ran out",
+            secs(ns(ttl))
+        ),
     )
     .with_evidence(evidence)
     .with_figures(figures)

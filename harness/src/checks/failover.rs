@@ -39,9 +39,14 @@ impl Findings {
             } else {
                 String::new()
             };
-            return Verdict::new(id, level, Verdict::violation(level), format!("{sentence}{more}"))
-                .with_evidence(seqs.clone())
-                .with_figures(figures);
+            return Verdict::new(
+                id,
+                level,
+                Verdict::violation(level),
+                format!("{sentence}{more}"),
+            )
+            .with_evidence(seqs.clone())
+            .with_figures(figures);
         }
         if self.judged == 0 {
             return Verdict::new(id, level, Status::Inconclusive, unexercised)
@@ -119,11 +124,14 @@ pub fn f1(ctx: &Context) -> Verdict {
                             vec![attempt.first_seq(), next.first_seq()],
                         ));
                     } else {
-                        found.evidence.extend([attempt.first_seq(), next.first_seq()]);
+                        found
+                            .evidence
+                            .extend([attempt.first_seq(), next.first_seq()]);
                     }
                 }
                 None => {
-                    let due = start.saturating_add(ns(expected.saturating_add(tolerance(expected))));
+                    let due =
+                        start.saturating_add(ns(expected.saturating_add(tolerance(expected))));
                     let left = left_over(ctx, request, &all, due);
                     if end_ns < due || left.is_empty() {
                         continue;
@@ -146,7 +154,11 @@ pub fn f1(ctx: &Context) -> Verdict {
     let pass = format!(
         "{} unanswered attempt(s) moved on to another target after {} ({})",
         found.judged,
-        if declared { "the declared failover time" } else { "Timer B" },
+        if declared {
+            "the declared failover time"
+        } else {
+            "Timer B"
+        },
         expectation.trim_start_matches("expected ")
     );
     found.verdict(
@@ -171,7 +183,9 @@ pub fn f2(ctx: &Context) -> Verdict {
     let all = failures(ctx, &requests);
     for request in &requests {
         for (i, attempt) in request.attempts.iter().enumerate() {
-            let Some(refusal) = attempt.refusal().filter(|_| attempt.end == AttemptEnd::Refused)
+            let Some(refusal) = attempt
+                .refusal()
+                .filter(|_| attempt.end == AttemptEnd::Refused)
             else {
                 continue;
             };
@@ -277,7 +291,9 @@ pub fn f3(ctx: &Context) -> Verdict {
                     ));
                 }
                 Some(next) => {
-                    found.measured.push(json!({"status": status, "from": attempt.describe(),
+                    found
+                        .measured
+                        .push(json!({"status": status, "from": attempt.describe(),
                         "next": next.describe(),
                         "delay_ms": next.first_sent().saturating_sub(response.t_ns) as f64 / 1e6}));
                     found.evidence.push(next.first_seq());
@@ -305,7 +321,11 @@ pub fn f3(ctx: &Context) -> Verdict {
     let pass = format!(
         "{} failover response(s) ({}) each led to a new attempt elsewhere (or no target was left) and were ACKed",
         found.judged,
-        codes.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+        codes
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     found.verdict(
         "F3",

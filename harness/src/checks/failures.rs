@@ -28,10 +28,11 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// Whether the target is dirty at `t_ns` because of this failure.
+    /// Whether the target is dirty at `t_ns` because of this failure (strictly after it: an
+    /// attempt is not dirty because of its own refusal).
     pub fn covers(&self, key: (Transport, SocketAddr), t_ns: u64) -> bool {
         self.key == key
-            && t_ns >= self.t_ns
+            && t_ns > self.t_ns
             && self
                 .avoid
                 .is_some_and(|d| t_ns < self.t_ns.saturating_add(ns(d)))

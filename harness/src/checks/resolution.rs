@@ -98,7 +98,10 @@ pub fn l8(ctx: &Context) -> Verdict {
             .min()
             .unwrap_or(u16::MAX);
         priorities.push(json!({"seq": first.first_seq(), "priority": chosen, "lowest": lowest}));
-        if pool.iter().any(|r| r.priority == lowest && r.matches(first)) {
+        if pool
+            .iter()
+            .any(|r| r.priority == lowest && r.matches(first))
+        {
             evidence.push(first.first_seq());
         } else {
             bad.push((
@@ -186,7 +189,10 @@ pub fn l11(ctx: &Context) -> Verdict {
                         secs(attempt.first_sent()),
                         names.join(", ")
                     ),
-                    request.attempts[..=k].iter().map(Attempt::first_seq).collect(),
+                    request.attempts[..=k]
+                        .iter()
+                        .map(Attempt::first_seq)
+                        .collect(),
                 ));
             }
         }

@@ -48,7 +48,12 @@ impl SrvTarget {
 
 /// The transport an SRV owner name stands for: its second label.
 pub fn owner_transport(owner: &Name) -> Option<Transport> {
-    match owner.iter().nth(1).map(|l| l.to_ascii_lowercase()).as_deref() {
+    match owner
+        .iter()
+        .nth(1)
+        .map(|l| l.to_ascii_lowercase())
+        .as_deref()
+    {
         Some(b"_udp") => Some(Transport::Udp),
         Some(b"_tcp") => Some(Transport::Tcp),
         _ => None,
@@ -57,10 +62,12 @@ pub fn owner_transport(owner: &Name) -> Option<Transport> {
 
 /// The addresses the zones give `name`.
 pub fn addresses(zones: &ZoneSet, name: &Name) -> Vec<IpAddr> {
-    let v4 = zones.records_at(name, RecordType::A).filter_map(|r| match r.data {
-        RecordData::A(a) => Some(IpAddr::V4(a)),
-        _ => None,
-    });
+    let v4 = zones
+        .records_at(name, RecordType::A)
+        .filter_map(|r| match r.data {
+            RecordData::A(a) => Some(IpAddr::V4(a)),
+            _ => None,
+        });
     let v6 = zones
         .records_at(name, RecordType::AAAA)
         .filter_map(|r| match r.data {
@@ -135,11 +142,7 @@ pub fn srv_queried(events: &[Event], before_ns: u64) -> Vec<(Name, u64)> {
 
 /// The SRV record `attempt` went to, among the records of the names the device queried before
 /// it (the first name that has one).
-pub fn record_of(
-    zones: &ZoneSet,
-    events: &[Event],
-    attempt: &Attempt,
-) -> Option<SrvTarget> {
+pub fn record_of(zones: &ZoneSet, events: &[Event], attempt: &Attempt) -> Option<SrvTarget> {
     srv_queried(events, attempt.first_sent())
         .into_iter()
         .flat_map(|(name, _)| srv_records(zones, &name))

@@ -115,7 +115,10 @@ pub fn is_alternation(sequence: &[usize]) -> bool {
     let m = distinct.len();
     m >= 2
         && sequence.len() >= 2 * m
-        && sequence.iter().enumerate().all(|(i, x)| *x == distinct[i % m])
+        && sequence
+            .iter()
+            .enumerate()
+            .all(|(i, x)| *x == distinct[i % m])
 }
 
 /// The group's records in the order the device was given them (the first DNS answer for the
