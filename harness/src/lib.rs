@@ -12,10 +12,13 @@
 //! - [`servers`]: the scripted SIP servers (accept, reply, stall, refuse, delay) and how
 //!   refused attempts are observed.
 //! - [`world`]: a case's DNS and servers brought up together on one timeline.
+//! - [`checks`]: the oracle: pure functions that judge a timeline against the RFCs and the
+//!   device's profile, each verdict with its evidence.
 //!
 //! `main.rs` only parses the command line; `commands/` carries each subcommand out.
 
 pub mod capture;
+pub mod checks;
 pub mod dns;
 pub mod model;
 pub mod run;

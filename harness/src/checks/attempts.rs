@@ -1,0 +1,469 @@
+//! The timeline regrouped as the device's requests and their attempts, the unit every check
+//! reasons about.
+//!
+//! A **request** is what the device set out to do: its SIP requests sharing a Call-ID and CSeq
+//! method (an ACK or CANCEL belongs to its INVITE's request). Several requests can share a
+//! Call-ID and method (REGISTER refreshes, the re-INVITE after a 401): a new request begins
+//! when the CSeq number changes after the previous attempt completed (a final response that
+//! is no reason to fail over), or when a step of the case began since the last attempt. A
+//! device that raises its CSeq on failover (RFC 3261 allows it for REGISTER) therefore stays
+//! one request; one that re-sends with a raised CSeq after every target failed, with no step
+//! in between, is read as still failing over.
+//!
+//! An **attempt** is one Via branch sent to one server address over one transport: one client
+//! transaction. Its transmissions are the copies the servers received, and the copies the
+//! kernel refused (ICMP port unreachable with a quote that names the branch or Call-ID).
+//!
+//! Grouping never fails: messages without a Call-ID, branch or CSeq are grouped as far as
+//! what they carry allows.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::timeline::{Event, EventKind, Refused, SipMessage, SipSummary, Transport};
+
+/// One event, by sequence number and time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mark {
+    pub seq: u64,
+    pub t_ns: u64,
+}
+
+/// One copy of an attempt's request, as received by a server or refused by the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transmission {
+    pub seq: u64,
+    pub t_ns: u64,
+    pub refused: bool,
+}
+
+/// A server's response to an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub seq: u64,
+    pub t_ns: u64,
+    pub status: u16,
+    /// The Retry-After header's seconds, when there was one.
+    pub retry_after: Option<u32>,
+}
+
+/// How an attempt ended, as far as the timeline shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptEnd {
+    /// A final response (the first one).
+    Answered(u16),
+    /// The kernel refused it (ICMP port unreachable, RST) and no final response came.
+    Refused,
+    /// No final response (provisional ones may have come).
+    Unanswered,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attempt {
+    /// The server's host name, as on the timeline.
+    pub server: String,
+    /// The server's address and port.
+    pub address: SocketAddr,
+    pub transport: Transport,
+    pub method: String,
+    pub branch: Option<String>,
+    pub call_id: Option<String>,
+    pub cseq: Option<u32>,
+    /// Never empty: an attempt exists because something was sent.
+    pub sends: Vec<Transmission>,
+    pub responses: Vec<Response>,
+    /// ACKs with this attempt's branch (the ACK of a non-2xx final response).
+    pub acks: Vec<Mark>,
+    /// CANCELs with this attempt's branch.
+    pub cancels: Vec<Mark>,
+    pub end: AttemptEnd,
+    /// False for a refusal that named no Call-ID (a TCP RST quotes nothing): it was attached
+    /// to its request by time, not by header.
+    pub tied: bool,
+    /// Steps of the case begun before this attempt (requests never span a step).
+    epoch: usize,
+}
+
+impl Attempt {
+    /// When the first copy was seen.
+    pub fn first_sent(&self) -> u64 {
+        self.sends.first().map_or(0, |s| s.t_ns)
+    }
+
+    pub fn first_seq(&self) -> u64 {
+        self.sends.first().map_or(0, |s| s.seq)
+    }
+
+    /// What a dirty-host mark is about: transport, address and port.
+    pub fn target_key(&self) -> (Transport, SocketAddr) {
+        (self.transport, self.address)
+    }
+
+    pub fn final_response(&self) -> Option<&Response> {
+        self.responses.iter().find(|r| r.status >= 200)
+    }
+
+    /// The first refused copy.
+    pub fn refusal(&self) -> Option<&Transmission> {
+        self.sends.iter().find(|s| s.refused)
+    }
+
+    /// Copies the servers received (refused ones left out).
+    pub fn received(&self) -> impl Iterator<Item = &Transmission> {
+        self.sends.iter().filter(|s| !s.refused)
+    }
+
+    /// `server udp 127.0.0.52:5060`, for sentences.
+    pub fn describe(&self) -> String {
+        format!("{} {} {}", self.server, self.transport, self.address)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    pub call_id: Option<String>,
+    pub method: String,
+    /// The first request seen with this Call-ID: what the device resolved afresh for (a BYE,
+    /// a refresh or a re-send after a challenge follows an earlier request instead).
+    pub opening: bool,
+    /// In the order they began.
+    pub attempts: Vec<Attempt>,
+    /// ACKs and CANCELs of this request tied to no attempt (the ACK of a 2xx has a branch of
+    /// its own).
+    pub others: Vec<Mark>,
+}
+
+impl Request {
+    pub fn start(&self) -> u64 {
+        self.attempts.first().map_or(0, Attempt::first_sent)
+    }
+}
+
+/// Regroups the timeline. `failover_codes` are the final statuses that do not complete a
+/// request (503 always is one).
+pub fn group(events: &[Event], failover_codes: &[u16]) -> Vec<Request> {
+    let mut builder = Builder {
+        failover_codes,
+        ..Builder::default()
+    };
+    // Sequence order is time order on a real timeline; sorting keeps a hand-edited one sane.
+    let mut ordered: Vec<&Event> = events.iter().collect();
+    ordered.sort_by_key(|e| (e.t_ns, e.seq));
+    for event in ordered {
+        match &event.kind {
+            EventKind::Step { .. } => builder.epoch += 1,
+            EventKind::SipReceived(message) => builder.received(event, message),
+            EventKind::SipSent(message) => builder.sent(event, message),
+            EventKind::Refused(refused) => builder.refused(event, refused),
+            _ => {}
+        }
+    }
+    builder.finish()
+}
+
+/// Identifies an attempt: Call-ID, branch, server address, transport.
+type AttemptKey = (Option<String>, Option<String>, SocketAddr, Transport);
+
+#[derive(Default)]
+struct Builder<'a> {
+    failover_codes: &'a [u16],
+    epoch: usize,
+    requests: Vec<Request>,
+    /// The request currently open per (Call-ID, method).
+    open: HashMap<(Option<String>, String), usize>,
+    attempts: HashMap<AttemptKey, (usize, usize)>,
+    /// Refusals naming no Call-ID, with the epoch they happened in.
+    untied: Vec<Attempt>,
+}
+
+fn cseq_number(summary: &SipSummary) -> Option<u32> {
+    summary
+        .cseq
+        .as_deref()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn cseq_method(summary: &SipSummary) -> Option<String> {
+    summary
+        .cseq
+        .as_deref()?
+        .split_whitespace()
+        .nth(1)
+        .map(str::to_ascii_uppercase)
+}
+
+fn retry_after(raw: &[u8]) -> Option<u32> {
+    let text = String::from_utf8_lossy(raw);
+    text.lines()
+        .take_while(|line| !line.is_empty())
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("retry-after"))
+        .and_then(|(_, value)| {
+            let digits: String = value
+                .trim()
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        })
+}
+
+impl Builder<'_> {
+    fn key(summary: &SipSummary, address: SocketAddr, transport: Transport) -> AttemptKey {
+        (
+            summary.call_id.clone(),
+            summary.branch.clone(),
+            address,
+            transport,
+        )
+    }
+
+    fn completes(&self, attempt: &Attempt) -> bool {
+        attempt
+            .final_response()
+            .is_some_and(|r| r.status != 503 && !self.failover_codes.contains(&r.status))
+    }
+
+    /// The request a new attempt of (Call-ID, method) with CSeq `cseq` belongs to.
+    fn request_for(&mut self, call_id: &Option<String>, method: &str, cseq: Option<u32>) -> usize {
+        let key = (call_id.clone(), method.to_owned());
+        if let Some(&index) = self.open.get(&key)
+            && let Some(last) = self.requests.get(index).and_then(|r| r.attempts.last())
+        {
+            let same_step = last.epoch == self.epoch;
+            let completed = self.completes(last) && cseq != last.cseq;
+            if same_step && !completed {
+                return index;
+            }
+        }
+        let opening = call_id.is_none()
+            || !self
+                .requests
+                .iter()
+                .any(|r| r.call_id.is_some() && r.call_id == *call_id);
+        self.requests.push(Request {
+            call_id: call_id.clone(),
+            method: method.to_owned(),
+            opening,
+            attempts: Vec::new(),
+            others: Vec::new(),
+        });
+        let index = self.requests.len() - 1;
+        self.open.insert(key, index);
+        index
+    }
+
+    fn new_attempt(
+        &self,
+        (server, address, transport): (&str, SocketAddr, Transport),
+        method: String,
+        summary: &SipSummary,
+        send: Transmission,
+        tied: bool,
+    ) -> Attempt {
+        Attempt {
+            server: server.to_owned(),
+            address,
+            transport,
+            method,
+            branch: summary.branch.clone(),
+            call_id: summary.call_id.clone(),
+            cseq: cseq_number(summary),
+            sends: vec![send],
+            responses: Vec::new(),
+            acks: Vec::new(),
+            cancels: Vec::new(),
+            end: AttemptEnd::Unanswered,
+            tied,
+            epoch: self.epoch,
+        }
+    }
+
+    fn add_attempt(&mut self, attempt: Attempt) {
+        let method = attempt.method.clone();
+        let index = self.request_for(&attempt.call_id, &method, attempt.cseq);
+        let key = (
+            attempt.call_id.clone(),
+            attempt.branch.clone(),
+            attempt.address,
+            attempt.transport,
+        );
+        let request = &mut self.requests[index];
+        request.attempts.push(attempt);
+        self.attempts
+            .insert(key, (index, request.attempts.len() - 1));
+    }
+
+    fn attempt_mut(&mut self, key: &AttemptKey) -> Option<&mut Attempt> {
+        let &(request, attempt) = self.attempts.get(key)?;
+        self.requests.get_mut(request)?.attempts.get_mut(attempt)
+    }
+
+    fn received(&mut self, event: &Event, message: &SipMessage) {
+        let summary = &message.summary;
+        let Some(method) = summary.method.as_deref().map(str::to_ascii_uppercase) else {
+            return; // the device's own responses are not requests
+        };
+        let key = Self::key(summary, message.local, message.transport);
+        let mark = Mark {
+            seq: event.seq,
+            t_ns: event.t_ns,
+        };
+        if method == "ACK" || method == "CANCEL" {
+            if let Some(attempt) = self.attempt_mut(&key).filter(|a| a.method == "INVITE") {
+                if method == "ACK" {
+                    attempt.acks.push(mark);
+                } else {
+                    attempt.cancels.push(mark);
+                }
+            } else if let Some(&index) = self
+                .open
+                .get(&(summary.call_id.clone(), "INVITE".to_owned()))
+            {
+                self.requests[index].others.push(mark);
+            }
+            return;
+        }
+        let send = Transmission {
+            seq: event.seq,
+            t_ns: event.t_ns,
+            refused: false,
+        };
+        if let Some(attempt) = self.attempt_mut(&key).filter(|a| a.method == method) {
+            attempt.sends.push(send);
+            return;
+        }
+        let attempt = self.new_attempt(
+            (&message.server, message.local, message.transport),
+            method,
+            summary,
+            send,
+            true,
+        );
+        self.add_attempt(attempt);
+    }
+
+    fn sent(&mut self, event: &Event, message: &SipMessage) {
+        let summary = &message.summary;
+        let Some(status) = summary.status else {
+            return;
+        };
+        let key = Self::key(summary, message.local, message.transport);
+        let answered = cseq_method(summary);
+        let response = Response {
+            seq: event.seq,
+            t_ns: event.t_ns,
+            status,
+            retry_after: retry_after(&message.raw),
+        };
+        if let Some(attempt) = self.attempt_mut(&key) {
+            // A response to a CANCEL carries the INVITE's branch: keep only the attempt's own.
+            if answered.as_deref().is_none_or(|m| m == attempt.method) {
+                attempt.responses.push(response);
+            }
+        }
+    }
+
+    fn refused(&mut self, event: &Event, refused: &Refused) {
+        let summary = &refused.summary;
+        let send = Transmission {
+            seq: event.seq,
+            t_ns: event.t_ns,
+            refused: true,
+        };
+        let key = Self::key(summary, refused.local, refused.transport);
+        let method = summary
+            .method
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .or_else(|| cseq_method(summary));
+        let quoted = summary.branch.is_some() || summary.call_id.is_some();
+        if quoted
+            && let Some(attempt) = self
+                .attempt_mut(&key)
+                .filter(|a| method.as_ref().is_none_or(|m| *m == a.method))
+        {
+            attempt.sends.push(send);
+            return;
+        }
+        let tied = summary.call_id.is_some();
+        let attempt = self.new_attempt(
+            (&refused.server, refused.local, refused.transport),
+            method.unwrap_or_else(|| "?".to_owned()),
+            summary,
+            send,
+            tied,
+        );
+        if tied {
+            self.add_attempt(attempt);
+        } else {
+            self.untied.push(attempt);
+        }
+    }
+
+    /// Ties each refusal that named no Call-ID to a request: the one whose next attempt follows
+    /// it closest in time (a device moves on from a refused target to the next within the same
+    /// request), else the one in progress when it happened, else a request of its own. Never
+    /// across a step of the case.
+    fn tie(&mut self, mut refusal: Attempt) {
+        let t = refusal.first_sent();
+        let mut following: Option<(u64, usize)> = None;
+        let mut preceding: Option<(u64, usize)> = None;
+        for (index, request) in self.requests.iter().enumerate() {
+            for attempt in request.attempts.iter().filter(|a| a.tied) {
+                if attempt.epoch != refusal.epoch {
+                    continue;
+                }
+                let at = attempt.first_sent();
+                if at >= t && following.is_none_or(|(best, _)| at < best) {
+                    following = Some((at, index));
+                }
+                if at < t && preceding.is_none_or(|(best, _)| at > best) {
+                    preceding = Some((at, index));
+                }
+            }
+        }
+        match following.or(preceding) {
+            Some((_, index)) => {
+                let request = &mut self.requests[index];
+                refusal.call_id.clone_from(&request.call_id);
+                if refusal.method == "?" {
+                    refusal.method.clone_from(&request.method);
+                }
+                request.attempts.push(refusal);
+            }
+            None => self.requests.push(Request {
+                call_id: None,
+                method: refusal.method.clone(),
+                opening: true,
+                attempts: vec![refusal],
+                others: Vec::new(),
+            }),
+        }
+    }
+
+    fn finish(mut self) -> Vec<Request> {
+        for refusal in std::mem::take(&mut self.untied) {
+            self.tie(refusal);
+        }
+        let mut requests = self.requests;
+        for request in &mut requests {
+            request
+                .attempts
+                .sort_by_key(|a| (a.first_sent(), a.first_seq()));
+            for attempt in &mut request.attempts {
+                attempt.end = match attempt.final_response() {
+                    Some(response) => AttemptEnd::Answered(response.status),
+                    None if attempt.refusal().is_some() => AttemptEnd::Refused,
+                    None => AttemptEnd::Unanswered,
+                };
+            }
+        }
+        requests.retain(|r| !r.attempts.is_empty());
+        requests.sort_by_key(|r| r.attempts.first().map(|a| (a.first_sent(), a.first_seq())));
+        requests
+    }
+}

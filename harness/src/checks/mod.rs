@@ -1,0 +1,102 @@
+//! The oracle: pure functions over (case data, device profile, timeline) that decide whether
+//! what the device did is one of the behaviours the RFCs allow, with the events that prove it.
+//! No sockets, no clock: every check can be run on a timeline built by hand.
+//!
+//! - [`verdict`]: what a check says (level, status, sentence, evidence, figures).
+//! - [`attempts`]: the timeline regrouped as requests and attempts.
+//! - [`targets`]: the zone's SRV records and which one an attempt went to.
+//! - [`failures`]: when attempts failed, and which targets were dirty when.
+//! - [`measure`]: tolerances and how times are printed.
+//! - one module per area: [`resolution`] (L8, L10, L11, L12), [`weights`] (L9), [`timers`]
+//!   (T1, T3), [`failover`] (F1, F2, F3), [`dirty`] (D1, D2), [`caching`] (C1).
+
+pub mod attempts;
+pub mod caching;
+pub mod dirty;
+pub mod failover;
+pub mod failures;
+pub mod measure;
+pub mod resolution;
+pub mod targets;
+pub mod timers;
+pub mod verdict;
+pub mod weights;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+pub use attempts::{Attempt, AttemptEnd, Request};
+pub use verdict::{Level, Status, Verdict};
+
+use crate::model::case::ServerSpec;
+use crate::model::profile::Profile;
+use crate::model::zone::ZoneSet;
+use crate::timeline::Event;
+
+/// Everything a check may look at.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    pub profile: &'a Profile,
+    pub zones: &'a ZoneSet,
+    pub servers: &'a [ServerSpec],
+    pub events: &'a [Event],
+}
+
+impl Context<'_> {
+    /// The timeline regrouped as the device's requests (see [`attempts`]).
+    pub fn requests(&self) -> Vec<Request> {
+        attempts::group(self.events, &self.profile.failover_codes)
+    }
+
+    /// When the last event was recorded: how far the run was watched.
+    pub fn end_ns(&self) -> u64 {
+        self.events.iter().map(|e| e.t_ns).max().unwrap_or(0)
+    }
+
+    /// How long the device waits for an answer before it moves on: the vendor's declared
+    /// failover time (T4) when the profile has one, else Timer B/F (64·T1).
+    pub fn timeout(&self) -> Duration {
+        self.profile
+            .failover_after
+            .unwrap_or_else(|| self.profile.timer_b())
+    }
+}
+
+/// Why a check could not be judged at all.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CheckError {
+    /// A case asked for a check id the oracle does not know (or not yet): a mistake in the
+    /// case, not a property of the device, so it is an error rather than a verdict.
+    #[error("no check `{0}` (implemented: {list})", list = IMPLEMENTED.join(", "))]
+    Unknown(String),
+}
+
+/// The check ids [`judge`] knows.
+pub const IMPLEMENTED: &[&str] = &[
+    "L8", "L9", "L10", "L11", "L12", "T1", "T3", "F1", "F2", "F3", "D1", "D2", "C1",
+];
+
+/// Judges one check on one run. L9 uses [`weights::DEFAULT_ALPHA`]; call
+/// [`weights::l9`] for another alpha.
+pub fn judge(id: &str, ctx: &Context) -> Result<Verdict, CheckError> {
+    Ok(match id {
+        "L8" => resolution::l8(ctx),
+        "L9" => weights::l9(ctx, weights::DEFAULT_ALPHA),
+        "L10" => resolution::l10(ctx),
+        "L11" => resolution::l11(ctx),
+        "L12" => resolution::l12(ctx),
+        "T1" => timers::t1(ctx),
+        "T3" => timers::t3(ctx),
+        "F1" => failover::f1(ctx),
+        "F2" => failover::f2(ctx),
+        "F3" => failover::f3(ctx),
+        "D1" => dirty::d1(ctx),
+        "D2" => dirty::d2(ctx),
+        "C1" => caching::c1(ctx),
+        other => return Err(CheckError::Unknown(other.to_owned())),
+    })
+}

@@ -1,0 +1,79 @@
+//! What a check says: one verdict per check id, with the sentence a person reads, the events
+//! that prove it and the numbers measured.
+
+use serde::{Deserialize, Serialize};
+
+/// How a violation of a requirement is reported (CONFORMANCE.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Must,
+    Should,
+    Info,
+    Profile,
+}
+
+/// The outcome of one check on one run.
+///
+/// A MUST violation is `Fail`, a SHOULD violation `Warn`, a broken PROFILE claim `Fail`; an
+/// INFO check only ever says `Info`. A requirement the run never exercised is `Inconclusive`
+/// (no check passes vacuously); a check that cannot concern this case is `NotApplicable`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    Fail,
+    Warn,
+    Info,
+    Inconclusive,
+    NotApplicable,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The CONFORMANCE.md id, e.g. "F1".
+    pub id: String,
+    pub level: Level,
+    pub status: Status,
+    /// One sentence with the numbers.
+    pub sentence: String,
+    /// Sequence numbers of the events that prove it.
+    pub evidence: Vec<u64>,
+    /// Measured values and the tolerances used.
+    pub figures: serde_json::Value,
+}
+
+impl Verdict {
+    pub fn new(id: &str, level: Level, status: Status, sentence: impl Into<String>) -> Self {
+        Self {
+            id: id.to_owned(),
+            level,
+            status,
+            sentence: sentence.into(),
+            evidence: Vec::new(),
+            figures: serde_json::Value::Null,
+        }
+    }
+
+    pub fn with_evidence(mut self, mut evidence: Vec<u64>) -> Self {
+        evidence.sort_unstable();
+        evidence.dedup();
+        self.evidence = evidence;
+        self
+    }
+
+    pub fn with_figures(mut self, figures: serde_json::Value) -> Self {
+        self.figures = figures;
+        self
+    }
+
+    /// The status a violation gets at `level`: Fail for MUST and PROFILE, Warn for SHOULD,
+    /// Info for INFO.
+    pub fn violation(level: Level) -> Status {
+        match level {
+            Level::Must | Level::Profile => Status::Fail,
+            Level::Should => Status::Warn,
+            Level::Info => Status::Info,
+        }
+    }
+}
