@@ -43,6 +43,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the suite against the reference UA, judge every check, write the reports.
+    Run {
+        /// Case files or folders (default: cases/).
+        #[arg(default_value = "cases")]
+        paths: Vec<PathBuf>,
+        /// The device profile (what the device is configured with and claims).
+        #[arg(
+            long,
+            default_value = "fixtures/profiles/reference.yaml",
+            value_name = "FILE"
+        )]
+        profile: PathBuf,
+        /// Switch on one of the reference UA's faults (repeatable).
+        #[arg(long = "fault", value_name = "NAME")]
+        faults: Vec<srvlab::ua::Fault>,
+        /// Seed of the reference UA's random choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where the reports go (default: reports/RUN-ID).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Where each case's DNS server listens (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+        dns: SocketAddr,
+    },
     /// Bring a case's world up (DNS and scripted SIP servers) for a phone or any SIP client;
     /// print the timeline live; write timeline.jsonl and capture.pcap as events happen.
     Serve {
@@ -129,6 +154,21 @@ fn main() -> ExitCode {
             json,
         } => commands::dns::run(&zones, &listen, faults, json),
         Command::Serve { case, out, dns } => commands::serve::run(&case, out, &dns),
+        Command::Run {
+            paths,
+            profile,
+            faults,
+            seed,
+            out,
+            dns,
+        } => commands::run::run(commands::run::Options {
+            paths,
+            profile,
+            faults,
+            seed,
+            out,
+            dns,
+        }),
         Command::Validate { paths } => commands::validate::run(&paths),
         Command::Ua {
             list_faults: true, ..

@@ -2,6 +2,7 @@
 //! itself could not be carried out (exit 3).
 
 pub mod dns;
+pub mod run;
 pub mod serve;
 pub mod ua;
 pub mod validate;

@@ -59,7 +59,7 @@ fn check(path: &Path) -> (&'static str, Diagnostics) {
 }
 
 /// A file as given (whatever its name), or every *.yaml / *.yml below a folder, sorted.
-fn collect_yaml(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+pub fn collect_yaml(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     if !path.is_dir() {
         out.push(path.to_path_buf());
         return Ok(());

@@ -1,3 +1,9 @@
 //! Running cases: bring each case's world up, make the device act, judge the timeline, report.
+//!
+//! - [`record`]: timeline.jsonl and capture.pcap written as events happen.
+//! - [`case`]: one case against the reference UA.
+//! - [`report`]: report.json, summary.md, junit.xml.
 
+pub mod case;
 pub mod record;
+pub mod report;

@@ -126,7 +126,7 @@ impl Ua {
             let deadline = self.agent.deadline();
             let sleep = async {
                 match deadline {
-                    Some(at) => tokio::time::sleep_until(self.started + at).await,
+                    Some(at) => sleep_precisely(self.started + at).await,
                     None => std::future::pending().await,
                 }
             };
@@ -244,6 +244,21 @@ impl Ua {
             }
         }
         done
+    }
+}
+
+/// tokio's timer wheel has 1 ms ticks and wakes up to ~2 ms late; at T1 = 20 ms a
+/// retransmission must come within ±2 ms. So: sleep to just before the deadline, then yield
+/// until it is due (other tasks keep running meanwhile).
+async fn sleep_precisely(until: Instant) {
+    const MARGIN: Duration = Duration::from_millis(3);
+    if let Some(coarse) = until.checked_sub(MARGIN)
+        && coarse > Instant::now()
+    {
+        tokio::time::sleep_until(coarse).await;
+    }
+    while Instant::now() < until {
+        tokio::task::yield_now().await;
     }
 }
 

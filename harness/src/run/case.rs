@@ -1,0 +1,265 @@
+//! One case, run against the reference UA: the world comes up, the device carries out the
+//! steps, the world goes down, and the oracle judges the timeline.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::record::Recorder;
+use crate::checks::{Context, Verdict, judge};
+use crate::model::case::Case;
+use crate::model::profile::Profile;
+use crate::model::steps::Step;
+use crate::timeline::{EventKind, Timeline};
+use crate::ua::agent::{Method, Outcome};
+use crate::ua::io::Ua;
+use crate::ua::uri::SipUri;
+use crate::ua::{Faults, UaConfig};
+use crate::world::{World, WorldOptions};
+
+/// How a run treats every case.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub profile: Profile,
+    pub seed: u64,
+    pub faults: Faults,
+    pub dns_listen: SocketAddr,
+}
+
+/// What became of one case.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CaseResult {
+    pub id: String,
+    pub title: String,
+    pub file: String,
+    pub covers: Vec<String>,
+    /// Wall time the case took, in seconds.
+    pub seconds: f64,
+    /// Why the case could not be carried out (then there are no verdicts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What the device got, request by request ("INVITE → 200 from 127.0.0.114:5060").
+    pub outcomes: Vec<String>,
+    pub verdicts: Vec<Verdict>,
+    /// Paths relative to the run folder.
+    pub timeline: String,
+    pub capture: String,
+}
+
+/// The reference UA's configuration for a device profile.
+pub fn ua_config(profile: &Profile, seed: u64, faults: &Faults) -> UaConfig {
+    UaConfig {
+        t1: profile.t1,
+        t2: profile.t2,
+        dirty_host_ttl: profile.dirty_host_ttl,
+        transports: profile.transports.clone(),
+        failover_codes: profile.failover_codes.clone(),
+        seed,
+        faults: faults.clone(),
+        ..UaConfig::default()
+    }
+}
+
+/// Runs `case`, writing its timeline and capture into `dir` (relative paths in the result are
+/// relative to `run_dir`).
+pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &Path) -> CaseResult {
+    let started = Instant::now();
+    let relative = |path: &Path| {
+        path.strip_prefix(run_dir)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    };
+    let mut result = CaseResult {
+        id: case.id.clone(),
+        title: case.title.clone(),
+        file: case.file.path.clone(),
+        covers: case.covers.clone(),
+        seconds: 0.0,
+        error: None,
+        outcomes: Vec::new(),
+        verdicts: Vec::new(),
+        timeline: relative(&dir.join("timeline.jsonl")),
+        capture: relative(&dir.join("capture.pcap")),
+    };
+    let timeline = Timeline::new();
+    let recorder = match std::fs::create_dir_all(dir)
+        .map_err(|e| e.to_string())
+        .and_then(|()| Recorder::attach(dir, &timeline, false).map_err(|e| e.to_string()))
+    {
+        Ok(recorder) => recorder,
+        Err(err) => {
+            result.error = Some(format!("cannot record into {}: {err}", dir.display()));
+            return result;
+        }
+    };
+    let world_options = WorldOptions {
+        dns_listen: vec![options.dns_listen],
+    };
+    match World::start(case, &world_options, timeline.clone()).await {
+        Ok(world) => {
+            let dns = world.dns().addr();
+            match act(case, options, &world, dns).await {
+                Ok(outcomes) => result.outcomes = outcomes,
+                Err(err) => result.error = Some(err),
+            }
+            // Late packets (retransmitted responses, ACKs) still belong to the case.
+            tokio::time::sleep(options.profile.t1 * 4).await;
+            if let Err(err) = world.shutdown().await {
+                timeline.record(EventKind::Note {
+                    text: format!("the world did not stop cleanly: {err}"),
+                });
+            }
+        }
+        Err(err) => result.error = Some(format!("the world did not come up: {err}")),
+    }
+    if let Err(err) = recorder.finish() {
+        timeline.record(EventKind::Note {
+            text: format!("the capture is incomplete: {err}"),
+        });
+    }
+    if result.error.is_none() {
+        let events = timeline.events();
+        let context = Context {
+            profile: &options.profile,
+            zones: &case.zones,
+            servers: &case.servers,
+            events: &events,
+        };
+        for id in &case.checks {
+            match judge(id, &context) {
+                Ok(verdict) => result.verdicts.push(verdict),
+                // Case files are validated against the checks the oracle knows; this would be
+                // a case built in code.
+                Err(err) => result.error = Some(err.to_string()),
+            }
+        }
+    }
+    result.seconds = started.elapsed().as_secs_f64();
+    result
+}
+
+/// Carries out the case's steps with the reference UA.
+async fn act(
+    case: &Case,
+    options: &RunOptions,
+    world: &World,
+    dns: SocketAddr,
+) -> Result<Vec<String>, String> {
+    let uri =
+        SipUri::parse(&case.uri).map_err(|why| format!("device uri `{}`: {why}", case.uri))?;
+    let aor =
+        SipUri::parse(&case.aor).map_err(|why| format!("device aor `{}`: {why}", case.aor))?;
+    let user = aor.user.clone().unwrap_or_else(|| "alice".into());
+    let mut device = Device {
+        ua: Ua::new(
+            ua_config(&options.profile, options.seed, &options.faults),
+            &user,
+            dns,
+        ),
+        uri,
+        aor,
+        outcomes: Vec::new(),
+    };
+    for step in &case.steps {
+        device.step(step, options, world, dns, 0).await?;
+    }
+    Ok(device.outcomes)
+}
+
+struct Device {
+    ua: Ua,
+    uri: SipUri,
+    aor: SipUri,
+    outcomes: Vec<String>,
+}
+
+impl Device {
+    async fn request(&mut self, method: Method) {
+        let uri = match method {
+            Method::Register => self.aor.clone(),
+            Method::Invite | Method::Options => self.uri.clone(),
+        };
+        let outcome = self.ua.run(method, uri, |_| {}).await;
+        self.outcomes.push(format!(
+            "{} → {}",
+            method.as_str(),
+            match outcome {
+                Outcome::Succeeded { status, target } | Outcome::Rejected { status, target } => {
+                    format!("{status} from {} over {}", target.addr, target.transport)
+                }
+                Outcome::Failed { why } => format!("failed: {why}"),
+            }
+        ));
+    }
+
+    /// One step; `depth` guards against trials within trials within trials.
+    fn step<'a>(
+        &'a mut self,
+        step: &'a Step,
+        options: &'a RunOptions,
+        world: &'a World,
+        dns: SocketAddr,
+        depth: u32,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            match step {
+                Step::Register => self.request(Method::Register).await,
+                Step::Call => self.request(Method::Invite).await,
+                Step::Options => self.request(Method::Options).await,
+                Step::Registers(n) => {
+                    for _ in 0..*n {
+                        self.request(Method::Register).await;
+                    }
+                }
+                Step::Calls(n) => {
+                    for _ in 0..*n {
+                        self.request(Method::Invite).await;
+                    }
+                }
+                Step::Wait(wait) => {
+                    let duration = wait.resolve(&options.profile).ok_or_else(|| {
+                        format!("`wait {wait}`: the profile declares no dirty-host TTL")
+                    })?;
+                    tokio::time::sleep(duration).await;
+                }
+                Step::Step(name) => world.step(name),
+                Step::Trials(trials) => {
+                    if depth > 2 {
+                        return Err("trials nested more than twice".into());
+                    }
+                    for trial in 0..u64::from(trials.count) {
+                        // A fresh device per trial: cold DNS cache, no dirty hosts, its own
+                        // draws (seed + trial) so trials are independent.
+                        let seed = options.seed.wrapping_mul(1_000_003).wrapping_add(trial);
+                        let mut fresh = Device {
+                            ua: Ua::new(
+                                ua_config(&options.profile, seed, &options.faults),
+                                &self.aor.user.clone().unwrap_or_else(|| "alice".into()),
+                                dns,
+                            ),
+                            uri: self.uri.clone(),
+                            aor: self.aor.clone(),
+                            outcomes: Vec::new(),
+                        };
+                        for inner in &trials.steps {
+                            fresh.step(inner, options, world, dns, depth + 1).await?;
+                        }
+                        self.outcomes.append(&mut fresh.outcomes);
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Where a case's files go inside a run folder.
+pub fn case_dir(run_dir: &Path, id: &str) -> PathBuf {
+    run_dir.join("cases").join(id)
+}
+
+/// A grace period long enough for the world's sockets to close between cases.
+pub const BETWEEN_CASES: Duration = Duration::from_millis(50);

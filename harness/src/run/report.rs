@@ -1,0 +1,238 @@
+//! A run's reports: `report.json` (the canonical, versioned record), `summary.md` for people
+//! and `junit.xml` for CI (one test case per case × check).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io;
+use std::path::Path;
+
+use quick_junit::{NonSuccessKind, Report as JunitReport, TestCase, TestCaseStatus, TestSuite};
+use serde::{Deserialize, Serialize};
+
+use super::case::CaseResult;
+use crate::checks::{Level, Status};
+
+/// The report schema's version; readers refuse what they do not know.
+pub const SCHEMA: &str = "srvlab-report/1";
+
+/// What was run, with what, where: enough to reproduce it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub srvlab: String,
+    /// When the run began (RFC 3339, UTC).
+    pub started: String,
+    pub seed: u64,
+    pub dut: String,
+    pub profile: ProfileSummary,
+    pub faults: Vec<String>,
+    pub host: String,
+    /// Each case file and a hash of its bytes (FNV-1a 64, hex): the same hash, the same case.
+    pub cases: Vec<CaseFile>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProfileSummary {
+    pub device: String,
+    pub name: String,
+    pub t1_ms: f64,
+    pub t2_ms: f64,
+    pub dirty_host_ttl_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CaseFile {
+    pub id: String,
+    pub file: String,
+    pub fnv1a64: String,
+}
+
+/// Verdicts counted by status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub pass: usize,
+    pub fail: usize,
+    pub warn: usize,
+    pub info: usize,
+    pub inconclusive: usize,
+    pub not_applicable: usize,
+    /// Cases that could not be carried out.
+    pub errors: usize,
+}
+
+impl Counts {
+    pub fn of(cases: &[CaseResult]) -> Self {
+        let mut counts = Self::default();
+        for case in cases {
+            if case.error.is_some() {
+                counts.errors += 1;
+            }
+            for verdict in &case.verdicts {
+                match verdict.status {
+                    Status::Pass => counts.pass += 1,
+                    Status::Fail => counts.fail += 1,
+                    Status::Warn => counts.warn += 1,
+                    Status::Info => counts.info += 1,
+                    Status::Inconclusive => counts.inconclusive += 1,
+                    Status::NotApplicable => counts.not_applicable += 1,
+                }
+            }
+        }
+        counts
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    pub manifest: Manifest,
+    pub counts: Counts,
+    pub cases: Vec<CaseResult>,
+}
+
+impl Report {
+    pub fn new(manifest: Manifest, cases: Vec<CaseResult>) -> Self {
+        Self {
+            schema: SCHEMA.into(),
+            counts: Counts::of(&cases),
+            manifest,
+            cases,
+        }
+    }
+
+    /// Writes report.json, summary.md and junit.xml into `dir`.
+    pub fn write(&self, dir: &Path) -> io::Result<()> {
+        let json = serde_json::to_string_pretty(self).map_err(io::Error::other)?;
+        std::fs::write(dir.join("report.json"), json + "\n")?;
+        std::fs::write(dir.join("summary.md"), self.markdown())?;
+        let junit = self.junit().to_string().map_err(io::Error::other)?;
+        std::fs::write(dir.join("junit.xml"), junit)?;
+        Ok(())
+    }
+
+    pub fn markdown(&self) -> String {
+        let m = &self.manifest;
+        let c = &self.counts;
+        let mut out = String::new();
+        let _ = writeln!(out, "# srvlab run\n");
+        let _ = writeln!(
+            out,
+            "Device **{}** ({}), T1 = {} ms, seed {}, srvlab {}, started {}.{}\n",
+            m.profile.name,
+            m.dut,
+            m.profile.t1_ms,
+            m.seed,
+            m.srvlab,
+            m.started,
+            if m.faults.is_empty() {
+                String::new()
+            } else {
+                format!(" Faults on: {}.", m.faults.join(", "))
+            }
+        );
+        let _ = writeln!(
+            out,
+            "**{} pass, {} fail, {} warn, {} info, {} inconclusive, {} not applicable{}**\n",
+            c.pass,
+            c.fail,
+            c.warn,
+            c.info,
+            c.inconclusive,
+            c.not_applicable,
+            if c.errors > 0 {
+                format!(", {} case(s) could not run", c.errors)
+            } else {
+                String::new()
+            }
+        );
+        let _ = writeln!(out, "| case | check | level | verdict | why |");
+        let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
+        for case in &self.cases {
+            if let Some(error) = &case.error {
+                let _ = writeln!(out, "| {} | — | — | **error** | {} |", case.id, cell(error));
+            }
+            for v in &case.verdicts {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} |",
+                    case.id,
+                    v.id,
+                    level_name(v.level),
+                    status_name(v.status),
+                    cell(&v.sentence)
+                );
+            }
+        }
+        out
+    }
+
+    pub fn junit(&self) -> JunitReport {
+        let mut report = JunitReport::new("srvlab");
+        let mut by_case: BTreeMap<usize, TestSuite> = BTreeMap::new();
+        for (index, case) in self.cases.iter().enumerate() {
+            let mut suite = TestSuite::new(case.id.clone());
+            if let Some(error) = &case.error {
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+                status.set_message(error.clone());
+                suite.add_test_case(TestCase::new("run", status));
+            }
+            for v in &case.verdicts {
+                let status = match v.status {
+                    Status::Fail => {
+                        let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                        s.set_message(v.sentence.clone());
+                        s
+                    }
+                    // A warning or a verdict that could not be reached does not fail CI, but
+                    // it must not look like a pass either.
+                    Status::Inconclusive | Status::NotApplicable => {
+                        let mut s = TestCaseStatus::skipped();
+                        s.set_message(format!("{}: {}", status_name(v.status), v.sentence));
+                        s
+                    }
+                    Status::Pass | Status::Warn | Status::Info => TestCaseStatus::success(),
+                };
+                let mut test = TestCase::new(v.id.clone(), status);
+                test.set_classname(format!("srvlab.{}", case.id));
+                test.set_system_out(format!("{}: {}", status_name(v.status), v.sentence));
+                suite.add_test_case(test);
+            }
+            by_case.insert(index, suite);
+        }
+        report.add_test_suites(by_case.into_values());
+        report
+    }
+}
+
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+pub fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Pass => "pass",
+        Status::Fail => "FAIL",
+        Status::Warn => "warn",
+        Status::Info => "info",
+        Status::Inconclusive => "inconclusive",
+        Status::NotApplicable => "n/a",
+    }
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Must => "MUST",
+        Level::Should => "SHOULD",
+        Level::Info => "INFO",
+        Level::Profile => "PROFILE",
+    }
+}
+
+/// FNV-1a, 64 bits: a stable fingerprint of a case file's bytes.
+pub fn fnv1a64(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
