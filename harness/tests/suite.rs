@@ -89,8 +89,15 @@ fn the_clean_reference_ua_passes_the_suite() {
     }
 }
 
+/// A fault, the case paths to run, and the (case, check) verdicts it must turn to FAIL.
+type Row = (
+    &'static str,
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+);
+
 /// Each fault and the verdicts it must turn to FAIL (at least these).
-const MATRIX: &[(&str, &[&str], &[(&str, &str)])] = &[
+const MATRIX: &[Row] = &[
     (
         "ignore-priority",
         &["cases/ordering"],
