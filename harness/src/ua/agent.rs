@@ -171,6 +171,20 @@ struct Job {
     authorize: bool,
 }
 
+impl Job {
+    /// The query the resolution asked for: the job waits for it, and remembers it (the
+    /// `resolve-per-retransmission` fault repeats what was asked).
+    fn ask(&mut self, id: JobId, name: Name, rtype: RecordType) -> Action {
+        self.awaiting_query = true;
+        self.queried.push((name.clone(), rtype));
+        Action::Query {
+            job: id,
+            name,
+            rtype,
+        }
+    }
+}
+
 pub struct Agent {
     config: UaConfig,
     rng: Rng,
@@ -441,13 +455,7 @@ impl Agent {
                 .next(&self.cache, &self.dirty, &mut self.rng, now)
             {
                 Next::Query { name, rtype } => {
-                    job.awaiting_query = true;
-                    job.queried.push((name.clone(), rtype));
-                    self.actions.push_back(Action::Query {
-                        job: id,
-                        name,
-                        rtype,
-                    });
+                    self.actions.push_back(job.ask(id, name, rtype));
                     return;
                 }
                 Next::Target(target) => Some(target),
@@ -543,10 +551,11 @@ impl Agent {
                 });
             }
         }
-        let Some(attempt) = job.attempt.as_ref() else {
-            return;
-        };
-        let Some(bytes) = attempt.request.as_ref().map(Message::to_bytes) else {
+        let Some((number, bytes)) = job
+            .attempt
+            .as_ref()
+            .and_then(|a| Some((a.number, a.request.as_ref()?.to_bytes())))
+        else {
             return;
         };
         if faults.has(Fault::RetransmitToNextTarget) {
@@ -559,15 +568,7 @@ impl Agent {
                     // The next target's address is not known yet: ask for it (a query the
                     // resolution asked for and never got counts as failed, which would drop
                     // that target altogether), and send elsewhere once it is known.
-                    Next::Query { name, rtype } => {
-                        job.awaiting_query = true;
-                        job.queried.push((name.clone(), rtype));
-                        self.actions.push_back(Action::Query {
-                            job: id,
-                            name,
-                            rtype,
-                        });
-                    }
+                    Next::Query { name, rtype } => self.actions.push_back(job.ask(id, name, rtype)),
                     Next::Exhausted { .. } => {}
                 }
             }
@@ -581,7 +582,7 @@ impl Agent {
         }
         self.actions.push_back(Action::Send {
             job: id,
-            attempt: attempt.number,
+            attempt: number,
             bytes,
         });
     }
