@@ -334,6 +334,7 @@ fn timeline() -> Vec<(EventKind, usize)> {
         ),
         (
             EventKind::Refused(Refused {
+                seen_ns: None,
                 server: "sipserver114.snom.rocks.".into(),
                 transport: Transport::Udp,
                 local: addr(REFUSING_UDP),
@@ -346,6 +347,7 @@ fn timeline() -> Vec<(EventKind, usize)> {
         ),
         (
             EventKind::Refused(Refused {
+                seen_ns: None,
                 server: "sipserver114.snom.rocks.".into(),
                 transport: Transport::Tcp,
                 local: addr(REFUSING_TCP),
@@ -717,6 +719,7 @@ fn icmpv6_port_unreachable_for_an_ipv6_refusal() {
         seq: 0,
         t_ns: 1_000,
         kind: EventKind::Refused(Refused {
+            seen_ns: None,
             server: "sipserver52.snom.rocks.".into(),
             transport: Transport::Udp,
             local: addr("[::1]:5060"),

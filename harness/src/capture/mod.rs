@@ -113,7 +113,7 @@ impl PcapRecorder {
         }
         let timestamp = self
             .epoch_offset
-            .checked_add(Duration::from_nanos(event.t_ns))
+            .checked_add(Duration::from_nanos(event.happened_ns()))
             .ok_or_else(|| self.packet_error(event, "timestamp overflows".into()))?;
         for data in &packets {
             // Packets are at most 40 + 65535 bytes (see `packet`), far below u32::MAX.

@@ -146,9 +146,10 @@ pub fn group(events: &[Event], failover_codes: &[u16]) -> Vec<Request> {
         failover_codes,
         ..Builder::default()
     };
-    // Sequence order is time order on a real timeline; sorting keeps a hand-edited one sane.
+    // Sequence order is time order on a real timeline, except that a refusal is seen by a
+    // separate reader and recorded late: it counts at the kernel's time of the refusal.
     let mut ordered: Vec<&Event> = events.iter().collect();
-    ordered.sort_by_key(|e| (e.t_ns, e.seq));
+    ordered.sort_by_key(|e| (e.happened_ns(), e.seq));
     for event in ordered {
         match &event.kind {
             EventKind::Step { .. } => builder.epoch += 1,
@@ -371,7 +372,7 @@ impl Builder<'_> {
         let summary = &refused.summary;
         let send = Transmission {
             seq: event.seq,
-            t_ns: event.t_ns,
+            t_ns: event.happened_ns(),
             refused: true,
         };
         let key = Self::key(summary, refused.local, refused.transport);

@@ -195,6 +195,7 @@ impl Tl {
         self.at(
             t_ms,
             EventKind::Refused(Refused {
+                seen_ns: None,
                 server: server_name(server),
                 transport: Transport::Udp,
                 local: addr(server),
@@ -217,6 +218,7 @@ impl Tl {
         self.at(
             t_ms,
             EventKind::Refused(Refused {
+                seen_ns: None,
                 server: server_name(server),
                 transport: Transport::Tcp,
                 local: addr(server),

@@ -169,6 +169,10 @@ pub struct Refused {
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub seen: RefusalSeen,
+    /// When the kernel received the ICMP/RST (ns since the timeline started, from
+    /// SO_TIMESTAMPNS): the event itself is recorded a little later, by the raw-socket reader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_ns: Option<u64>,
     /// What the refused datagram said, as far as the ICMP quote shows it (UDP only).
     #[serde(flatten)]
     pub summary: SipSummary,

@@ -32,6 +32,15 @@ impl Event {
     pub fn at(&self) -> Duration {
         Duration::from_nanos(self.t_ns)
     }
+
+    /// When it happened: the timeline time, except for a refusal whose kernel receive time
+    /// is known (the raw-socket reader records it a little after the fact).
+    pub fn happened_ns(&self) -> u64 {
+        match &self.kind {
+            EventKind::Refused(refused) => refused.seen_ns.unwrap_or(self.t_ns),
+            _ => self.t_ns,
+        }
+    }
 }
 
 type Observer = Box<dyn FnMut(&Event) + Send>;
