@@ -866,3 +866,103 @@ fn l9_a_fair_draw_passes_and_a_biased_one_fails() {
     let none = judge_l9(&Tl::default());
     assert_eq!(none.status, Status::Inconclusive);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Transactions (T5, T6), with raw bytes for the headers the summary lacks.
+
+impl Tl {
+    /// The device sends an INVITE with full headers: From tag and top Via transport as given.
+    #[allow(clippy::too_many_arguments)]
+    fn raw_invite(
+        &mut self,
+        server: &str,
+        transport: Transport,
+        via: &str,
+        branch: &str,
+        call_id: &str,
+        from_tag: &str,
+        t_ms: f64,
+    ) -> &mut Self {
+        let raw = format!(
+            "INVITE sip:alice@snom.rocks SIP/2.0\r\nVia: SIP/2.0/{via} {DEVICE};branch={branch}\r\nFrom: <sip:bob@snom.rocks>;tag={from_tag}\r\nTo: <sip:alice@snom.rocks>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        let summary = SipSummary {
+            method: Some("INVITE".into()),
+            call_id: Some(call_id.into()),
+            cseq: Some("1 INVITE".into()),
+            branch: Some(branch.into()),
+            ..SipSummary::default()
+        };
+        self.at(
+            t_ms,
+            EventKind::SipReceived(Self::message(server, transport, summary, raw.into_bytes())),
+        )
+    }
+}
+
+#[test]
+fn t5_copies_of_a_transaction_stay_with_their_server() {
+    let mut good = Tl::default();
+    good.stalled_invite(S52, "z9hG4bKa", "c1", 0.0, 200.0)
+        .respond(S52, 486, "z9hG4bKa", "c1", 210.0)
+        .ack(S52, "z9hG4bKa", "c1", 211.0);
+    assert_eq!(status("T5", &good), Status::Pass);
+
+    let mut bad = Tl::default();
+    bad.invite(S52, "z9hG4bKa", "c1", 0.0)
+        .invite(S114, "z9hG4bKa", "c1", 20.0);
+    let verdict = run("T5", &bad, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Fail);
+    assert_eq!(verdict.evidence, vec![0, 1]);
+
+    let mut single = Tl::default();
+    single.invite(S52, "z9hG4bKa", "c1", 0.0);
+    assert_eq!(status("T5", &single), Status::Inconclusive);
+}
+
+#[test]
+fn t6_a_new_target_is_a_new_transaction() {
+    let mut good = Tl::default();
+    good.raw_invite(S52, Transport::Udp, "UDP", "z9hG4bKa", "c1", "f1", 0.0)
+        .respond(S52, 503, "z9hG4bKa", "c1", 5.0)
+        .ack(S52, "z9hG4bKa", "c1", 6.0)
+        .raw_invite(S114, Transport::Udp, "UDP", "z9hG4bKb", "c1", "f1", 7.0);
+    assert_eq!(status("T6", &good), Status::Pass);
+
+    // The same branch to another target.
+    let mut shared = Tl::default();
+    shared
+        .raw_invite(S52, Transport::Udp, "UDP", "z9hG4bKa", "c1", "f1", 0.0)
+        .respond(S52, 503, "z9hG4bKa", "c1", 5.0)
+        .raw_invite(S114, Transport::Udp, "UDP", "z9hG4bKa", "c1", "f1", 7.0);
+    let verdict = run("T6", &shared, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Fail);
+    assert!(verdict.sentence.contains("reused the branch"));
+
+    // A new From tag on failover.
+    let mut tag = Tl::default();
+    tag.raw_invite(S52, Transport::Udp, "UDP", "z9hG4bKa", "c1", "f1", 0.0)
+        .respond(S52, 503, "z9hG4bKa", "c1", 5.0)
+        .raw_invite(S114, Transport::Udp, "UDP", "z9hG4bKb", "c1", "f2", 7.0);
+    assert_eq!(status("T6", &tag), Status::Fail);
+
+    // A new Call-ID on failover, same From tag.
+    let mut call = Tl::default();
+    call.raw_invite(S52, Transport::Udp, "UDP", "z9hG4bKa", "c1", "f1", 0.0)
+        .respond(S52, 503, "z9hG4bKa", "c1", 5.0)
+        .raw_invite(S114, Transport::Udp, "UDP", "z9hG4bKb", "c2", "f1", 7.0);
+    assert_eq!(status("T6", &call), Status::Fail);
+
+    // A Via that names TCP over UDP.
+    let mut via = Tl::default();
+    via.raw_invite(S52, Transport::Udp, "TCP", "z9hG4bKa", "c1", "f1", 0.0)
+        .respond(S52, 503, "z9hG4bKa", "c1", 5.0)
+        .raw_invite(S114, Transport::Udp, "UDP", "z9hG4bKb", "c1", "f1", 7.0);
+    let verdict = run("T6", &via, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Fail);
+    assert!(verdict.sentence.contains("top Via says TCP"));
+
+    let mut once = Tl::default();
+    once.raw_invite(S52, Transport::Udp, "UDP", "z9hG4bKa", "c1", "f1", 0.0);
+    assert_eq!(status("T6", &once), Status::Inconclusive);
+}
