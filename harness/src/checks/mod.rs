@@ -9,7 +9,7 @@
 //! - [`measure`]: tolerances and how times are printed.
 //! - one module per area: [`resolution`] (L8, L10, L11, L12), [`weights`] (L9), [`timers`]
 //!   (T1, T3), [`failover`] (F1, F2, F3), [`dirty`] (D1, D2), [`caching`] (C1),
-//!   [`transactions`] (T5, T6).
+//!   [`transactions`] (T5, T6), [`responses`] (F4, F5).
 
 pub mod attempts;
 pub mod caching;
@@ -18,6 +18,7 @@ pub mod failover;
 pub mod failures;
 pub mod measure;
 pub mod resolution;
+pub mod responses;
 pub mod targets;
 pub mod timers;
 pub mod transactions;
@@ -80,6 +81,7 @@ pub enum CheckError {
 /// The check ids [`judge`] knows.
 pub const IMPLEMENTED: &[&str] = &[
     "L8", "L9", "L10", "L11", "L12", "T1", "T3", "F1", "F2", "F3", "D1", "D2", "C1", "T5", "T6",
+    "F4", "F5",
 ];
 
 /// Judges one check on one run. L9 uses [`weights::DEFAULT_ALPHA`]; call
@@ -101,6 +103,8 @@ pub fn judge(id: &str, ctx: &Context) -> Result<Verdict, CheckError> {
         "C1" => caching::c1(ctx),
         "T5" => transactions::t5(ctx),
         "T6" => transactions::t6(ctx),
+        "F4" => responses::f4(ctx),
+        "F5" => responses::f5(ctx),
         other => return Err(CheckError::Unknown(other.to_owned())),
     })
 }

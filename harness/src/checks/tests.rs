@@ -966,3 +966,100 @@ fn t6_a_new_target_is_a_new_transaction() {
     once.raw_invite(S52, Transport::Udp, "UDP", "z9hG4bKa", "c1", "f1", 0.0);
     assert_eq!(status("T6", &once), Status::Inconclusive);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Other final responses (F4) and Retry-After (F5).
+
+impl Tl {
+    /// `server` answers 503 with Retry-After `seconds`.
+    fn busy(
+        &mut self,
+        server: &str,
+        seconds: u32,
+        branch: &str,
+        call_id: &str,
+        t_ms: f64,
+    ) -> &mut Self {
+        let raw = format!(
+            "SIP/2.0 503 Service Unavailable\r\nVia: SIP/2.0/UDP {DEVICE};branch={branch}\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nRetry-After: {seconds}\r\nContent-Length: 0\r\n\r\n"
+        );
+        let summary = SipSummary {
+            status: Some(503),
+            reason: Some("Service Unavailable".into()),
+            call_id: Some(call_id.into()),
+            cseq: Some("1 INVITE".into()),
+            branch: Some(branch.into()),
+            ..SipSummary::default()
+        };
+        self.at(
+            t_ms,
+            EventKind::SipSent(Self::message(
+                server,
+                Transport::Udp,
+                summary,
+                raw.into_bytes(),
+            )),
+        )
+    }
+}
+
+#[test]
+fn f4_says_what_followed_a_486() {
+    let mut stayed = Tl::default();
+    stayed
+        .invite(S52, "z9hG4bKa", "c1", 0.0)
+        .respond(S52, 486, "z9hG4bKa", "c1", 5.0)
+        .ack(S52, "z9hG4bKa", "c1", 6.0)
+        .note(5000.0);
+    let verdict = run("F4", &stayed, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Info);
+    assert!(verdict.sentence.contains("tried no other target"));
+
+    let mut moved = Tl::default();
+    moved
+        .invite(S52, "z9hG4bKa", "c1", 0.0)
+        .respond(S52, 486, "z9hG4bKa", "c1", 5.0)
+        .ack(S52, "z9hG4bKa", "c1", 6.0)
+        .invite(S114, "z9hG4bKb", "c1", 7.0);
+    let verdict = run("F4", &moved, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Info);
+    assert!(verdict.sentence.contains("tried another target"));
+
+    let mut none = Tl::default();
+    none.invite(S52, "z9hG4bKa", "c1", 0.0)
+        .respond(S52, 503, "z9hG4bKa", "c1", 5.0);
+    assert_eq!(status("F4", &none), Status::Inconclusive);
+}
+
+#[test]
+fn f5_retry_after_keeps_the_device_away() {
+    let mut good = Tl::default();
+    good.invite(S52, "z9hG4bKa", "c1", 0.0)
+        .busy(S52, 2, "z9hG4bKa", "c1", 5.0)
+        .ack(S52, "z9hG4bKa", "c1", 6.0)
+        .invite(S114, "z9hG4bKb", "c1", 7.0)
+        .respond(S114, 200, "z9hG4bKb", "c1", 8.0)
+        .step("again", 1000.0)
+        .invite(S114, "z9hG4bKc", "c2", 1001.0)
+        .invite(S52, "z9hG4bKd", "c3", 2500.0);
+    assert_eq!(status("F5", &good), Status::Pass);
+
+    let mut bad = Tl::default();
+    bad.invite(S52, "z9hG4bKa", "c1", 0.0)
+        .busy(S52, 2, "z9hG4bKa", "c1", 5.0)
+        .ack(S52, "z9hG4bKa", "c1", 6.0)
+        .invite(S114, "z9hG4bKb", "c1", 7.0)
+        .respond(S114, 200, "z9hG4bKb", "c1", 8.0)
+        .step("again", 1000.0)
+        .invite(S52, "z9hG4bKc", "c2", 1001.0);
+    let verdict = run("F5", &bad, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Warn);
+
+    // A 503 without Retry-After is not F5's concern.
+    let mut plain = Tl::default();
+    plain
+        .invite(S52, "z9hG4bKa", "c1", 0.0)
+        .respond(S52, 503, "z9hG4bKa", "c1", 5.0)
+        .note(5000.0);
+    assert_eq!(status("F5", &plain), Status::Inconclusive);
+}
