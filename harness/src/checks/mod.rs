@@ -9,11 +9,13 @@
 //! - [`measure`]: tolerances and how times are printed.
 //! - one module per area: [`resolution`] (L8, L10, L11, L12), [`weights`] (L9), [`timers`]
 //!   (T1, T3), [`failover`] (F1, F2, F3), [`dirty`] (D1, D2), [`caching`] (C1),
-//!   [`transactions`] (T5, T6), [`responses`] (F4, F5).
+//!   [`transactions`] (T5, T6), [`responses`] (F4, F5),
+//!   [`discovery`] (L4, L5, L7).
 
 pub mod attempts;
 pub mod caching;
 pub mod dirty;
+pub mod discovery;
 pub mod failover;
 pub mod failures;
 pub mod measure;
@@ -81,7 +83,7 @@ pub enum CheckError {
 /// The check ids [`judge`] knows.
 pub const IMPLEMENTED: &[&str] = &[
     "L8", "L9", "L10", "L11", "L12", "T1", "T3", "F1", "F2", "F3", "D1", "D2", "C1", "T5", "T6",
-    "F4", "F5",
+    "F4", "F5", "L4", "L5", "L7",
 ];
 
 /// Judges one check on one run. L9 uses [`weights::DEFAULT_ALPHA`]; call
@@ -105,6 +107,9 @@ pub fn judge(id: &str, ctx: &Context) -> Result<Verdict, CheckError> {
         "T6" => transactions::t6(ctx),
         "F4" => responses::f4(ctx),
         "F5" => responses::f5(ctx),
+        "L4" => discovery::l4(ctx),
+        "L5" => discovery::l5(ctx),
+        "L7" => discovery::l7(ctx),
         other => return Err(CheckError::Unknown(other.to_owned())),
     })
 }

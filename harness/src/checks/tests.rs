@@ -1063,3 +1063,125 @@ fn f5_retry_after_keeps_the_device_away() {
         .note(5000.0);
     assert_eq!(status("F5", &plain), Status::Inconclusive);
 }
+
+// ---------------------------------------------------------------------------------------------
+// NAPTR first (L4), the NAPTR transport (L5), no SRV at all (L7).
+
+const NAPTR_ZONE: &str = r#"
+origin: snom.rocks.
+ttl: 300
+records:
+  - NAPTR: {name: "@", order: 1, preference: 10, flags: s, service: SIPS+D2T, regexp: "", replacement: _sips._tcp}
+  - NAPTR: {name: "@", order: 2, preference: 10, flags: s, service: SIP+D2T, regexp: "", replacement: _sip._tcp}
+  - NAPTR: {name: "@", order: 2, preference: 20, flags: s, service: SIP+D2U, regexp: "", replacement: _sip._udp}
+  - SRV: {name: _sips._tcp, priority: 1, weight: 1, port: 5061, target: sipserver52}
+  - SRV: {name: _sip._tcp, priority: 1, weight: 1, port: 5060, target: sipserver52}
+  - SRV: {name: _sip._udp, priority: 1, weight: 1, port: 5060, target: sipserver52}
+  - A: {name: sipserver52, address: 127.0.0.52}
+"#;
+
+const BARE_ZONE: &str = r#"
+origin: snom.rocks.
+ttl: 300
+records:
+  - A: {name: "@", address: 127.0.0.1}
+  - A: {name: sipserver52, address: 127.0.0.52}
+"#;
+
+fn run_in(zone: &str, id: &str, tl: &Tl, profile: &Profile) -> Verdict {
+    let zones = zones(zone);
+    let events = tl.events();
+    let ctx = Context {
+        profile,
+        zones: &zones,
+        servers: &[],
+        events: &events,
+    };
+    let verdict = judge(id, &ctx).unwrap();
+    eprintln!("{id}: {:?}: {}", verdict.status, verdict.sentence);
+    verdict
+}
+
+#[test]
+fn l4_naptr_is_queried_first() {
+    let mut good = Tl::default();
+    good.query("snom.rocks.", "NAPTR", 0.0)
+        .query(UDP, "SRV", 1.0);
+    assert_eq!(status("L4", &good), Status::Pass);
+
+    let mut bad = Tl::default();
+    bad.query(UDP, "SRV", 0.0)
+        .query("snom.rocks.", "NAPTR", 1.0);
+    let verdict = run("L4", &bad, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Warn);
+    assert!(verdict.sentence.contains("not NAPTR snom.rocks."));
+
+    let mut without = profile(Some(2));
+    without.naptr = false;
+    assert_eq!(run("L4", &bad, &without).status, Status::NotApplicable);
+}
+
+#[test]
+fn l5_the_most_preferred_supported_naptr_service_decides_the_transport() {
+    // SIPS+D2T is TLS (unsupported); SIP+D2T has order 2 and the better preference.
+    let mut good = Tl::default();
+    good.query("snom.rocks.", "NAPTR", 0.0)
+        .query("_sip._tcp.snom.rocks.", "SRV", 1.0)
+        .send("INVITE", S52, Transport::Tcp, "z9hG4bKa", "c1", 1, 2.0);
+    assert_eq!(
+        run_in(NAPTR_ZONE, "L5", &good, &profile(Some(2))).status,
+        Status::Pass
+    );
+
+    let mut bad = Tl::default();
+    bad.query("snom.rocks.", "NAPTR", 0.0)
+        .query(UDP, "SRV", 1.0)
+        .invite(S52, "z9hG4bKa", "c1", 2.0);
+    let verdict = run_in(NAPTR_ZONE, "L5", &bad, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Fail);
+    assert_eq!(verdict.evidence, vec![0, 2]);
+
+    // A UDP-only profile: SIP+D2U is its most preferred service.
+    let mut udp_only = profile(Some(2));
+    udp_only.transports = vec![Transport::Udp];
+    assert_eq!(
+        run_in(NAPTR_ZONE, "L5", &bad, &udp_only).status,
+        Status::Pass
+    );
+
+    // No NAPTR records in the zone.
+    assert_eq!(status("L5", &bad), Status::Inconclusive);
+}
+
+#[test]
+fn l7_without_srv_the_domain_on_5060_over_udp() {
+    let mut good = Tl::default();
+    good.query("snom.rocks.", "NAPTR", 0.0)
+        .query(UDP, "SRV", 1.0)
+        .query("snom.rocks.", "A", 2.0)
+        .invite(DOMAIN, "z9hG4bKa", "c1", 3.0);
+    assert_eq!(
+        run_in(BARE_ZONE, "L7", &good, &profile(Some(2))).status,
+        Status::Pass
+    );
+
+    let mut tcp = Tl::default();
+    tcp.query(UDP, "SRV", 1.0)
+        .send("INVITE", DOMAIN, Transport::Tcp, "z9hG4bKa", "c1", 1, 3.0);
+    assert_eq!(
+        run_in(BARE_ZONE, "L7", &tcp, &profile(Some(2))).status,
+        Status::Fail
+    );
+
+    let mut elsewhere = Tl::default();
+    elsewhere
+        .query(UDP, "SRV", 1.0)
+        .invite(S52, "z9hG4bKa", "c1", 3.0);
+    assert_eq!(
+        run_in(BARE_ZONE, "L7", &elsewhere, &profile(Some(2))).status,
+        Status::Fail
+    );
+
+    // The zone with SRV records: not L7's case.
+    assert_eq!(status("L7", &good), Status::NotApplicable);
+}
