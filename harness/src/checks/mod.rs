@@ -10,12 +10,13 @@
 //! - one module per area: [`resolution`] (L8, L10, L11, L12), [`weights`] (L9), [`timers`]
 //!   (T1, T3), [`failover`] (F1, F2, F3), [`dirty`] (D1, D2), [`caching`] (C1),
 //!   [`transactions`] (T5, T6), [`responses`] (F4, F5),
-//!   [`discovery`] (L4, L5, L7).
+//!   [`discovery`] (L4, L5, L7), [`expiry`] (C2).
 
 pub mod attempts;
 pub mod caching;
 pub mod dirty;
 pub mod discovery;
+pub mod expiry;
 pub mod failover;
 pub mod failures;
 pub mod measure;
@@ -110,6 +111,7 @@ pub fn judge(id: &str, ctx: &Context) -> Result<Verdict, CheckError> {
         "L4" => discovery::l4(ctx),
         "L5" => discovery::l5(ctx),
         "L7" => discovery::l7(ctx),
+        "C2" => expiry::c2(ctx),
         other => return Err(CheckError::Unknown(other.to_owned())),
     })
 }

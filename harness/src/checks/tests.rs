@@ -1185,3 +1185,74 @@ fn l7_without_srv_the_domain_on_5060_over_udp() {
     // The zone with SRV records: not L7's case.
     assert_eq!(status("L7", &good), Status::NotApplicable);
 }
+
+// ---------------------------------------------------------------------------------------------
+// TTLs (C2).
+
+impl Tl {
+    /// srvlab answers `qtype name` with `records` (presentation format).
+    fn answer(&mut self, name: &str, qtype: &str, records: &[&str], t_ms: f64) -> &mut Self {
+        self.at(
+            t_ms,
+            EventKind::DnsAnswer(crate::timeline::DnsAnswer {
+                transport: Transport::Udp,
+                client: addr("127.0.0.200:40000"),
+                server: addr("127.0.0.53:53"),
+                id: 1,
+                name: name.into(),
+                qtype: qtype.into(),
+                rcode: "NOERROR".into(),
+                aa: true,
+                tc: false,
+                answers: records.iter().map(|r| (*r).to_owned()).collect(),
+                authority_count: 0,
+                additionals: Vec::new(),
+                fault: None,
+                raw: Vec::new(),
+            }),
+        )
+    }
+
+    /// SRV and A of sipserver52 with `ttl`, queried and answered at `t_ms`.
+    fn resolve52(&mut self, ttl: u32, t_ms: f64) -> &mut Self {
+        let srv = format!("{UDP} {ttl} IN SRV 1 50 5060 sipserver52.snom.rocks.");
+        let a = format!("sipserver52.snom.rocks. {ttl} IN A 127.0.0.52");
+        self.query(UDP, "SRV", t_ms)
+            .answer(UDP, "SRV", &[&srv], t_ms + 0.5)
+            .query("sipserver52.snom.rocks.", "A", t_ms + 1.0)
+            .answer("sipserver52.snom.rocks.", "A", &[&a], t_ms + 1.5)
+    }
+}
+
+#[test]
+fn c2_no_record_is_used_after_its_ttl_without_a_new_query() {
+    let mut good = Tl::default();
+    good.resolve52(2, 0.0)
+        .invite(S52, "z9hG4bKa", "c1", 2.0)
+        .respond(S52, 200, "z9hG4bKa", "c1", 3.0)
+        .step("later", 5000.0)
+        .resolve52(2, 5001.0)
+        .invite(S52, "z9hG4bKb", "c2", 5003.0);
+    let verdict = run("C2", &good, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Pass);
+
+    let mut bad = Tl::default();
+    bad.resolve52(2, 0.0)
+        .invite(S52, "z9hG4bKa", "c1", 2.0)
+        .respond(S52, 200, "z9hG4bKa", "c1", 3.0)
+        .step("later", 5000.0)
+        .invite(S52, "z9hG4bKb", "c2", 5003.0);
+    let verdict = run("C2", &bad, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Fail);
+    assert!(verdict.sentence.contains("TTL 2 s"));
+
+    // Within the TTL: nothing to judge.
+    let mut early = Tl::default();
+    early
+        .resolve52(300, 0.0)
+        .invite(S52, "z9hG4bKa", "c1", 2.0)
+        .respond(S52, 200, "z9hG4bKa", "c1", 3.0)
+        .step("later", 5000.0)
+        .invite(S52, "z9hG4bKb", "c2", 5003.0);
+    assert_eq!(status("C2", &early), Status::Inconclusive);
+}
