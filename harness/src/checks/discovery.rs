@@ -160,7 +160,8 @@ fn naptr_owners(ctx: &Context) -> Vec<Name> {
 /// L5 (MUST): with NAPTR records for the domain, the first attempt after the NAPTR query uses
 /// the transport of the most preferred (ORDER, then PREFERENCE) service whose transport the
 /// profile supports and whose REPLACEMENT has SRV records (SIP+D2U udp, SIP+D2T tcp; TLS and
-/// SCTP are not supported).
+/// SCTP are not supported). Judged only when the NAPTR query was answered with records; a
+/// scripted fault on a replacement's SRV name also allows the next service's transport.
 pub fn l5(ctx: &Context) -> Verdict {
     let level = Level::Must;
     let owners = naptr_owners(ctx);
@@ -199,10 +200,26 @@ pub fn l5(ctx: &Context) -> Verdict {
     };
     let owner = name_of(&query.name).unwrap_or_else(Name::root);
     let records = naptrs(ctx, &owner);
-    let supported = records.iter().find(|(_, _, service, replacement)| {
-        service_transport(service).is_some_and(|t| ctx.profile.transports.contains(&t))
-            && !srv_records(ctx.zones, replacement).is_empty()
-    });
+    let usable: Vec<&Naptr> = records
+        .iter()
+        .filter(|(_, _, service, replacement)| {
+            service_transport(service).is_some_and(|t| ctx.profile.transports.contains(&t))
+                && !srv_records(ctx.zones, replacement).is_empty()
+        })
+        .collect();
+    // A scripted fault on a replacement's SRV name lets the device move on to the next
+    // service: every service up to the first unfaulted one is allowed.
+    let faulted = |name: &Name| ctx.zones.faults().any(|f| f.name == *name);
+    let cut = usable
+        .iter()
+        .position(|(_, _, _, r)| !faulted(r))
+        .unwrap_or(usable.len().saturating_sub(1));
+    let allowed: Vec<Transport> = usable
+        .iter()
+        .take(cut + 1)
+        .filter_map(|(_, _, s, _)| service_transport(s))
+        .collect();
+    let supported = usable.get(cut).copied();
     let offered: Vec<String> = records
         .iter()
         .map(|(o, p, s, r)| format!("{o} {p} {s} {r}"))
@@ -235,8 +252,32 @@ pub fn l5(ctx: &Context) -> Verdict {
         .with_evidence(vec![query_seq])
         .with_figures(figures);
     };
-    let evidence = vec![query_seq, attempt.first_seq()];
-    if attempt.transport != expected {
+    let answered = ctx.events.iter().find(|e| match &e.kind {
+        EventKind::DnsAnswer(a) => {
+            e.t_ns >= query_t
+                && e.t_ns <= attempt.first_sent()
+                && a.qtype.eq_ignore_ascii_case("NAPTR")
+                && name_of(&a.name).is_some_and(|n| n == owner)
+                && a.rcode.eq_ignore_ascii_case("NOERROR")
+                && !a.answers.is_empty()
+        }
+        _ => false,
+    });
+    let Some(answered) = answered else {
+        return Verdict::new(
+            "L5",
+            level,
+            Status::Inconclusive,
+            format!(
+                "the device queried NAPTR {owner} at {} but got no answer with records before its first request",
+                secs(query_t)
+            ),
+        )
+        .with_evidence(vec![query_seq, attempt.first_seq()])
+        .with_figures(figures);
+    };
+    let evidence = vec![query_seq, answered.seq, attempt.first_seq()];
+    if !allowed.contains(&attempt.transport) {
         return Verdict::new(
             "L5",
             level,
@@ -282,6 +323,14 @@ fn has_srv(ctx: &Context, domain: &Name) -> bool {
 /// was about (or the zone's origin when it sent none and there is one zone).
 pub fn l7(ctx: &Context) -> Verdict {
     let level = Level::Must;
+    if !ctx.profile.transports.contains(&Transport::Udp) {
+        return Verdict::new(
+            "L7",
+            level,
+            Status::NotApplicable,
+            format!("the profile {} does not support UDP", ctx.profile.name),
+        );
+    }
     let first_query = queries(ctx).into_iter().next();
     let domain = match first_query {
         Some((_, _, q)) => name_of(&q.name).map(|n| domain_of(&n)),

@@ -1124,8 +1124,14 @@ fn l4_naptr_is_queried_first() {
 #[test]
 fn l5_the_most_preferred_supported_naptr_service_decides_the_transport() {
     // SIPS+D2T is TLS (unsupported); SIP+D2T has order 2 and the better preference.
+    let naptr = [
+        "snom.rocks. 300 IN NAPTR 1 10 \"s\" \"SIPS+D2T\" \"\" _sips._tcp.snom.rocks.",
+        "snom.rocks. 300 IN NAPTR 2 10 \"s\" \"SIP+D2T\" \"\" _sip._tcp.snom.rocks.",
+        "snom.rocks. 300 IN NAPTR 2 20 \"s\" \"SIP+D2U\" \"\" _sip._udp.snom.rocks.",
+    ];
     let mut good = Tl::default();
     good.query("snom.rocks.", "NAPTR", 0.0)
+        .answer("snom.rocks.", "NAPTR", &naptr, 0.5)
         .query("_sip._tcp.snom.rocks.", "SRV", 1.0)
         .send("INVITE", S52, Transport::Tcp, "z9hG4bKa", "c1", 1, 2.0);
     assert_eq!(
@@ -1135,11 +1141,30 @@ fn l5_the_most_preferred_supported_naptr_service_decides_the_transport() {
 
     let mut bad = Tl::default();
     bad.query("snom.rocks.", "NAPTR", 0.0)
+        .answer("snom.rocks.", "NAPTR", &naptr, 0.5)
         .query(UDP, "SRV", 1.0)
         .invite(S52, "z9hG4bKa", "c1", 2.0);
     let verdict = run_in(NAPTR_ZONE, "L5", &bad, &profile(Some(2)));
     assert_eq!(verdict.status, Status::Fail);
-    assert_eq!(verdict.evidence, vec![0, 2]);
+    assert_eq!(verdict.evidence, vec![0, 1, 3]);
+
+    // A fault on _sip._tcp lets the device take the next service.
+    let faulted =
+        format!("{NAPTR_ZONE}faults:\n  - {{name: _sip._tcp, type: SRV, fault: servfail}}\n");
+    assert_eq!(
+        run_in(&faulted, "L5", &bad, &profile(Some(2))).status,
+        Status::Pass
+    );
+
+    // Without an answer to the NAPTR query there is nothing to hold the device to.
+    let mut unanswered = Tl::default();
+    unanswered
+        .query("snom.rocks.", "NAPTR", 0.0)
+        .invite(S52, "z9hG4bKa", "c1", 2.0);
+    assert_eq!(
+        run_in(NAPTR_ZONE, "L5", &unanswered, &profile(Some(2))).status,
+        Status::Inconclusive
+    );
 
     // A UDP-only profile: SIP+D2U is its most preferred service.
     let mut udp_only = profile(Some(2));
