@@ -84,7 +84,7 @@ pub enum CheckError {
 /// The check ids [`judge`] knows.
 pub const IMPLEMENTED: &[&str] = &[
     "L8", "L9", "L10", "L11", "L12", "T1", "T3", "F1", "F2", "F3", "D1", "D2", "C1", "T5", "T6",
-    "F4", "F5", "L4", "L5", "L7",
+    "F4", "F5", "L4", "L5", "L7", "C2",
 ];
 
 /// Judges one check on one run. L9 uses [`weights::DEFAULT_ALPHA`]; call
