@@ -1,6 +1,7 @@
 //! C2: a record is not used after its TTL without a new query (RFC 1035 §3.2.1, RFC 2782).
 //!
-//! For each request, the records its first attempt relied on are read from the answers the
+//! For each opening request (the first of its Call-ID: in-dialog requests follow the dialog's
+//! remote target, not DNS), the records its first attempt relied on are read from the answers the
 //! device got before it: the A/AAAA names that gave the attempt's address, and the SRV names
 //! whose records lead there (port, target, transport). A name is stale when its last answer's
 //! TTL ran out before the attempt and the device did not ask for it again meanwhile. The
@@ -162,7 +163,8 @@ pub fn c2(ctx: &Context) -> Verdict {
     let mut bad: Vec<(String, Vec<u64>)> = Vec::new();
     let mut evidence: Vec<u64> = Vec::new();
     let mut measured: Vec<serde_json::Value> = Vec::new();
-    for request in ctx.requests() {
+    // Only a call's opening request resolves afresh: a BYE follows the dialog, not DNS.
+    for request in ctx.requests().into_iter().filter(|r| r.opening) {
         let Some(attempt) = request.attempts.first() else {
             continue;
         };
