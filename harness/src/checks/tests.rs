@@ -910,10 +910,15 @@ fn t5_copies_of_a_transaction_stay_with_their_server() {
 
     let mut bad = Tl::default();
     bad.invite(S52, "z9hG4bKa", "c1", 0.0)
-        .invite(S114, "z9hG4bKa", "c1", 20.0);
+        .invite(S114, "z9hG4bKa", "c1", 20.0)
+        .invite(S114, "z9hG4bKa", "c1", 60.0);
     let verdict = run("T5", &bad, &profile(Some(2)));
     assert_eq!(verdict.status, Status::Fail);
     assert_eq!(verdict.evidence, vec![0, 1]);
+    assert!(
+        !verdict.sentence.contains(" of "),
+        "one violation per transaction"
+    );
 
     let mut single = Tl::default();
     single.invite(S52, "z9hG4bKa", "c1", 0.0);

@@ -91,6 +91,7 @@ pub fn t5(ctx: &Context) -> Verdict {
     let mut first: HashMap<Key, (SocketAddr, Transport, u64, String, u64)> = HashMap::new();
     let mut order: Vec<Key> = Vec::new();
     let mut copies: HashMap<Key, usize> = HashMap::new();
+    let mut flagged: Vec<Key> = Vec::new();
     let mut found = Findings::default();
     let mut ordered: Vec<_> = ctx.events.iter().collect();
     ordered.sort_by_key(|e| (e.t_ns, e.seq));
@@ -122,6 +123,10 @@ pub fn t5(ctx: &Context) -> Verdict {
         };
         *copies.entry(key.clone()).or_default() += 1;
         if to != address || via != transport {
+            if flagged.contains(&key) {
+                continue; // one violation per transaction
+            }
+            flagged.push(key.clone());
             found.bad.push((
                 format!(
                     "{method} with branch {branch} went to {server} {transport} {address} at {} although the transaction's first copy went to {name} {via} {to}",
