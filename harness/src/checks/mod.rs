@@ -8,17 +8,23 @@
 //! - [`failures`]: when attempts failed, and which targets were dirty when.
 //! - [`measure`]: tolerances and how times are printed.
 //! - one module per area: [`resolution`] (L8, L10, L11, L12), [`weights`] (L9), [`timers`]
-//!   (T1, T3), [`failover`] (F1, F2, F3), [`dirty`] (D1, D2), [`caching`] (C1).
+//!   (T1, T3), [`failover`] (F1, F2, F3), [`dirty`] (D1, D2), [`caching`] (C1),
+//!   [`transactions`] (T5, T6), [`responses`] (F4, F5),
+//!   [`discovery`] (L4, L5, L7), [`expiry`] (C2).
 
 pub mod attempts;
 pub mod caching;
 pub mod dirty;
+pub mod discovery;
+pub mod expiry;
 pub mod failover;
 pub mod failures;
 pub mod measure;
 pub mod resolution;
+pub mod responses;
 pub mod targets;
 pub mod timers;
+pub mod transactions;
 pub mod verdict;
 pub mod weights;
 
@@ -77,7 +83,8 @@ pub enum CheckError {
 
 /// The check ids [`judge`] knows.
 pub const IMPLEMENTED: &[&str] = &[
-    "L8", "L9", "L10", "L11", "L12", "T1", "T3", "F1", "F2", "F3", "D1", "D2", "C1",
+    "L8", "L9", "L10", "L11", "L12", "T1", "T3", "F1", "F2", "F3", "D1", "D2", "C1", "T5", "T6",
+    "F4", "F5", "L4", "L5", "L7", "C2",
 ];
 
 /// Judges one check on one run. L9 uses [`weights::DEFAULT_ALPHA`]; call
@@ -97,6 +104,14 @@ pub fn judge(id: &str, ctx: &Context) -> Result<Verdict, CheckError> {
         "D1" => dirty::d1(ctx),
         "D2" => dirty::d2(ctx),
         "C1" => caching::c1(ctx),
+        "T5" => transactions::t5(ctx),
+        "T6" => transactions::t6(ctx),
+        "F4" => responses::f4(ctx),
+        "F5" => responses::f5(ctx),
+        "L4" => discovery::l4(ctx),
+        "L5" => discovery::l5(ctx),
+        "L7" => discovery::l7(ctx),
+        "C2" => expiry::c2(ctx),
         other => return Err(CheckError::Unknown(other.to_owned())),
     })
 }

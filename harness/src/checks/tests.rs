@@ -868,3 +868,425 @@ fn l9_a_fair_draw_passes_and_a_biased_one_fails() {
     let none = judge_l9(&Tl::default());
     assert_eq!(none.status, Status::Inconclusive);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Transactions (T5, T6), with raw bytes for the headers the summary lacks.
+
+impl Tl {
+    /// The device sends an INVITE with full headers: From tag and top Via transport as given.
+    #[allow(clippy::too_many_arguments)]
+    fn raw_invite(
+        &mut self,
+        server: &str,
+        transport: Transport,
+        via: &str,
+        branch: &str,
+        call_id: &str,
+        from_tag: &str,
+        t_ms: f64,
+    ) -> &mut Self {
+        let raw = format!(
+            "INVITE sip:alice@snom.rocks SIP/2.0\r\nVia: SIP/2.0/{via} {DEVICE};branch={branch}\r\nFrom: <sip:bob@snom.rocks>;tag={from_tag}\r\nTo: <sip:alice@snom.rocks>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        let summary = SipSummary {
+            method: Some("INVITE".into()),
+            call_id: Some(call_id.into()),
+            cseq: Some("1 INVITE".into()),
+            branch: Some(branch.into()),
+            ..SipSummary::default()
+        };
+        self.at(
+            t_ms,
+            EventKind::SipReceived(Self::message(server, transport, summary, raw.into_bytes())),
+        )
+    }
+}
+
+#[test]
+fn t5_copies_of_a_transaction_stay_with_their_server() {
+    let mut good = Tl::default();
+    good.stalled_invite(S52, "z9hG4bKa", "c1", 0.0, 200.0)
+        .respond(S52, 486, "z9hG4bKa", "c1", 210.0)
+        .ack(S52, "z9hG4bKa", "c1", 211.0);
+    assert_eq!(status("T5", &good), Status::Pass);
+
+    let mut bad = Tl::default();
+    bad.invite(S52, "z9hG4bKa", "c1", 0.0)
+        .invite(S114, "z9hG4bKa", "c1", 20.0)
+        .invite(S114, "z9hG4bKa", "c1", 60.0);
+    let verdict = run("T5", &bad, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Fail);
+    assert_eq!(verdict.evidence, vec![0, 1]);
+    assert!(
+        !verdict.sentence.contains(" of "),
+        "one violation per transaction"
+    );
+
+    let mut single = Tl::default();
+    single.invite(S52, "z9hG4bKa", "c1", 0.0);
+    assert_eq!(status("T5", &single), Status::Inconclusive);
+}
+
+#[test]
+fn t6_a_new_target_is_a_new_transaction() {
+    let mut good = Tl::default();
+    good.raw_invite(S52, Transport::Udp, "UDP", "z9hG4bKa", "c1", "f1", 0.0)
+        .respond(S52, 503, "z9hG4bKa", "c1", 5.0)
+        .ack(S52, "z9hG4bKa", "c1", 6.0)
+        .raw_invite(S114, Transport::Udp, "UDP", "z9hG4bKb", "c1", "f1", 7.0);
+    assert_eq!(status("T6", &good), Status::Pass);
+
+    // The same branch to another target.
+    let mut shared = Tl::default();
+    shared
+        .raw_invite(S52, Transport::Udp, "UDP", "z9hG4bKa", "c1", "f1", 0.0)
+        .respond(S52, 503, "z9hG4bKa", "c1", 5.0)
+        .raw_invite(S114, Transport::Udp, "UDP", "z9hG4bKa", "c1", "f1", 7.0);
+    let verdict = run("T6", &shared, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Fail);
+    assert!(verdict.sentence.contains("reused the branch"));
+
+    // A new From tag on failover.
+    let mut tag = Tl::default();
+    tag.raw_invite(S52, Transport::Udp, "UDP", "z9hG4bKa", "c1", "f1", 0.0)
+        .respond(S52, 503, "z9hG4bKa", "c1", 5.0)
+        .raw_invite(S114, Transport::Udp, "UDP", "z9hG4bKb", "c1", "f2", 7.0);
+    assert_eq!(status("T6", &tag), Status::Fail);
+
+    // A new Call-ID on failover, same From tag.
+    let mut call = Tl::default();
+    call.raw_invite(S52, Transport::Udp, "UDP", "z9hG4bKa", "c1", "f1", 0.0)
+        .respond(S52, 503, "z9hG4bKa", "c1", 5.0)
+        .raw_invite(S114, Transport::Udp, "UDP", "z9hG4bKb", "c2", "f1", 7.0);
+    assert_eq!(status("T6", &call), Status::Fail);
+
+    // A Via that names TCP over UDP.
+    let mut via = Tl::default();
+    via.raw_invite(S52, Transport::Udp, "TCP", "z9hG4bKa", "c1", "f1", 0.0)
+        .respond(S52, 503, "z9hG4bKa", "c1", 5.0)
+        .raw_invite(S114, Transport::Udp, "UDP", "z9hG4bKb", "c1", "f1", 7.0);
+    let verdict = run("T6", &via, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Fail);
+    assert!(verdict.sentence.contains("top Via says TCP"));
+
+    let mut once = Tl::default();
+    once.raw_invite(S52, Transport::Udp, "UDP", "z9hG4bKa", "c1", "f1", 0.0);
+    assert_eq!(status("T6", &once), Status::Inconclusive);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Other final responses (F4) and Retry-After (F5).
+
+impl Tl {
+    /// `server` answers 503 with Retry-After `seconds`.
+    fn busy(
+        &mut self,
+        server: &str,
+        seconds: u32,
+        branch: &str,
+        call_id: &str,
+        t_ms: f64,
+    ) -> &mut Self {
+        let raw = format!(
+            "SIP/2.0 503 Service Unavailable\r\nVia: SIP/2.0/UDP {DEVICE};branch={branch}\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nRetry-After: {seconds}\r\nContent-Length: 0\r\n\r\n"
+        );
+        let summary = SipSummary {
+            status: Some(503),
+            reason: Some("Service Unavailable".into()),
+            call_id: Some(call_id.into()),
+            cseq: Some("1 INVITE".into()),
+            branch: Some(branch.into()),
+            ..SipSummary::default()
+        };
+        self.at(
+            t_ms,
+            EventKind::SipSent(Self::message(
+                server,
+                Transport::Udp,
+                summary,
+                raw.into_bytes(),
+            )),
+        )
+    }
+}
+
+#[test]
+fn f4_says_what_followed_a_486() {
+    let mut stayed = Tl::default();
+    stayed
+        .invite(S52, "z9hG4bKa", "c1", 0.0)
+        .respond(S52, 486, "z9hG4bKa", "c1", 5.0)
+        .ack(S52, "z9hG4bKa", "c1", 6.0)
+        .note(5000.0);
+    let verdict = run("F4", &stayed, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Info);
+    assert!(verdict.sentence.contains("tried no other target"));
+
+    let mut moved = Tl::default();
+    moved
+        .invite(S52, "z9hG4bKa", "c1", 0.0)
+        .respond(S52, 486, "z9hG4bKa", "c1", 5.0)
+        .ack(S52, "z9hG4bKa", "c1", 6.0)
+        .invite(S114, "z9hG4bKb", "c1", 7.0);
+    let verdict = run("F4", &moved, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Info);
+    assert!(verdict.sentence.contains("tried another target"));
+
+    let mut none = Tl::default();
+    none.invite(S52, "z9hG4bKa", "c1", 0.0)
+        .respond(S52, 503, "z9hG4bKa", "c1", 5.0);
+    assert_eq!(status("F4", &none), Status::Inconclusive);
+}
+
+#[test]
+fn f5_retry_after_keeps_the_device_away() {
+    let mut good = Tl::default();
+    good.invite(S52, "z9hG4bKa", "c1", 0.0)
+        .busy(S52, 2, "z9hG4bKa", "c1", 5.0)
+        .ack(S52, "z9hG4bKa", "c1", 6.0)
+        .invite(S114, "z9hG4bKb", "c1", 7.0)
+        .respond(S114, 200, "z9hG4bKb", "c1", 8.0)
+        .step("again", 1000.0)
+        .invite(S114, "z9hG4bKc", "c2", 1001.0)
+        .invite(S52, "z9hG4bKd", "c3", 2500.0);
+    assert_eq!(status("F5", &good), Status::Pass);
+
+    let mut bad = Tl::default();
+    bad.invite(S52, "z9hG4bKa", "c1", 0.0)
+        .busy(S52, 2, "z9hG4bKa", "c1", 5.0)
+        .ack(S52, "z9hG4bKa", "c1", 6.0)
+        .invite(S114, "z9hG4bKb", "c1", 7.0)
+        .respond(S114, 200, "z9hG4bKb", "c1", 8.0)
+        .step("again", 1000.0)
+        .invite(S52, "z9hG4bKc", "c2", 1001.0);
+    let verdict = run("F5", &bad, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Warn);
+
+    // A 503 without Retry-After is not F5's concern.
+    let mut plain = Tl::default();
+    plain
+        .invite(S52, "z9hG4bKa", "c1", 0.0)
+        .respond(S52, 503, "z9hG4bKa", "c1", 5.0)
+        .note(5000.0);
+    assert_eq!(status("F5", &plain), Status::Inconclusive);
+}
+
+// ---------------------------------------------------------------------------------------------
+// NAPTR first (L4), the NAPTR transport (L5), no SRV at all (L7).
+
+const NAPTR_ZONE: &str = r#"
+origin: snom.rocks.
+ttl: 300
+records:
+  - NAPTR: {name: "@", order: 1, preference: 10, flags: s, service: SIPS+D2T, regexp: "", replacement: _sips._tcp}
+  - NAPTR: {name: "@", order: 2, preference: 10, flags: s, service: SIP+D2T, regexp: "", replacement: _sip._tcp}
+  - NAPTR: {name: "@", order: 2, preference: 20, flags: s, service: SIP+D2U, regexp: "", replacement: _sip._udp}
+  - SRV: {name: _sips._tcp, priority: 1, weight: 1, port: 5061, target: sipserver52}
+  - SRV: {name: _sip._tcp, priority: 1, weight: 1, port: 5060, target: sipserver52}
+  - SRV: {name: _sip._udp, priority: 1, weight: 1, port: 5060, target: sipserver52}
+  - A: {name: sipserver52, address: 127.0.0.52}
+"#;
+
+const BARE_ZONE: &str = r#"
+origin: snom.rocks.
+ttl: 300
+records:
+  - A: {name: "@", address: 127.0.0.1}
+  - A: {name: sipserver52, address: 127.0.0.52}
+"#;
+
+fn run_in(zone: &str, id: &str, tl: &Tl, profile: &Profile) -> Verdict {
+    let zones = zones(zone);
+    let events = tl.events();
+    let ctx = Context {
+        profile,
+        zones: &zones,
+        servers: &[],
+        events: &events,
+    };
+    let verdict = judge(id, &ctx).unwrap();
+    eprintln!("{id}: {:?}: {}", verdict.status, verdict.sentence);
+    verdict
+}
+
+#[test]
+fn l4_naptr_is_queried_first() {
+    let mut good = Tl::default();
+    good.query("snom.rocks.", "NAPTR", 0.0)
+        .query(UDP, "SRV", 1.0);
+    assert_eq!(status("L4", &good), Status::Pass);
+
+    let mut bad = Tl::default();
+    bad.query(UDP, "SRV", 0.0)
+        .query("snom.rocks.", "NAPTR", 1.0);
+    let verdict = run("L4", &bad, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Warn);
+    assert!(verdict.sentence.contains("not NAPTR snom.rocks."));
+
+    let mut without = profile(Some(2));
+    without.naptr = false;
+    assert_eq!(run("L4", &bad, &without).status, Status::NotApplicable);
+}
+
+#[test]
+fn l5_the_most_preferred_supported_naptr_service_decides_the_transport() {
+    // SIPS+D2T is TLS (unsupported); SIP+D2T has order 2 and the better preference.
+    let naptr = [
+        "snom.rocks. 300 IN NAPTR 1 10 \"s\" \"SIPS+D2T\" \"\" _sips._tcp.snom.rocks.",
+        "snom.rocks. 300 IN NAPTR 2 10 \"s\" \"SIP+D2T\" \"\" _sip._tcp.snom.rocks.",
+        "snom.rocks. 300 IN NAPTR 2 20 \"s\" \"SIP+D2U\" \"\" _sip._udp.snom.rocks.",
+    ];
+    let mut good = Tl::default();
+    good.query("snom.rocks.", "NAPTR", 0.0)
+        .answer("snom.rocks.", "NAPTR", &naptr, 0.5)
+        .query("_sip._tcp.snom.rocks.", "SRV", 1.0)
+        .send("INVITE", S52, Transport::Tcp, "z9hG4bKa", "c1", 1, 2.0);
+    assert_eq!(
+        run_in(NAPTR_ZONE, "L5", &good, &profile(Some(2))).status,
+        Status::Pass
+    );
+
+    let mut bad = Tl::default();
+    bad.query("snom.rocks.", "NAPTR", 0.0)
+        .answer("snom.rocks.", "NAPTR", &naptr, 0.5)
+        .query(UDP, "SRV", 1.0)
+        .invite(S52, "z9hG4bKa", "c1", 2.0);
+    let verdict = run_in(NAPTR_ZONE, "L5", &bad, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Fail);
+    assert_eq!(verdict.evidence, vec![0, 1, 3]);
+
+    // A fault on _sip._tcp lets the device take the next service.
+    let faulted =
+        format!("{NAPTR_ZONE}faults:\n  - {{name: _sip._tcp, type: SRV, fault: servfail}}\n");
+    assert_eq!(
+        run_in(&faulted, "L5", &bad, &profile(Some(2))).status,
+        Status::Pass
+    );
+
+    // Without an answer to the NAPTR query there is nothing to hold the device to.
+    let mut unanswered = Tl::default();
+    unanswered
+        .query("snom.rocks.", "NAPTR", 0.0)
+        .invite(S52, "z9hG4bKa", "c1", 2.0);
+    assert_eq!(
+        run_in(NAPTR_ZONE, "L5", &unanswered, &profile(Some(2))).status,
+        Status::Inconclusive
+    );
+
+    // A UDP-only profile: SIP+D2U is its most preferred service.
+    let mut udp_only = profile(Some(2));
+    udp_only.transports = vec![Transport::Udp];
+    assert_eq!(
+        run_in(NAPTR_ZONE, "L5", &bad, &udp_only).status,
+        Status::Pass
+    );
+
+    // No NAPTR records in the zone.
+    assert_eq!(status("L5", &bad), Status::Inconclusive);
+}
+
+#[test]
+fn l7_without_srv_the_domain_on_5060_over_udp() {
+    let mut good = Tl::default();
+    good.query("snom.rocks.", "NAPTR", 0.0)
+        .query(UDP, "SRV", 1.0)
+        .query("snom.rocks.", "A", 2.0)
+        .invite(DOMAIN, "z9hG4bKa", "c1", 3.0);
+    assert_eq!(
+        run_in(BARE_ZONE, "L7", &good, &profile(Some(2))).status,
+        Status::Pass
+    );
+
+    let mut tcp = Tl::default();
+    tcp.query(UDP, "SRV", 1.0)
+        .send("INVITE", DOMAIN, Transport::Tcp, "z9hG4bKa", "c1", 1, 3.0);
+    assert_eq!(
+        run_in(BARE_ZONE, "L7", &tcp, &profile(Some(2))).status,
+        Status::Fail
+    );
+
+    let mut elsewhere = Tl::default();
+    elsewhere
+        .query(UDP, "SRV", 1.0)
+        .invite(S52, "z9hG4bKa", "c1", 3.0);
+    assert_eq!(
+        run_in(BARE_ZONE, "L7", &elsewhere, &profile(Some(2))).status,
+        Status::Fail
+    );
+
+    // The zone with SRV records: not L7's case.
+    assert_eq!(status("L7", &good), Status::NotApplicable);
+}
+
+// ---------------------------------------------------------------------------------------------
+// TTLs (C2).
+
+impl Tl {
+    /// srvlab answers `qtype name` with `records` (presentation format).
+    fn answer(&mut self, name: &str, qtype: &str, records: &[&str], t_ms: f64) -> &mut Self {
+        self.at(
+            t_ms,
+            EventKind::DnsAnswer(crate::timeline::DnsAnswer {
+                transport: Transport::Udp,
+                client: addr("127.0.0.200:40000"),
+                server: addr("127.0.0.53:53"),
+                id: 1,
+                name: name.into(),
+                qtype: qtype.into(),
+                rcode: "NOERROR".into(),
+                aa: true,
+                tc: false,
+                answers: records.iter().map(|r| (*r).to_owned()).collect(),
+                authority_count: 0,
+                additionals: Vec::new(),
+                fault: None,
+                raw: Vec::new(),
+            }),
+        )
+    }
+
+    /// SRV and A of sipserver52 with `ttl`, queried and answered at `t_ms`.
+    fn resolve52(&mut self, ttl: u32, t_ms: f64) -> &mut Self {
+        let srv = format!("{UDP} {ttl} IN SRV 1 50 5060 sipserver52.snom.rocks.");
+        let a = format!("sipserver52.snom.rocks. {ttl} IN A 127.0.0.52");
+        self.query(UDP, "SRV", t_ms)
+            .answer(UDP, "SRV", &[&srv], t_ms + 0.5)
+            .query("sipserver52.snom.rocks.", "A", t_ms + 1.0)
+            .answer("sipserver52.snom.rocks.", "A", &[&a], t_ms + 1.5)
+    }
+}
+
+#[test]
+fn c2_no_record_is_used_after_its_ttl_without_a_new_query() {
+    let mut good = Tl::default();
+    good.resolve52(2, 0.0)
+        .invite(S52, "z9hG4bKa", "c1", 2.0)
+        .respond(S52, 200, "z9hG4bKa", "c1", 3.0)
+        // The BYE of a long call follows the dialog: no query needed.
+        .send("BYE", S52, Transport::Udp, "z9hG4bKy", "c1", 2, 4900.0)
+        .step("later", 5000.0)
+        .resolve52(2, 5001.0)
+        .invite(S52, "z9hG4bKb", "c2", 5003.0);
+    let verdict = run("C2", &good, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Pass);
+
+    let mut bad = Tl::default();
+    bad.resolve52(2, 0.0)
+        .invite(S52, "z9hG4bKa", "c1", 2.0)
+        .respond(S52, 200, "z9hG4bKa", "c1", 3.0)
+        .step("later", 5000.0)
+        .invite(S52, "z9hG4bKb", "c2", 5003.0);
+    let verdict = run("C2", &bad, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Fail);
+    assert!(verdict.sentence.contains("TTL 2 s"));
+
+    // Within the TTL: nothing to judge.
+    let mut early = Tl::default();
+    early
+        .resolve52(300, 0.0)
+        .invite(S52, "z9hG4bKa", "c1", 2.0)
+        .respond(S52, 200, "z9hG4bKa", "c1", 3.0)
+        .step("later", 5000.0)
+        .invite(S52, "z9hG4bKb", "c2", 5003.0);
+    assert_eq!(status("C2", &early), Status::Inconclusive);
+}
