@@ -120,6 +120,7 @@ fn message(transport: Transport, local: &str, remote: &str, raw: Vec<u8>) -> Sip
             .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
     };
     SipMessage {
+        seen_ns: None,
         server: "sipserver52.snom.rocks.".into(),
         transport,
         local: addr(local),

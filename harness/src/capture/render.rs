@@ -173,6 +173,7 @@ mod tests {
 
     fn sip(transport: Transport, local: &str, remote: &str, raw: &[u8]) -> SipMessage {
         SipMessage {
+            seen_ns: None,
             server: "s".into(),
             transport,
             local: local.parse().unwrap(),

@@ -311,7 +311,7 @@ impl Builder<'_> {
         let key = Self::key(summary, message.local, message.transport);
         let mark = Mark {
             seq: event.seq,
-            t_ns: event.t_ns,
+            t_ns: event.happened_ns(),
         };
         if method == "ACK" || method == "CANCEL" {
             if let Some(attempt) = self.attempt_mut(&key).filter(|a| a.method == "INVITE") {
@@ -330,7 +330,7 @@ impl Builder<'_> {
         }
         let send = Transmission {
             seq: event.seq,
-            t_ns: event.t_ns,
+            t_ns: event.happened_ns(),
             refused: false,
         };
         if let Some(attempt) = self.attempt_mut(&key).filter(|a| a.method == method) {

@@ -106,6 +106,7 @@ impl Tl {
         raw: Vec<u8>,
     ) -> SipMessage {
         SipMessage {
+            seen_ns: None,
             server: server_name(server),
             transport,
             local: addr(server),

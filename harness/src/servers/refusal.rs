@@ -8,20 +8,16 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::io::IoSliceMut;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
-use nix::sys::time::TimeSpec;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::sip::summarize_partial;
-use crate::timeline::{EventKind, RefusalSeen, Refused, SipSummary, Timeline, Transport};
+use crate::timeline::{Event, EventKind, RefusalSeen, Refused, SipSummary, Timeline, Transport};
 
 /// A refusing socket: address, port, transport.
 type PortKey = (IpAddr, u16, Transport);
@@ -113,37 +109,8 @@ fn raw_socket(protocol: Protocol) -> io::Result<std::net::UdpSocket> {
     socket.set_read_timeout(Some(Duration::from_millis(100)))?;
     // The kernel's receive time: this thread may read the packet after the device has already
     // moved on to its next target, and the timeline must show the refusal first.
-    setsockopt(&socket, sockopt::ReceiveTimestampns, &true).map_err(io::Error::from)?;
+    super::stamp::enable(&socket)?;
     Ok(socket.into())
-}
-
-/// Reads one packet into `buf`: its length and the kernel's receive time, if it came along.
-fn receive(
-    socket: &std::net::UdpSocket,
-    buf: &mut [u8],
-) -> io::Result<(usize, Option<SystemTime>)> {
-    let mut control = nix::cmsg_space!(TimeSpec);
-    let mut iov = [IoSliceMut::new(buf)];
-    let message = recvmsg::<()>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut control),
-        MsgFlags::empty(),
-    )
-    .map_err(io::Error::from)?;
-    let stamp = message.cmsgs().ok().and_then(|mut cmsgs| {
-        cmsgs.find_map(|cmsg| match cmsg {
-            ControlMessageOwned::ScmTimestampns(ts) => {
-                let since_epoch = Duration::new(
-                    u64::try_from(ts.tv_sec()).ok()?,
-                    u32::try_from(ts.tv_nsec()).ok()?,
-                );
-                Some(UNIX_EPOCH + since_epoch)
-            }
-            _ => None,
-        })
-    });
-    Ok((message.bytes, stamp))
 }
 
 fn read_loop(
@@ -155,8 +122,8 @@ fn read_loop(
 ) {
     let mut buf = vec![0u8; 65536];
     while !stop.load(Ordering::Relaxed) {
-        let (len, stamp) = match receive(socket, &mut buf) {
-            Ok(received) => received,
+        let (len, stamp) = match super::stamp::receive(socket, &mut buf) {
+            Ok((len, _, stamp)) => (len, stamp),
             Err(err)
                 if matches!(
                     err.kind(),
@@ -191,10 +158,7 @@ fn read_loop(
                     Transport::Udp => RefusalSeen::Icmp,
                     Transport::Tcp => RefusalSeen::Rst,
                 },
-                seen_ns: stamp.and_then(|at| {
-                    let since_start = at.duration_since(timeline.wall_start()).ok()?;
-                    u64::try_from(since_start.as_nanos()).ok()
-                }),
+                seen_ns: stamp.and_then(|at| Event::ns_since(timeline.wall_start(), at)),
                 summary: if seen.payload.is_empty() {
                     SipSummary::default()
                 } else {

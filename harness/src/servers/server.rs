@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -20,7 +20,7 @@ use super::script::{ScriptState, Transition};
 use crate::model::case::{Behaviour, ServerSpec};
 use crate::sip::{FramingError, Message, StreamFramer};
 use crate::timeline::{
-    CloseKind, EventKind, PhaseChanged, SipMalformed, SipMessage, TcpClosed, TcpConnection,
+    CloseKind, Event, EventKind, PhaseChanged, SipMalformed, SipMessage, TcpClosed, TcpConnection,
     Timeline, Transport,
 };
 
@@ -53,10 +53,12 @@ struct Path {
 }
 
 enum Input {
-    /// A whole message from a device (framed already on TCP).
+    /// A whole message from a device (framed already on TCP), with the kernel's receive time
+    /// where the socket gives one (UDP).
     Message {
         path: Path,
         raw: Vec<u8>,
+        seen: Option<SystemTime>,
     },
     /// Responses whose delay has run out.
     Delayed {
@@ -242,7 +244,7 @@ impl Core {
             };
             tokio::select! {
                 input = inbox.recv() => match input {
-                    Some(Input::Message { path, raw }) => self.on_message(path, raw).await,
+                    Some(Input::Message { path, raw, seen }) => self.on_message(path, raw, seen).await,
                     Some(Input::Delayed { path, request, responses }) => {
                         self.send(&path, &request, responses).await;
                     }
@@ -307,7 +309,7 @@ impl Core {
         }
     }
 
-    async fn on_message(&mut self, path: Path, raw: Vec<u8>) {
+    async fn on_message(&mut self, path: Path, raw: Vec<u8>, seen: Option<SystemTime>) {
         let request = match Message::parse(&raw) {
             Ok(message) => message,
             Err(err) => {
@@ -322,12 +324,14 @@ impl Core {
                 return;
             }
         };
+        let seen_ns = seen.and_then(|at| Event::ns_since(self.timeline.wall_start(), at));
         self.timeline.record(EventKind::SipReceived(SipMessage {
             server: self.name.clone(),
             transport: path.transport,
             local: path.local,
             remote: path.remote,
             summary: request.summary(),
+            seen_ns,
             raw,
         }));
         if request.method().is_none() {
@@ -402,6 +406,7 @@ impl Core {
                         local: path.local,
                         remote: path.remote,
                         summary: response.summary(),
+                        seen_ns: None,
                         raw: bytes,
                     }));
                 }
@@ -428,10 +433,22 @@ async fn udp_loop(
     timeline: Timeline,
     name: String,
 ) {
+    // Kernel stamps keep the server task's scheduling delay out of the timeline's times.
+    if let Err(err) = super::stamp::enable(socket.as_ref()) {
+        timeline.record(EventKind::Note {
+            text: format!("{name}: no kernel receive times on {local}/udp: {err}"),
+        });
+    }
     let mut buf = vec![0u8; 65536];
     loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((len, remote)) => {
+        let received = match socket.readable().await {
+            Ok(()) => socket.try_io(tokio::io::Interest::READABLE, || {
+                super::stamp::receive(socket.as_ref(), &mut buf)
+            }),
+            Err(err) => Err(err),
+        };
+        match received {
+            Ok((len, Some(remote), seen)) => {
                 let path = Path {
                     transport: Transport::Udp,
                     local,
@@ -439,10 +456,12 @@ async fn udp_loop(
                     reply: Reply::Udp(socket.clone()),
                 };
                 let raw = buf[..len].to_vec();
-                if input.send(Input::Message { path, raw }).is_err() {
+                if input.send(Input::Message { path, raw, seen }).is_err() {
                     return;
                 }
             }
+            Ok((_, None, _)) => continue,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
             // An ICMP error for an earlier answer of ours surfaces here on Linux; not ours to fix.
             Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => continue,
             Err(err) => {
@@ -528,7 +547,7 @@ async fn connection(
                                     remote,
                                     reply: Reply::Tcp(writer.clone()),
                                 };
-                                let _ = input.send(Input::Message { path, raw });
+                                let _ = input.send(Input::Message { path, raw, seen: None });
                             }
                             Err(err) => {
                                 record_framing_error(&timeline, &name, local, remote, err);

@@ -133,6 +133,10 @@ pub struct SipMessage {
     pub remote: SocketAddr,
     #[serde(flatten)]
     pub summary: SipSummary,
+    /// For a message received over UDP: when the kernel received it (ns since the timeline
+    /// started, SO_TIMESTAMPNS), free of the server task's scheduling delay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_ns: Option<u64>,
     #[serde(with = "hex_bytes")]
     pub raw: Vec<u8>,
 }

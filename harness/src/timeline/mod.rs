@@ -33,13 +33,20 @@ impl Event {
         Duration::from_nanos(self.t_ns)
     }
 
-    /// When it happened: the timeline time, except for a refusal whose kernel receive time
-    /// is known (the raw-socket reader records it a little after the fact).
+    /// When it happened: the timeline time, except where the kernel's receive time is known
+    /// (a refusal, read by the raw-socket reader a little after the fact; a UDP message,
+    /// recorded once the server's task got to it).
     pub fn happened_ns(&self) -> u64 {
         match &self.kind {
             EventKind::Refused(refused) => refused.seen_ns.unwrap_or(self.t_ns),
+            EventKind::SipReceived(message) => message.seen_ns.unwrap_or(self.t_ns),
             _ => self.t_ns,
         }
+    }
+
+    /// `at`, a wall-clock time from the kernel, as ns since `wall_start` (t = 0).
+    pub fn ns_since(wall_start: SystemTime, at: SystemTime) -> Option<u64> {
+        u64::try_from(at.duration_since(wall_start).ok()?.as_nanos()).ok()
     }
 }
 
