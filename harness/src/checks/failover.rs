@@ -11,53 +11,9 @@ use super::attempts::{AttemptEnd, Request};
 use super::failures::{Failure, failures, is_failover_status};
 use super::measure::{in_t1, millis, ns, secs, tolerance, within};
 use super::resolution::untried;
-use super::verdict::{Level, Status, Verdict};
+use super::verdict::{Findings, Level, Verdict};
 
 /// Findings of one check: violations, instances judged, evidence of the good ones.
-#[derive(Default)]
-struct Findings {
-    judged: usize,
-    bad: Vec<(String, Vec<u64>)>,
-    evidence: Vec<u64>,
-    measured: Vec<serde_json::Value>,
-}
-
-impl Findings {
-    fn verdict(
-        self,
-        id: &str,
-        level: Level,
-        pass: String,
-        unexercised: &str,
-        mut figures: serde_json::Value,
-    ) -> Verdict {
-        figures["measured"] = json!(self.measured);
-        figures["judged"] = json!(self.judged);
-        if let Some((sentence, seqs)) = self.bad.first() {
-            let more = if self.bad.len() > 1 {
-                format!(" ({} of {} cases)", self.bad.len(), self.judged)
-            } else {
-                String::new()
-            };
-            return Verdict::new(
-                id,
-                level,
-                Verdict::violation(level),
-                format!("{sentence}{more}"),
-            )
-            .with_evidence(seqs.clone())
-            .with_figures(figures);
-        }
-        if self.judged == 0 {
-            return Verdict::new(id, level, Status::Inconclusive, unexercised)
-                .with_figures(figures);
-        }
-        Verdict::new(id, level, Status::Pass, pass)
-            .with_evidence(self.evidence)
-            .with_figures(figures)
-    }
-}
-
 /// The targets `request` could still have moved on to at `t_ns`, named for a sentence.
 fn left_over(ctx: &Context, request: &Request, all: &[Failure], t_ns: u64) -> Vec<String> {
     untried(ctx, request, all, t_ns)

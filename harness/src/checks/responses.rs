@@ -6,7 +6,7 @@ use serde_json::json;
 use super::Context;
 use super::failures::is_failover_status;
 use super::measure::secs;
-use super::transactions::Findings;
+use super::verdict::Findings;
 use super::verdict::{Level, Status, Verdict};
 
 /// F4 (INFO): after a final 4xx, 5xx or 6xx response that is neither 503 nor a code the

@@ -11,58 +11,9 @@ use super::Context;
 use super::attempts::{Attempt, Request};
 use super::failures::is_failover_status;
 use super::measure::secs;
-use super::verdict::{Level, Status, Verdict};
+use super::verdict::{Findings, Level, Verdict};
 use crate::sip::Message;
 use crate::timeline::{EventKind, Transport};
-
-/// Findings of one check: violations, instances judged, evidence of the good ones.
-#[derive(Default)]
-pub(super) struct Findings {
-    pub judged: usize,
-    pub bad: Vec<(String, Vec<u64>)>,
-    pub evidence: Vec<u64>,
-    pub measured: Vec<serde_json::Value>,
-}
-
-impl Findings {
-    /// The first violation, else Inconclusive when nothing was judged, else Pass.
-    pub fn verdict(
-        self,
-        id: &str,
-        level: Level,
-        pass: String,
-        unexercised: &str,
-        mut figures: serde_json::Value,
-    ) -> Verdict {
-        if !figures.is_object() {
-            figures = json!({});
-        }
-        figures["measured"] = json!(self.measured);
-        figures["judged"] = json!(self.judged);
-        if let Some((sentence, seqs)) = self.bad.first() {
-            let more = if self.bad.len() > 1 {
-                format!(" ({} of {} cases)", self.bad.len(), self.judged.max(1))
-            } else {
-                String::new()
-            };
-            return Verdict::new(
-                id,
-                level,
-                Verdict::violation(level),
-                format!("{sentence}{more}"),
-            )
-            .with_evidence(seqs.clone())
-            .with_figures(figures);
-        }
-        if self.judged == 0 {
-            return Verdict::new(id, level, Status::Inconclusive, unexercised)
-                .with_figures(figures);
-        }
-        Verdict::new(id, level, Status::Pass, pass)
-            .with_evidence(self.evidence)
-            .with_figures(figures)
-    }
-}
 
 /// The SIP message the device sent as event `seq`, parsed from its raw bytes.
 pub(super) fn parsed(ctx: &Context, seq: u64) -> Option<Message> {

@@ -2,6 +2,7 @@
 //! that prove it and the numbers measured.
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 /// How a violation of a requirement is reported (CONFORMANCE.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,5 +76,54 @@ impl Verdict {
             Level::Should => Status::Warn,
             Level::Info => Status::Info,
         }
+    }
+}
+
+/// Findings of one check: violations, instances judged, evidence of the good ones.
+#[derive(Default)]
+pub(crate) struct Findings {
+    pub judged: usize,
+    pub bad: Vec<(String, Vec<u64>)>,
+    pub evidence: Vec<u64>,
+    pub measured: Vec<serde_json::Value>,
+}
+
+impl Findings {
+    /// The first violation, else Inconclusive when nothing was judged, else Pass.
+    pub fn verdict(
+        self,
+        id: &str,
+        level: Level,
+        pass: String,
+        unexercised: &str,
+        mut figures: serde_json::Value,
+    ) -> Verdict {
+        if !figures.is_object() {
+            figures = json!({});
+        }
+        figures["measured"] = json!(self.measured);
+        figures["judged"] = json!(self.judged);
+        if let Some((sentence, seqs)) = self.bad.first() {
+            let more = if self.bad.len() > 1 {
+                format!(" ({} of {} cases)", self.bad.len(), self.judged.max(1))
+            } else {
+                String::new()
+            };
+            return Verdict::new(
+                id,
+                level,
+                Verdict::violation(level),
+                format!("{sentence}{more}"),
+            )
+            .with_evidence(seqs.clone())
+            .with_figures(figures);
+        }
+        if self.judged == 0 {
+            return Verdict::new(id, level, Status::Inconclusive, unexercised)
+                .with_figures(figures);
+        }
+        Verdict::new(id, level, Status::Pass, pass)
+            .with_evidence(self.evidence)
+            .with_figures(figures)
     }
 }
