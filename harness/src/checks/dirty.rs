@@ -32,19 +32,27 @@ fn nothing_else_left(ctx: &Context, request: &Request, k: usize, all: &[Failure]
     })
 }
 
-/// D1 (PROFILE): no attempt goes to a failed target before its mark ran out.
-pub fn d1(ctx: &Context) -> Verdict {
-    let level = Level::Profile;
-    let Some(ttl) = ctx.profile.dirty_host_ttl else {
-        return Verdict::new(
-            "D1",
-            level,
+/// The dirty-host TTL the profile declares; without one, D1 and D2 do not apply.
+fn declared_ttl(ctx: &Context, id: &str) -> Result<std::time::Duration, Verdict> {
+    ctx.profile.dirty_host_ttl.ok_or_else(|| {
+        Verdict::new(
+            id,
+            Level::Profile,
             Status::NotApplicable,
             format!(
                 "the profile `{}` declares no dirty-host TTL",
                 ctx.profile.device
             ),
-        );
+        )
+    })
+}
+
+/// D1 (PROFILE): no attempt goes to a failed target before its mark ran out.
+pub fn d1(ctx: &Context) -> Verdict {
+    let level = Level::Profile;
+    let ttl = match declared_ttl(ctx, "D1") {
+        Ok(ttl) => ttl,
+        Err(not_applicable) => return not_applicable,
     };
     let slack = ns(tolerance(ctx.profile.t1));
     let requests = ctx.requests();
@@ -134,16 +142,9 @@ fn first_choice_chance(ctx: &Context, request: &Request, attempt: &Attempt) -> O
 pub fn d2(ctx: &Context) -> Verdict {
     let level = Level::Profile;
     const NEVER_CHANCE: f64 = 0.001;
-    let Some(ttl) = ctx.profile.dirty_host_ttl else {
-        return Verdict::new(
-            "D2",
-            level,
-            Status::NotApplicable,
-            format!(
-                "the profile `{}` declares no dirty-host TTL",
-                ctx.profile.device
-            ),
-        );
+    let ttl = match declared_ttl(ctx, "D2") {
+        Ok(ttl) => ttl,
+        Err(not_applicable) => return not_applicable,
     };
     let slack = ns(tolerance(ctx.profile.t1));
     let requests = ctx.requests();
