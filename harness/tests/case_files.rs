@@ -164,3 +164,106 @@ fn an_implausible_profile_is_refused_with_its_location() {
         "{text}"
     );
 }
+
+#[test]
+fn vendor_claims_are_read_and_their_rules_located() {
+    let file = SourceFile::new(
+        "p.yaml",
+        "device: yealink\nt1: 500ms\nfailover_after: 3.5s\nretry_after_failed_register: 300s\n\
+         failback_mode: duration\nfailback_timeout: 600s\n",
+    );
+    let (profile, diagnostics) = srvlab::model::profile::Profile::parse(&file);
+    let profile = profile.unwrap_or_else(|| panic!("{diagnostics}"));
+    assert_eq!(
+        profile.failover_after,
+        Some(std::time::Duration::from_millis(3500))
+    );
+    assert_eq!(
+        profile.retry_after_failed_register,
+        Some(std::time::Duration::from_secs(300))
+    );
+    assert_eq!(
+        profile.failback_mode,
+        Some(srvlab::model::profile::FailbackMode::Duration)
+    );
+    assert_eq!(
+        profile.failback_window(),
+        Some(std::time::Duration::from_secs(600))
+    );
+
+    let file = SourceFile::new(
+        "p.yaml",
+        "device: x\nt1: 20ms\nt2: 10ms\nfailover_after: 2s\nfailback_mode: new_requests\nfailback_timeout: 60s\n",
+    );
+    let (profile, diagnostics) = srvlab::model::profile::Profile::parse(&file);
+    assert!(profile.is_none());
+    let text = diagnostics.to_string();
+    for expected in [
+        "p.yaml:3:5: error: T2 10ms is smaller than T1 20ms",
+        "p.yaml:4:17: error: failover_after 2s is not earlier than Timer B (64·T1 = 1280ms)",
+        "p.yaml:6:19: error: failback_timeout applies to `failback_mode: duration` only",
+    ] {
+        assert!(text.contains(expected), "{expected}\n{text}");
+    }
+    let file = SourceFile::new("p.yaml", "device: x\nt1: 20ms\nfailback_mode: sometimes\n");
+    let (profile, diagnostics) = srvlab::model::profile::Profile::parse(&file);
+    assert!(profile.is_none());
+    assert!(
+        diagnostics.to_string().starts_with("p.yaml:3:16: error"),
+        "{diagnostics}"
+    );
+}
+
+#[test]
+fn a_case_says_how_the_device_must_be_configured() {
+    use srvlab::model::profile::{FailbackMode, Scaled};
+    let world = "id: x\nzone:\n  origin: a.test.\n  ttl: 60\n  records:\n    - A: {name: s, address: 127.0.0.9}\n\
+                 servers:\n  - host: s.a.test.\n    script: [{behaviour: accept}]\n";
+    let (case, messages) = inline(&format!(
+        "{world}profile: {{t2: {{t1: 4}}, failover_after: 300ms, failback_mode: duration, failback_timeout: 1h}}\n"
+    ));
+    let case = case.unwrap_or_else(|| panic!("{messages}"));
+    assert_eq!(case.profile.t2, Some(Scaled::T1(4.0)));
+    assert_eq!(
+        case.profile.failover_after,
+        Some(Scaled::Fixed(std::time::Duration::from_millis(300)))
+    );
+    assert_eq!(case.profile.failback_mode, Some(FailbackMode::Duration));
+    let (reference, _) =
+        srvlab::model::profile::Profile::parse(&fixture("fixtures/profiles/reference.yaml"));
+    let reference = reference.unwrap();
+    let effective = case.profile.apply(&reference).unwrap();
+    assert_eq!(effective.t2, std::time::Duration::from_millis(80));
+    assert_eq!(
+        case.profile.describe(reference.t1),
+        vec![
+            "t2 = 4·T1 = 80ms",
+            "failover_after = 300ms",
+            "failback_mode = duration",
+            "failback_timeout = 1h"
+        ]
+    );
+    // 300 ms is not earlier than a Timer B of 64 × 2 ms.
+    let mut fast = reference.clone();
+    fast.t1 = std::time::Duration::from_millis(2);
+    let err = case.profile.apply(&fast).unwrap_err();
+    assert!(
+        err.to_string().contains("is not earlier than Timer B"),
+        "{err}"
+    );
+
+    let (case, messages) = inline(&format!(
+        "{world}profile:\n  t2: {{t1: 0.5}}\n  failover_after: {{t1: 64}}\n  failback_mode: dns_ttl\n  failback_timeout: 60s\n"
+    ));
+    assert!(case.is_none());
+    for expected in [
+        "c.yaml:11:7: error: T2 = 0.5·T1 is smaller than T1",
+        "c.yaml:12:19: error: failover_after = 64·T1 is not earlier than Timer B",
+        "c.yaml:14:21: error: failback_timeout applies to `failback_mode: duration` only, not `dns_ttl`",
+    ] {
+        assert!(messages.contains(expected), "{expected}\n{messages}");
+    }
+    let (case, messages) = inline(&format!("{world}profile: {{t1: 5ms}}\n"));
+    assert!(case.is_none());
+    assert!(messages.contains("unknown field `t1`"), "{messages}");
+}

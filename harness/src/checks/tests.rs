@@ -51,6 +51,9 @@ fn profile(dirty: Option<u64>) -> Profile {
         failover_codes: Vec::new(),
         naptr: true,
         failover_after: None,
+        retry_after_failed_register: None,
+        failback_mode: None,
+        failback_timeout: None,
     }
 }
 

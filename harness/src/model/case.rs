@@ -33,6 +33,7 @@ use serde_saphyr::Spanned;
 
 use super::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 use super::duration::DurationSpec;
+use super::profile::{ProfileSettings, RawSettings};
 use super::steps::{CHECKLIST, DeviceTarget, Step};
 use super::zone::{RawZone, RecordData, Zone, ZoneSet};
 use crate::timeline::Transport;
@@ -57,6 +58,9 @@ struct RawCase {
     steps: Vec<Spanned<Step>>,
     #[serde(default)]
     checks: Vec<Spanned<String>>,
+    /// Settings the device needs for this case, on top of the run's profile.
+    #[serde(default)]
+    profile: Option<RawSettings>,
 }
 
 /// `zone:` is a path or a zone written inline.
@@ -265,6 +269,8 @@ pub struct Case {
     pub steps: Vec<Step>,
     /// Checklist ids to judge.
     pub checks: Vec<String>,
+    /// What the device must be configured with for this case (empty: the run's profile as is).
+    pub profile: ProfileSettings,
     pub file: Arc<SourceFile>,
 }
 
@@ -340,6 +346,10 @@ impl Case {
                 ));
             }
         }
+        let settings = raw
+            .profile
+            .map(|settings| settings.check(file, &mut diagnostics))
+            .unwrap_or_default();
         let domain = zones
             .zones
             .first()
@@ -361,6 +371,7 @@ impl Case {
                 .unwrap_or_else(|| format!("sip:alice@{domain}")),
             steps: raw.steps.into_iter().map(|s| s.value).collect(),
             checks: raw.checks.into_iter().map(|c| c.value).collect(),
+            profile: settings,
             file: file.clone(),
         };
         if diagnostics.has_errors() {

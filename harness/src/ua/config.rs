@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::fault::Faults;
+use crate::model::profile::{DEFAULT_FAILBACK_TIMEOUT, FailbackMode};
 use crate::timeline::Transport;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -25,8 +26,21 @@ pub struct UaConfig {
     pub dns_cache: bool,
     /// Registration lifetime asked for.
     pub register_expires: u32,
-    /// Whether INVITEs go to the server the registration succeeded with (else they resolve).
+    /// Whether INVITEs and OPTIONS go to the server the registration succeeded with (else they
+    /// resolve), when no failback mode says otherwise.
     pub follow_registrar: bool,
+    /// A vendor's failover earlier than Timer B/F (T4, Yealink's retry counts): an attempt
+    /// without any response is abandoned after this long. `None`: Timer B/F.
+    pub failover_after: Option<Duration>,
+    /// How long after a registration failed at every target the UA waits before it sends the
+    /// next REGISTER (Snom `retry_after_failed_register`, 300 s), spread ±10 % at random.
+    pub retry_after_failed_register: Duration,
+    /// How requests stay with the registrar (Yealink/Polycom `failback_mode`); `None`:
+    /// refreshes go to the registrar (D4), other requests as `follow_registrar` says.
+    pub failback_mode: Option<FailbackMode>,
+    /// With [`FailbackMode::Duration`]: how long requests stay with the registrar after it
+    /// took over; `None`: until it fails (Yealink's 0).
+    pub failback_timeout: Option<Duration>,
     pub faults: Faults,
     /// Seed of the generator behind every random choice (weighted draws, tags, branches).
     pub seed: u64,
@@ -44,6 +58,10 @@ impl Default for UaConfig {
             dns_cache: true,
             register_expires: 3600,
             follow_registrar: false,
+            failover_after: None,
+            retry_after_failed_register: Duration::from_secs(300),
+            failback_mode: None,
+            failback_timeout: Some(DEFAULT_FAILBACK_TIMEOUT),
             faults: Faults::none(),
             seed: 1,
         }

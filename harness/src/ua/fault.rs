@@ -27,10 +27,15 @@ pub enum Fault {
     ARecordFallback,
     ReuseBranch,
     RetransmitToNextTarget,
+    #[serde(rename = "no-t2-cap")]
+    NoT2Cap,
+    IgnoreFailoverAfter,
+    RefreshRedraws,
+    ReregisterAtOnce,
 }
 
 impl Fault {
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 19] = [
         Self::IgnorePriority,
         Self::IgnoreWeights,
         Self::WeightZeroFirst,
@@ -46,6 +51,10 @@ impl Fault {
         Self::ARecordFallback,
         Self::ReuseBranch,
         Self::RetransmitToNextTarget,
+        Self::NoT2Cap,
+        Self::IgnoreFailoverAfter,
+        Self::RefreshRedraws,
+        Self::ReregisterAtOnce,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +74,10 @@ impl Fault {
             Self::ARecordFallback => "a-record-fallback",
             Self::ReuseBranch => "reuse-branch",
             Self::RetransmitToNextTarget => "retransmit-to-next-target",
+            Self::NoT2Cap => "no-t2-cap",
+            Self::IgnoreFailoverAfter => "ignore-failover-after",
+            Self::RefreshRedraws => "refresh-redraws",
+            Self::ReregisterAtOnce => "reregister-at-once",
         }
     }
 
@@ -113,6 +126,18 @@ impl Fault {
             }
             Self::RetransmitToNextTarget => {
                 "sends retransmissions to the next target rather than the one the request went to"
+            }
+            Self::NoT2Cap => {
+                "keeps doubling non-INVITE retransmission intervals past T2 (Timer E run like Timer A)"
+            }
+            Self::IgnoreFailoverAfter => {
+                "ignores its configured early failover and waits for Timer B/F (a setting never wired to the transaction layer)"
+            }
+            Self::RefreshRedraws => {
+                "sends a registration refresh wherever a new DNS draw leads instead of to its registrar (every REGISTER treated as a new request)"
+            }
+            Self::ReregisterAtOnce => {
+                "registers again at once after a registration failed at every target (the registration storm after an outage)"
             }
         }
     }

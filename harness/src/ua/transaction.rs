@@ -18,6 +18,11 @@
 //! - A late `on_timer` (the caller slept through more than one interval) sends one copy, not
 //!   a burst, and the next interval counts from `now`.
 //! - Status codes outside 100–699 are not SIP responses and are ignored.
+//! - A vendor's earlier failover (`failover_after`, T4) ends a transaction that got no response
+//!   at all at that time, reported as `TimedOut` like Timer B/F: the TU cannot tell them apart
+//!   and need not. A provisional response means the server is there: an INVITE stops its
+//!   timers as usual, a non-INVITE goes back to Timer F. The `ignore-failover-after` fault
+//!   leaves only Timer B/F.
 //! - A transport error ends the transaction at once (F2). The `wait-timer-b-on-refusal`
 //!   fault is not handled here: the caller shows it by not reporting the error, so the
 //!   transaction runs on to Timer B/F as if the target were silent.
@@ -84,8 +89,13 @@ pub struct ClientTransaction {
     interval: Duration,
     /// When Timer A/E fires next.
     retransmit_at: Option<Duration>,
-    /// When Timer B/F fires.
+    /// When the transaction gives up waiting: Timer B/F, or the earlier failover time.
     timeout_at: Option<Duration>,
+    /// When Timer B/F fires (after a provisional, a non-INVITE waits for it, not for the early
+    /// failover).
+    timer_f_at: Option<Duration>,
+    /// Whether Timer E keeps doubling past T2 (the `no-t2-cap` fault).
+    t2_cap: bool,
     /// When Timer D/K ends Completed.
     terminate_at: Option<Duration>,
     last_provisional: Option<u16>,
@@ -100,6 +110,11 @@ impl ClientTransaction {
             (false, Kind::Invite) => TIMER_D_UNRELIABLE,
             (false, Kind::NonInvite) => config.t4,
         };
+        let timer_f_at = now.saturating_add(timer_b(config));
+        let early = config
+            .failover_after
+            .filter(|_| !config.faults.has(Fault::IgnoreFailoverAfter))
+            .map(|after| now.saturating_add(after.max(MIN_INTERVAL)));
         Self {
             kind,
             reliable,
@@ -112,7 +127,9 @@ impl ClientTransaction {
             doubling: !config.faults.has(Fault::NoRetransmitDoubling),
             interval,
             retransmit_at: (!reliable).then(|| now.saturating_add(interval)),
-            timeout_at: Some(now.saturating_add(timer_b(config))),
+            timeout_at: Some(early.map_or(timer_f_at, |early| early.min(timer_f_at))),
+            timer_f_at: Some(timer_f_at),
+            t2_cap: !config.faults.has(Fault::NoT2Cap),
             terminate_at: None,
             last_provisional: None,
         }
@@ -211,6 +228,9 @@ impl ClientTransaction {
             // 17.1.1.2: Proceeding has neither Timer A nor Timer B.
             self.retransmit_at = None;
             self.timeout_at = None;
+        } else {
+            // The server is there: an early failover no longer applies, Timer F does.
+            self.timeout_at = self.timer_f_at;
         }
         if self.last_provisional == Some(status) {
             return Vec::new();
@@ -232,6 +252,7 @@ impl ClientTransaction {
         }
         self.retransmit_at = None;
         self.timeout_at = None;
+        self.timer_f_at = None;
         if self.linger.is_zero() {
             self.terminate();
             events.push(TxEvent::Terminated);
@@ -243,7 +264,8 @@ impl ClientTransaction {
     }
 
     /// The interval after the one that just ran out: Timer A doubles without a cap, Timer E
-    /// doubles up to T2 and stays at T2 in Proceeding; the fault keeps every interval at T1.
+    /// doubles up to T2 and stays at T2 in Proceeding; `no-retransmit-doubling` keeps every
+    /// interval at T1, `no-t2-cap` doubles Timer E like Timer A.
     fn next_interval(&self) -> Duration {
         if !self.doubling {
             return self.interval;
@@ -251,6 +273,7 @@ impl ClientTransaction {
         let doubled = self.interval.saturating_mul(2);
         match (self.kind, self.state) {
             (Kind::Invite, _) => doubled,
+            (Kind::NonInvite, _) if !self.t2_cap => doubled,
             (Kind::NonInvite, State::Proceeding) => self.t2,
             (Kind::NonInvite, _) => doubled.min(self.t2),
         }
@@ -260,6 +283,7 @@ impl ClientTransaction {
         self.state = State::Terminated;
         self.retransmit_at = None;
         self.timeout_at = None;
+        self.timer_f_at = None;
         self.terminate_at = None;
     }
 }
@@ -368,6 +392,92 @@ mod tests {
             schedule(Kind::NonInvite, false, &config(t1)),
             (sends.to_vec(), Some(timed_out))
         );
+    }
+
+    fn with_t2(t1_ms: u64, t2_ms: u64) -> UaConfig {
+        UaConfig {
+            t2: ms(t2_ms),
+            ..config(t1_ms)
+        }
+    }
+
+    #[test]
+    fn timer_e_stays_at_t2_once_it_reached_it() {
+        // T1 = 20 ms, T2 = 80 ms: intervals 20, 40, 80, 80, … until Timer F at 1.28 s.
+        let mut sends = vec![20, 60, 140];
+        sends.extend((1..=14).map(|k| 140 + 80 * k));
+        assert_eq!(
+            schedule(Kind::NonInvite, false, &with_t2(20, 80)),
+            (sends, Some(1280))
+        );
+        // Timer A knows no T2.
+        assert_eq!(
+            schedule(Kind::Invite, false, &with_t2(20, 80)),
+            (vec![20, 60, 140, 300, 620, 1260], Some(1280))
+        );
+    }
+
+    #[test]
+    fn no_t2_cap_doubles_non_invite_intervals_past_t2() {
+        let faulty = with_fault(with_t2(20, 80), Fault::NoT2Cap);
+        assert_eq!(
+            schedule(Kind::NonInvite, false, &faulty),
+            (vec![20, 60, 140, 300, 620, 1260], Some(1280))
+        );
+        // After a provisional it keeps doubling too, instead of resending every T2.
+        let mut tx = ClientTransaction::new(Kind::NonInvite, false, &faulty, Duration::ZERO);
+        tx.on_response(100, ms(5));
+        let resent: Vec<u128> = drive(&mut tx)
+            .iter()
+            .filter(|(_, e)| *e == TxEvent::Retransmit)
+            .map(|(at, _)| at.as_millis())
+            .collect();
+        assert_eq!(resent, vec![20, 60, 140, 300, 620, 1260]);
+    }
+
+    fn early(t1_ms: u64, after_ms: u64) -> UaConfig {
+        UaConfig {
+            failover_after: Some(ms(after_ms)),
+            ..config(t1_ms)
+        }
+    }
+
+    #[rstest::rstest]
+    #[case::invite(Kind::Invite)]
+    #[case::non_invite(Kind::NonInvite)]
+    fn t4_an_unanswered_attempt_is_abandoned_at_the_configured_time(#[case] kind: Kind) {
+        // 300 ms = 15·T1: copies at 0, 20, 60, 140; the one due at 300 ms is not sent, the
+        // transaction times out instead.
+        assert_eq!(
+            schedule(kind, false, &early(20, 300)),
+            (vec![20, 60, 140], Some(300))
+        );
+        assert_eq!(schedule(kind, true, &early(20, 300)), (vec![], Some(300)));
+        // The fault waits for Timer B/F.
+        let ignored = with_fault(early(20, 300), Fault::IgnoreFailoverAfter);
+        let (_, timed_out) = schedule(kind, false, &ignored);
+        assert_eq!(timed_out, Some(1280));
+    }
+
+    #[test]
+    fn t4_a_provisional_brings_back_timer_f_for_a_non_invite() {
+        let mut tx = ClientTransaction::new(Kind::NonInvite, false, &early(20, 300), ms(1000));
+        assert_eq!(
+            tx.on_response(100, ms(1010)),
+            vec![TxEvent::Provisional(100)]
+        );
+        let events = drive(&mut tx);
+        assert_eq!(
+            events
+                .iter()
+                .find(|(_, e)| *e == TxEvent::TimedOut)
+                .map(|(at, _)| *at),
+            Some(ms(2280))
+        );
+        // An INVITE in Proceeding waits for its final answer (the TU's limit), as ever.
+        let mut tx = ClientTransaction::new(Kind::Invite, false, &early(20, 300), ms(1000));
+        tx.on_response(180, ms(1010));
+        assert_eq!(tx.deadline(), None);
     }
 
     #[rstest::rstest]
