@@ -40,6 +40,10 @@ pub struct CaseResult {
     /// Why the case could not be carried out (then there are no verdicts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the device was configured with beyond the run's profile (the case's `profile:`),
+    /// e.g. "t2 = 4·T1 = 80ms".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<String>,
     /// What the device got, request by request ("INVITE → 200 from 127.0.0.114:5060").
     pub outcomes: Vec<String>,
     pub verdicts: Vec<Verdict>,
@@ -50,15 +54,22 @@ pub struct CaseResult {
 
 /// The reference UA's configuration for a device profile.
 pub fn ua_config(profile: &Profile, seed: u64, faults: &Faults) -> UaConfig {
+    let defaults = UaConfig::default();
     UaConfig {
         t1: profile.t1,
         t2: profile.t2,
         dirty_host_ttl: profile.dirty_host_ttl,
         transports: profile.transports.clone(),
         failover_codes: profile.failover_codes.clone(),
+        failover_after: profile.failover_after,
+        retry_after_failed_register: profile
+            .retry_after_failed_register
+            .unwrap_or(defaults.retry_after_failed_register),
+        failback_mode: profile.failback_mode,
+        failback_timeout: profile.failback_window(),
         seed,
         faults: faults.clone(),
-        ..UaConfig::default()
+        ..defaults
     }
 }
 
@@ -79,10 +90,23 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
         covers: case.covers.clone(),
         seconds: 0.0,
         error: None,
+        settings: case.profile.describe(options.profile.t1),
         outcomes: Vec::new(),
         verdicts: Vec::new(),
         timeline: relative(&dir.join("timeline.jsonl")),
         capture: relative(&dir.join("capture.pcap")),
+    };
+    // The device as this case needs it configured: the reference UA gets these settings, and
+    // the oracle judges against them.
+    let options = &match case.profile.apply(&options.profile) {
+        Ok(profile) => RunOptions {
+            profile,
+            ..options.clone()
+        },
+        Err(err) => {
+            result.error = Some(err.to_string());
+            return result;
+        }
     };
     let timeline = Timeline::new();
     let recorder = match std::fs::create_dir_all(dir)

@@ -162,6 +162,20 @@ impl Report {
                 );
             }
         }
+        let configured: Vec<&CaseResult> = self
+            .cases
+            .iter()
+            .filter(|c| !c.settings.is_empty())
+            .collect();
+        if !configured.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nCases that configure the device beyond the profile (judged with these settings):\n"
+            );
+            for case in configured {
+                let _ = writeln!(out, "- {}: {}", case.id, case.settings.join(", "));
+            }
+        }
         out
     }
 

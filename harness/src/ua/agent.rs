@@ -3,6 +3,15 @@
 //! failing over on timeout, refusal and 503, and keeping failed targets aside for the
 //! dirty-host TTL. It is driven by explicit time and tells its I/O shell what to do through
 //! [`Action`]s, the way quinn-proto drives a connection.
+//!
+//! Registration (D4–D6): the server a REGISTER succeeded with is the registrar. A refresh goes
+//! there first (D4), other requests only when configured to (`follow_registrar`), unless a
+//! failback mode says otherwise (Yealink/Polycom: `new_requests` draws every request anew,
+//! `registration` sends calls to the registrar and renewals back to the top of the list,
+//! `dns_ttl` stays while the registrar's address is cached, `duration` for
+//! `failback_timeout`). A registrar that is dirty is not stuck to. After a registration failed
+//! at every target, the next REGISTER waits `retry_after_failed_register` ±10 % (D5): a
+//! REGISTER asked for earlier is held until then, as a phone retries on its own schedule.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -21,6 +30,7 @@ use super::rng::Rng;
 use super::target::Target;
 use super::transaction::{ClientTransaction, Kind, TxEvent};
 use super::uri::SipUri;
+use crate::model::profile::FailbackMode;
 use crate::sip::Message;
 use crate::timeline::Transport;
 
@@ -169,6 +179,8 @@ struct Job {
     /// A target to try before resolving (after a 401, or the registrar's).
     retry_first: Option<Target>,
     authorize: bool,
+    /// A REGISTER waiting out the retry time after a failed registration (D5).
+    held_until: Option<Duration>,
 }
 
 impl Job {
@@ -185,13 +197,23 @@ impl Job {
     }
 }
 
+/// The server the last registration succeeded with.
+#[derive(Clone, Debug)]
+struct Registrar {
+    target: Target,
+    /// When it took over (its first success; refreshes there do not restart the clock).
+    since: Duration,
+}
+
 pub struct Agent {
     config: UaConfig,
     rng: Rng,
     cache: DnsCache,
     dirty: DirtyHosts,
     /// Where the last registration succeeded (D4/D6).
-    registrar: Option<Target>,
+    registrar: Option<Registrar>,
+    /// No REGISTER before this, after one failed at every target (D5).
+    register_hold_until: Option<Duration>,
     register_call_id: String,
     register_cseq: u32,
     user: String,
@@ -212,6 +234,7 @@ impl Agent {
             cache,
             dirty: DirtyHosts::default(),
             registrar: None,
+            register_hold_until: None,
             register_call_id,
             register_cseq: 0,
             user: user.to_string(),
@@ -244,11 +267,13 @@ impl Agent {
         } else {
             (format!("{}@srvlab", self.rng.token(20)), 1)
         };
-        let retry_first = match (method, &self.registrar) {
-            (Method::Invite | Method::Options, Some(registrar)) if self.config.follow_registrar => {
-                Some(registrar.clone())
-            }
-            _ => None,
+        let held_until = self
+            .register_hold_until
+            .filter(|until| method == Method::Register && *until > now);
+        // A held REGISTER decides where it goes when it is let go.
+        let retry_first = match held_until {
+            Some(_) => None,
+            None => self.registrar_first(method, now),
         };
         let job = Job {
             method,
@@ -265,15 +290,59 @@ impl Agent {
             peeked: None,
             retry_first,
             authorize: false,
+            held_until,
         };
         self.jobs.insert(id, job);
-        self.advance(id, now);
+        if held_until.is_none() {
+            self.advance(id, now);
+        }
         id
+    }
+
+    /// The registrar, when a request of `method` starting at `now` should go there first.
+    fn registrar_first(&self, method: Method, now: Duration) -> Option<Target> {
+        let registrar = self.registrar.as_ref()?;
+        if self.dirty.is_dirty(registrar.target.key(), now) {
+            return None; // it failed since: draw anew (D1)
+        }
+        let refresh = method == Method::Register;
+        if refresh && self.config.faults.has(Fault::RefreshRedraws) {
+            return None;
+        }
+        let stick = match self.config.failback_mode {
+            None if refresh => true,
+            None => self.config.follow_registrar,
+            Some(FailbackMode::NewRequests) => false,
+            Some(FailbackMode::Registration) => !refresh,
+            Some(FailbackMode::DnsTtl) => registrar.target.host.as_ref().is_none_or(|host| {
+                self.cache
+                    .lookup(host, RecordType::A, now)
+                    .is_some_and(|cached| !cached.records().is_empty())
+            }),
+            Some(FailbackMode::Duration) => self
+                .config
+                .failback_timeout
+                .is_none_or(|timeout| now < registrar.since.saturating_add(timeout)),
+        };
+        stick.then(|| registrar.target.clone())
+    }
+
+    /// Every target of a registration failed at `now`: no registrar any more, and the next
+    /// REGISTER waits the retry time, spread ±10 % (Snom's `retry_after_failed_register`).
+    fn registration_failed(&mut self, now: Duration) {
+        self.registrar = None;
+        if self.config.faults.has(Fault::ReregisterAtOnce) {
+            return;
+        }
+        let spread = 0.9 + 0.2 * self.rng.up_to(1000) as f64 / 1000.0;
+        let wait = self.config.retry_after_failed_register.mul_f64(spread);
+        self.register_hold_until = Some(now.saturating_add(wait));
     }
 
     /// The earliest time `on_timer` must be called.
     pub fn deadline(&self) -> Option<Duration> {
-        self.jobs
+        let attempts = self
+            .jobs
             .values()
             .filter_map(|job| job.attempt.as_ref())
             .flat_map(|a| {
@@ -283,13 +352,28 @@ impl Agent {
                     a.proceeding_limit,
                 ]
             })
-            .flatten()
-            .min()
+            .flatten();
+        let held = self.jobs.values().filter_map(|job| job.held_until);
+        attempts.chain(held).min()
     }
 
     pub fn on_timer(&mut self, now: Duration) {
         let ids: Vec<JobId> = self.jobs.keys().copied().collect();
         for id in ids {
+            let released = self
+                .jobs
+                .get(&id)
+                .and_then(|job| job.held_until.map(|until| (until, job.method)))
+                .filter(|(until, _)| *until <= now);
+            if let Some((_, method)) = released {
+                let first = self.registrar_first(method, now);
+                if let Some(job) = self.jobs.get_mut(&id) {
+                    job.held_until = None;
+                    job.retry_first = first;
+                }
+                self.advance(id, now);
+                continue;
+            }
             let Some(attempt) = self.jobs.get_mut(&id).and_then(|j| j.attempt.as_mut()) else {
                 continue;
             };
@@ -446,6 +530,8 @@ impl Agent {
             return;
         };
         let target = if let Some(target) = job.retry_first.take() {
+            // Tried outside the resolution: it does not come again from there.
+            job.resolution.exclude(target.key());
             Some(target)
         } else if let Some(target) = job.peeked.take() {
             Some(target)
@@ -465,6 +551,9 @@ impl Agent {
                     } else {
                         format!("every target failed ({why})")
                     };
+                    if job.method == Method::Register {
+                        self.registration_failed(now);
+                    }
                     self.finish(id, Outcome::Failed { why });
                     return;
                 }
@@ -621,7 +710,14 @@ impl Agent {
                     self.ack_and_hang_up(id, response, now);
                 } else {
                     if job_method(&self.jobs, id) == Some(Method::Register) {
-                        self.registrar = Some(target.clone());
+                        let since = match &self.registrar {
+                            Some(old) if old.target.key() == target.key() => old.since,
+                            _ => now,
+                        };
+                        self.registrar = Some(Registrar {
+                            target: target.clone(),
+                            since,
+                        });
                     }
                     self.finish(id, Outcome::Succeeded { status, target });
                 }

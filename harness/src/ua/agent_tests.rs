@@ -12,6 +12,7 @@ use hickory_server::proto::rr::{Name, Record, RecordType};
 use rstest::rstest;
 
 use super::*;
+use crate::model::profile::FailbackMode;
 use crate::sip::{Message, response_to_with_tag};
 use crate::timeline::Transport;
 use crate::ua::dns_cache::answers::{a, answer, name, naptr, nxdomain, srv};
@@ -1246,4 +1247,269 @@ fn l12_everything_fails_after_two_timer_bs_without_the_domains_a_record() {
             .all(|(_, n, t)| !(n == DOMAIN && *t == RecordType::A)),
         "{trace}"
     );
+}
+
+// --- T4: a configured early failover ---
+
+#[rstest]
+#[case::early(false, ms(300))]
+#[case::fault_ignores_it(true, ms(1280))]
+fn t4_a_configured_early_failover_moves_on_before_timer_b(
+    #[values(Method::Invite, Method::Register)] method: Method,
+    #[case] fault: bool,
+    #[case] failover: Duration,
+) {
+    let config = UaConfig {
+        t1: ms(20),
+        failover_after: Some(ms(300)),
+        ..if fault {
+            with_fault(config(), Fault::IgnoreFailoverAfter)
+        } else {
+            config()
+        }
+    };
+    let first = first_target(&config, Transport::Udp, method);
+    let mut sim = Sim::udp(config);
+    sim.server(Transport::Udp, first, Behaviour::Stall);
+    let job = sim.request(method);
+    let trace = sim.trace();
+    assert!(succeeded_at(sim.outcome(job), other(first)), "{trace}");
+    let starts = sim.attempt_starts(job, method);
+    assert_eq!(starts[1].at - starts[0].at, failover, "{trace}");
+    assert_eq!(sim.reports(job)[0].outcome, AttemptOutcome::TimedOut);
+}
+
+// --- D4, D6: where requests go once registered ---
+
+/// The seed zone with both servers accepting: a registration at 0 s, then one request of
+/// `method` every second from 1 s to `count` s; where each request went first.
+fn after_registering(
+    config: UaConfig,
+    method: Method,
+    count: u64,
+) -> (Sim, SocketAddr, Vec<SocketAddr>) {
+    let mut sim = Sim::udp(config);
+    let register = sim.request(Method::Register);
+    assert!(sim.outcome(register).is_some_and(Outcome::is_success));
+    let registrar = sim.requests(register, Method::Register)[0].to;
+    let firsts = (1..=count)
+        .map(|t| {
+            let job = sim.at(secs(t)).request(method);
+            sim.requests(job, method)[0].to
+        })
+        .collect();
+    (sim, registrar, firsts)
+}
+
+#[rstest]
+fn d4_refreshes_go_to_the_registrar_and_the_fault_draws_anew(#[values(false, true)] fault: bool) {
+    let config = if fault {
+        with_fault(config(), Fault::RefreshRedraws)
+    } else {
+        config()
+    };
+    let (sim, registrar, firsts) = after_registering(config, Method::Register, 12);
+    // 12 fair draws all landing on the registrar by chance: 1 in 4096.
+    assert_eq!(
+        firsts.iter().all(|to| *to == registrar),
+        !fault,
+        "registrar {registrar}, refreshes went to {firsts:?}\n{}",
+        sim.trace()
+    );
+}
+
+#[test]
+fn d4_a_refresh_whose_registrar_fails_moves_on_without_trying_it_twice() {
+    let mut sim = Sim::udp(UaConfig {
+        t1: ms(20),
+        ..config()
+    });
+    let register = sim.request(Method::Register);
+    let registrar = sim.requests(register, Method::Register)[0].to;
+    sim.server(Transport::Udp, registrar, Behaviour::Stall);
+    let refresh = sim.at(secs(10)).request(Method::Register);
+    let trace = sim.trace();
+    let tried: Vec<SocketAddr> = sim
+        .attempt_starts(refresh, Method::Register)
+        .iter()
+        .map(|s| s.to)
+        .collect();
+    assert_eq!(tried, vec![registrar, other(registrar)], "{trace}");
+    assert!(
+        succeeded_at(sim.outcome(refresh), other(registrar)),
+        "{trace}"
+    );
+    // The new registrar is where the next refresh goes.
+    let next = sim.at(secs(20)).request(Method::Register);
+    assert_eq!(sim.requests(next, Method::Register)[0].to, other(registrar));
+}
+
+#[test]
+fn d4_a_dirty_registrar_is_not_stuck_to() {
+    let config = UaConfig {
+        dirty_host_ttl: Some(secs(30)),
+        t1: ms(20),
+        ..config()
+    };
+    let mut sim = Sim::udp(config);
+    let register = sim.request(Method::Register);
+    let registrar = sim.requests(register, Method::Register)[0].to;
+    // A call finds the registrar refusing: it is dirty for 30 s.
+    sim.server(Transport::Udp, registrar, Behaviour::Refuse);
+    let mut t = 1;
+    loop {
+        let call = sim.at(secs(t)).request(Method::Invite);
+        if sim.sends(call).iter().any(|s| s.to == registrar) {
+            break;
+        }
+        t += 1;
+        assert!(t < 60, "no call ever drew the registrar\n{}", sim.trace());
+    }
+    sim.server(Transport::Udp, registrar, Behaviour::Accept);
+    let refresh = sim.at(secs(t + 1)).request(Method::Register);
+    assert_eq!(
+        sim.requests(refresh, Method::Register)[0].to,
+        other(registrar),
+        "{}",
+        sim.trace()
+    );
+}
+
+/// Where refreshes and calls go, per failback mode: (refreshes stick, calls stick) within the
+/// mode's window.
+#[rstest]
+#[case::unset(None, true, false)]
+#[case::new_requests(Some(FailbackMode::NewRequests), false, false)]
+#[case::registration(Some(FailbackMode::Registration), false, true)]
+#[case::dns_ttl(Some(FailbackMode::DnsTtl), true, true)]
+#[case::duration(Some(FailbackMode::Duration), true, true)]
+fn d4_d6_failback_modes_decide_what_stays_with_the_registrar(
+    #[case] mode: Option<FailbackMode>,
+    #[case] refreshes_stick: bool,
+    #[case] calls_stick: bool,
+) {
+    let config = UaConfig {
+        failback_mode: mode,
+        ..config()
+    };
+    for (method, sticks) in [
+        (Method::Register, refreshes_stick),
+        (Method::Invite, calls_stick),
+        (Method::Options, calls_stick),
+    ] {
+        let (sim, registrar, firsts) = after_registering(config.clone(), method, 12);
+        assert_eq!(
+            firsts.iter().all(|to| *to == registrar),
+            sticks,
+            "{mode:?} {method:?}: registrar {registrar}, went to {firsts:?}\n{}",
+            sim.trace()
+        );
+    }
+}
+
+#[rstest]
+#[case::duration(FailbackMode::Duration)]
+#[case::dns_ttl(FailbackMode::DnsTtl)]
+fn d4_d6_the_failback_window_ends(#[case] mode: FailbackMode) {
+    // The seed zone's records live 300 s; the duration is 300 s too.
+    let config = UaConfig {
+        failback_mode: Some(mode),
+        failback_timeout: Some(secs(300)),
+        ..config()
+    };
+    let mut sim = Sim::udp(config);
+    let register = sim.request(Method::Register);
+    let registrar = sim.requests(register, Method::Register)[0].to;
+    let within: Vec<SocketAddr> = (1..=12)
+        .map(|t| {
+            let job = sim.at(secs(t)).request(Method::Invite);
+            sim.requests(job, Method::Invite)[0].to
+        })
+        .collect();
+    assert!(within.iter().all(|to| *to == registrar), "{within:?}");
+    // After the window, requests draw anew; each draw refreshes the cache, so under dns_ttl
+    // the registrar is stuck to again for a while: look at the first requests after it.
+    let after: Vec<SocketAddr> = (0..12)
+        .map(|k| {
+            let job = sim.at(secs(301 + 301 * k)).request(Method::Invite);
+            sim.requests(job, Method::Invite)[0].to
+        })
+        .collect();
+    assert!(
+        after.iter().any(|to| *to != registrar),
+        "{mode:?}: registrar {registrar}, after the window {after:?}\n{}",
+        sim.trace()
+    );
+}
+
+// --- D5: the next REGISTER after a registration failed everywhere ---
+
+/// Both servers stall until `recover` is called: a registration at 0 s fails at 2 × Timer F
+/// (T1 = 20 ms), the next REGISTER is asked for at once; when it was sent.
+fn reregister(config: UaConfig) -> (Sim, Duration, Duration) {
+    let mut sim = Sim::udp(UaConfig {
+        t1: ms(20),
+        retry_after_failed_register: secs(2),
+        ..config
+    });
+    sim.server(Transport::Udp, s52(), Behaviour::Stall);
+    sim.server(Transport::Udp, s114(), Behaviour::Stall);
+    let failed = sim.request(Method::Register);
+    let trace = sim.trace();
+    assert!(
+        matches!(sim.outcome(failed), Some(Outcome::Failed { .. })),
+        "{trace}"
+    );
+    let failed_at = sim.done_at(failed).unwrap();
+    assert_eq!(failed_at, ms(2560), "{trace}");
+    sim.server(Transport::Udp, s52(), Behaviour::Accept);
+    sim.server(Transport::Udp, s114(), Behaviour::Accept);
+    let again = sim.request(Method::Register);
+    let sent = sim.requests(again, Method::Register)[0].at;
+    assert!(sim.outcome(again).is_some_and(Outcome::is_success));
+    (sim, failed_at, sent)
+}
+
+#[test]
+fn d5_a_failed_registration_is_retried_after_the_retry_time_spread_10_percent() {
+    let mut waits = Vec::new();
+    for seed in 1..=20 {
+        let (sim, failed_at, sent) = reregister(UaConfig { seed, ..config() });
+        let wait = sent - failed_at;
+        assert!(
+            (ms(1800)..=ms(2200)).contains(&wait),
+            "seed {seed}: {wait:?}\n{}",
+            sim.trace()
+        );
+        waits.push(wait);
+    }
+    waits.sort();
+    waits.dedup();
+    assert!(waits.len() > 10, "the spread is random: {waits:?}");
+
+    // A registration that succeeded holds nothing back.
+    let mut sim = Sim::udp(config());
+    sim.request(Method::Register);
+    let now = sim.now;
+    let refresh = sim.request(Method::Register);
+    assert_eq!(sim.requests(refresh, Method::Register)[0].at, now);
+}
+
+#[test]
+fn d5_fault_reregister_at_once() {
+    let (sim, failed_at, sent) = reregister(with_fault(config(), Fault::ReregisterAtOnce));
+    assert_eq!(sent, failed_at, "{}", sim.trace());
+}
+
+#[test]
+fn d5_calls_are_not_held_after_a_failed_registration() {
+    let (mut sim, _, _) = reregister(config());
+    let before = sim.now;
+    sim.server(Transport::Udp, s52(), Behaviour::Stall);
+    sim.server(Transport::Udp, s114(), Behaviour::Stall);
+    let failed = sim.request(Method::Register);
+    let failed_at = sim.done_at(failed).unwrap();
+    assert!(failed_at > before);
+    let call = sim.request(Method::Invite);
+    assert_eq!(sim.requests(call, Method::Invite)[0].at, failed_at);
 }

@@ -242,6 +242,12 @@ impl Resolution {
         self.failed.push((name.clone(), rtype));
     }
 
+    /// `key` was tried outside this resolution (the registrar, the retry after a challenge):
+    /// it is not handed out again.
+    pub fn exclude(&mut self, key: TargetKey) {
+        self.seen.insert(key);
+    }
+
     /// Why the targets came in this order, for reports: e.g. the NAPTR chosen, the SRV order
     /// drawn.
     pub fn trace(&self) -> &[String] {
