@@ -8,18 +8,20 @@
 //! - [`failures`]: when attempts failed, and which targets were dirty when.
 //! - [`measure`]: tolerances and how times are printed.
 //! - one module per area: [`resolution`] (L8, L10, L11, L12), [`weights`] (L9), [`timers`]
-//!   (T1, T3), [`failover`] (F1, F2, F3), [`dirty`] (D1, D2), [`caching`] (C1),
-//!   [`transactions`] (T5, T6), [`responses`] (F4, F5),
-//!   [`discovery`] (L4, L5, L7), [`expiry`] (C2).
+//!   (T1, T2, T3, T4), [`failover`] (F1, F2, F3), [`dirty`] (D1, D2), [`dirty_scope`] (D3),
+//!   [`registration`] (D4, D5, D6), [`caching`] (C1), [`transactions`] (T5, T6),
+//!   [`responses`] (F4, F5), [`discovery`] (L4, L5, L7), [`expiry`] (C2).
 
 pub mod attempts;
 pub mod caching;
 pub mod dirty;
+pub mod dirty_scope;
 pub mod discovery;
 pub mod expiry;
 pub mod failover;
 pub mod failures;
 pub mod measure;
+pub mod registration;
 pub mod resolution;
 pub mod responses;
 pub mod targets;
@@ -84,7 +86,7 @@ pub enum CheckError {
 /// The check ids [`judge`] knows.
 pub const IMPLEMENTED: &[&str] = &[
     "L8", "L9", "L10", "L11", "L12", "T1", "T3", "F1", "F2", "F3", "D1", "D2", "C1", "T5", "T6",
-    "F4", "F5", "L4", "L5", "L7", "C2",
+    "F4", "F5", "L4", "L5", "L7", "C2", "T2", "T4", "D3", "D4", "D5", "D6",
 ];
 
 /// Judges one check on one run. L9 uses [`weights::DEFAULT_ALPHA`]; call
@@ -112,6 +114,12 @@ pub fn judge(id: &str, ctx: &Context) -> Result<Verdict, CheckError> {
         "L5" => discovery::l5(ctx),
         "L7" => discovery::l7(ctx),
         "C2" => expiry::c2(ctx),
+        "T2" => timers::t2(ctx),
+        "T4" => timers::t4(ctx),
+        "D3" => dirty_scope::d3(ctx),
+        "D4" => registration::d4(ctx),
+        "D5" => registration::d5(ctx),
+        "D6" => registration::d6(ctx),
         other => return Err(CheckError::Unknown(other.to_owned())),
     })
 }

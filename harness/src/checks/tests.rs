@@ -12,6 +12,9 @@ use crate::timeline::{
 };
 use crate::ua::Rng;
 
+mod registration_checks;
+mod timer_checks;
+
 const ZONE: &str = r#"
 origin: snom.rocks.
 ttl: 300
