@@ -267,3 +267,24 @@ fn a_case_says_how_the_device_must_be_configured() {
     assert!(case.is_none());
     assert!(messages.contains("unknown field `t1`"), "{messages}");
 }
+
+#[test]
+fn a_host_may_run_servers_on_several_ports_but_one_per_port() {
+    let head = "id: x\nzone:\n  origin: a.test.\n  ttl: 60\n  records:\n    - A: {name: s, address: 127.0.0.9}\nservers:\n";
+    let (case, messages) = inline(&format!(
+        "{head}  - host: s.a.test.\n    script: [{{behaviour: refuse}}]\n  - host: s.a.test.\n    port: 5070\n    script: [{{behaviour: accept}}]\n"
+    ));
+    let case = case.unwrap_or_else(|| panic!("{messages}"));
+    assert_eq!(
+        case.servers.iter().map(|s| s.port).collect::<Vec<_>>(),
+        vec![5060, 5070]
+    );
+    let (case, messages) = inline(&format!(
+        "{head}  - host: s.a.test.\n    script: [{{behaviour: refuse}}]\n  - host: s.a.test.\n    script: [{{behaviour: accept}}]\n"
+    ));
+    assert!(case.is_none());
+    assert!(
+        messages.contains("c.yaml:10:5: error: `s.a.test.` already has a server on port 5060 (at c.yaml:8:5)"),
+        "{messages}"
+    );
+}

@@ -619,18 +619,26 @@ fn convert_phase(
     (diagnostics.error_count() == before).then_some(Phase { behaviour, until })
 }
 
-/// Checks across servers: one server per host, one listener per address, port and transport;
-/// and the zone's SRV records should lead to a server that listens.
+/// Checks across servers: one server per host and port (a host may run several, on different
+/// ports, as D3's cases need), one listener per address, port and transport; and the zone's
+/// SRV records should lead to a server that listens.
 fn check_servers(servers: &[ServerSpec], zones: &ZoneSet, diagnostics: &mut Diagnostics) {
-    let mut hosts: HashMap<String, &ServerSpec> = HashMap::new();
+    let mut hosts: HashMap<String, Vec<&ServerSpec>> = HashMap::new();
     let mut sockets: HashMap<(IpAddr, u16, Transport), &ServerSpec> = HashMap::new();
     for server in servers {
-        if let Some(first) = hosts.insert(server.host.to_lowercase().to_ascii(), server) {
+        let same_host = hosts
+            .entry(server.host.to_lowercase().to_ascii())
+            .or_default();
+        if let Some(first) = same_host.iter().find(|s| s.port == server.port) {
             diagnostics.push(Diagnostic::error(
                 server.span.clone(),
-                format!("`{}` already has a server (at {})", server.host, first.span),
+                format!(
+                    "`{}` already has a server on port {} (at {})",
+                    server.host, server.port, first.span
+                ),
             ));
         }
+        same_host.push(server);
         for address in &server.addresses {
             for transport in &server.transports {
                 if let Some(first) = sockets.insert((*address, server.port, *transport), server) {
@@ -652,7 +660,7 @@ fn check_servers(servers: &[ServerSpec], zones: &ZoneSet, diagnostics: &mut Diag
             let RecordData::Srv { target, port, .. } = &record.data else {
                 continue;
             };
-            let Some(server) = hosts.get(&target.to_lowercase().to_ascii()) else {
+            let Some(same_host) = hosts.get(&target.to_lowercase().to_ascii()) else {
                 continue;
             };
             let label = record.name.iter().nth(1).map(|l| l.to_ascii_lowercase());
@@ -661,8 +669,9 @@ fn check_servers(servers: &[ServerSpec], zones: &ZoneSet, diagnostics: &mut Diag
                 Some(b"_tcp") => Some(Transport::Tcp),
                 _ => None,
             };
-            let served =
-                *port == server.port && transport.is_none_or(|t| server.transports.contains(&t));
+            let served = same_host.iter().any(|server| {
+                *port == server.port && transport.is_none_or(|t| server.transports.contains(&t))
+            });
             if !served {
                 diagnostics.push(Diagnostic::warning(
                     record.target_span.clone(),
