@@ -284,7 +284,9 @@ fn a_host_may_run_servers_on_several_ports_but_one_per_port() {
     ));
     assert!(case.is_none());
     assert!(
-        messages.contains("c.yaml:10:5: error: `s.a.test.` already has a server on port 5060 (at c.yaml:8:5)"),
+        messages.contains(
+            "c.yaml:10:5: error: `s.a.test.` already has a server on port 5060 (at c.yaml:8:5)"
+        ),
         "{messages}"
     );
 }

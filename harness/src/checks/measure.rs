@@ -36,6 +36,15 @@ pub fn millis(t_ns: u64) -> String {
     }
 }
 
+/// `80 ms` below a second, `4.000 s` from there on.
+pub fn duration(t_ns: u64) -> String {
+    if t_ns < 1_000_000_000 {
+        millis(t_ns)
+    } else {
+        secs(t_ns)
+    }
+}
+
 /// `64.2·T1`
 pub fn in_t1(t_ns: u64, t1: Duration) -> String {
     if t1.is_zero() {

@@ -25,7 +25,7 @@ use super::Context;
 use super::attempts::{Attempt, Request};
 use super::failover::left_over;
 use super::failures::{Failure, failure_of, failures, is_dirty, is_failover_status};
-use super::measure::{FLOOR, millis, ns, secs};
+use super::measure::{FLOOR, duration, ns, secs};
 use super::resolution::resolved_set;
 use super::targets::srv_records;
 use super::verdict::{Findings, Level, Status, Verdict};
@@ -368,8 +368,23 @@ pub fn d5(ctx: &Context) -> Verdict {
             }
         }
     }
+    let gaps: Vec<f64> = found
+        .measured
+        .iter()
+        .filter_map(|m| m["gap_ms"].as_f64())
+        .collect();
+    let shortest = match gaps.iter().copied().reduce(f64::min) {
+        Some(ms) if gaps.len() == 1 => {
+            format!("; the next REGISTER waited {}", duration((ms * 1e6) as u64))
+        }
+        Some(ms) => format!(
+            "; the shortest wait for the next REGISTER was {}",
+            duration((ms * 1e6) as u64)
+        ),
+        None => String::new(),
+    };
     let pass = format!(
-        "after {} registration(s) failed at every target, no REGISTER followed within {} ({rule})",
+        "after {} registration(s) failed at every target, no REGISTER followed within {}{shortest} ({rule})",
         found.judged,
         secs(ns(min))
     );
@@ -410,7 +425,7 @@ fn judge_gap(
         found.bad.push((
             format!(
                 "REGISTER went out again {} after the registration failed at every target ({}) at {}; {rule}",
-                if gap < ns(AT_ONCE) { millis(gap) } else { secs(gap) },
+                duration(gap),
                 tried.join(", "),
                 secs(failed_at)
             ),

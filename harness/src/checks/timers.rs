@@ -10,7 +10,7 @@ use super::Context;
 use super::attempts::{Attempt, AttemptEnd};
 use super::failover::left_over;
 use super::failures::failures;
-use super::measure::{FLOOR, in_t1, millis, ns, secs, tolerance, within};
+use super::measure::{FLOOR, duration, in_t1, millis, ns, secs, tolerance, within};
 use super::verdict::Findings;
 use super::verdict::{Level, Status, Verdict};
 use crate::timeline::Transport;
@@ -240,33 +240,30 @@ pub fn t2(ctx: &Context) -> Verdict {
         )
         .with_figures(figures);
     }
-    let cap = if found.capped > 0 {
+    let tolerance = format!("within ±10 % or ±2 ms (T1 = {})", millis(ns(t1)));
+    let sentence = if found.capped > 0 {
         format!(
-            "up to T2 = {} ({}) and then every T2 ({} of them reached T2)",
-            millis(ns(t2)),
+            "{} unanswered UDP non-INVITE attempt(s) were retransmitted at intervals doubling from T1 up to T2 = {} ({}), then every T2, {tolerance}; {} of them reached T2",
+            found.judged,
+            duration(ns(t2)),
             in_t1(ns(t2), t1),
             found.capped
         )
     } else {
         format!(
-            "from T1; the T2 cap ({} = {}) was not reached before the device moved on (Timer F = 64·T1 = {}), so it was not exercised",
-            millis(ns(t2)),
+            "{} unanswered UDP non-INVITE attempt(s) were retransmitted at intervals doubling from T1, {tolerance}; the T2 cap ({} = {}) was not reached before the device moved on ({}), so it was not exercised",
+            found.judged,
+            duration(ns(t2)),
             in_t1(ns(t2), t1),
-            secs(ns(ctx.profile.timer_b()))
+            match ctx.profile.failover_after {
+                Some(after) => format!("the declared failover time, {}", duration(ns(after))),
+                None => format!("Timer F = 64·T1 = {}", secs(ns(ctx.profile.timer_b()))),
+            }
         )
     };
-    Verdict::new(
-        "T2",
-        level,
-        Status::Pass,
-        format!(
-            "{} unanswered UDP non-INVITE attempt(s) were retransmitted at intervals doubling {cap}, within ±10 % or ±2 ms (T1 = {})",
-            found.judged,
-            millis(ns(t1))
-        ),
-    )
-    .with_evidence(found.evidence)
-    .with_figures(figures)
+    Verdict::new("T2", level, Status::Pass, sentence)
+        .with_evidence(found.evidence)
+        .with_figures(figures)
 }
 
 /// A retransmission sent this soon after a provisional response crossed it on the wire.
