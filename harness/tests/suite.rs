@@ -136,7 +136,7 @@ const MATRIX: &[Row] = &[
     (
         "no-retransmit-doubling",
         &["cases/timers"],
-        &[("invite-timer-a", "T1")],
+        &[("invite-timer-a", "T1"), ("register-timer-f", "T2")],
     ),
     (
         "resolve-per-retransmission",
@@ -144,8 +144,9 @@ const MATRIX: &[Row] = &[
         &[("invite-timer-a", "C1")],
     ),
     (
+        // One case only: under this fault every silent server costs 32 s.
         "timer-b-fixed-32s",
-        &["cases/timers"],
+        &["cases/timers/invite-timer-a.yaml"],
         &[("invite-timer-a", "F1")],
     ),
     (
@@ -162,6 +163,28 @@ const MATRIX: &[Row] = &[
         "retransmit-to-next-target",
         &["cases/transactions"],
         &[("retransmissions-same-target", "T5")],
+    ),
+    (
+        "no-t2-cap",
+        &["cases/timers/register-timer-f.yaml"],
+        &[("register-timer-f", "T2")],
+    ),
+    (
+        "ignore-failover-after",
+        &["cases/timers/early-failover.yaml"],
+        &[("early-failover", "T4")],
+    ),
+    (
+        // D4 is a SHOULD; the case configures a failback mode that claims it (PROFILE).
+        "refresh-redraws",
+        &["cases/registration/register-refresh.yaml"],
+        &[("register-refresh", "D4")],
+    ),
+    (
+        // D5 is a SHOULD; the reference profile declares retry_after_failed_register (PROFILE).
+        "reregister-at-once",
+        &["cases/registration/register-timeout-backoff.yaml"],
+        &[("register-timeout-backoff", "D5")],
     ),
 ];
 

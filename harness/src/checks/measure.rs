@@ -11,6 +11,16 @@ pub fn tolerance(expected: Duration) -> Duration {
     (expected / 10).max(FLOOR)
 }
 
+/// The tolerance of `expected` for a sentence: `± 10 % (30 ms)`, or `± 2 ms` at the floor.
+pub fn plus_minus(expected: Duration) -> String {
+    let tol = tolerance(expected);
+    if tol == FLOOR {
+        format!("± {}", millis(ns(tol)))
+    } else {
+        format!("± 10 % ({})", millis(ns(tol)))
+    }
+}
+
 pub fn ns(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }

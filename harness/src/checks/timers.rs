@@ -10,7 +10,7 @@ use super::Context;
 use super::attempts::{Attempt, AttemptEnd};
 use super::failover::left_over;
 use super::failures::failures;
-use super::measure::{FLOOR, duration, in_t1, millis, ns, secs, tolerance, within};
+use super::measure::{FLOOR, duration, in_t1, millis, ns, plus_minus, secs, tolerance, within};
 use super::verdict::Findings;
 use super::verdict::{Level, Status, Verdict};
 use crate::timeline::Transport;
@@ -438,9 +438,9 @@ pub fn t4(ctx: &Context) -> Verdict {
         .with_figures(json!({"timer_b_ms": ns(timer_b) as f64 / 1e6, "attempts": measured}));
     };
     let claim = format!(
-        "the profile declares {} ± {}",
+        "the profile declares {} {}",
         millis(ns(declared)),
-        millis(ns(tolerance(declared)))
+        plus_minus(declared)
     );
     let mut found = Findings {
         measured,
