@@ -436,6 +436,21 @@ fn l8_lets_a_dirty_best_target_be_skipped() {
 }
 
 #[test]
+fn l8_leaves_going_back_to_a_dirty_best_target_to_d1() {
+    // S52 failed and is dirty; the next call tries it first anyway: a device without a
+    // dirty-host policy does that, and D1 judges the policy, not L8.
+    let mut tl = Tl::default();
+    tl.query(UDP, "SRV", 0.0)
+        .refused_udp(S52, "b1", "c1", 1.0)
+        .invite(S114, "b2", "c1", 2.0)
+        .respond(S114, 200, "b2", "c1", 3.0)
+        .invite(S52, "b3", "c2", 10.0)
+        .respond(S52, 200, "b3", "c2", 11.0);
+    assert_eq!(status("L8", &tl), Status::Pass);
+    assert_eq!(status("D1", &tl), Status::Fail);
+}
+
+#[test]
 fn l11_priority_groups_in_order() {
     let mut pass = Tl::default();
     pass.query(UDP, "SRV", 0.0)

@@ -48,6 +48,24 @@ pub struct CaseResult {
     pub capture: String,
 }
 
+impl CaseResult {
+    /// A case that could not be carried out at all.
+    pub fn not_run(case: &Case, why: &str) -> Self {
+        Self {
+            id: case.id.clone(),
+            title: case.title.clone(),
+            file: case.file.path.clone(),
+            covers: case.covers.clone(),
+            seconds: 0.0,
+            error: Some(why.to_string()),
+            outcomes: Vec::new(),
+            verdicts: Vec::new(),
+            timeline: String::new(),
+            capture: String::new(),
+        }
+    }
+}
+
 /// The reference UA's configuration for a device profile.
 pub fn ua_config(profile: &Profile, seed: u64, faults: &Faults) -> UaConfig {
     UaConfig {
