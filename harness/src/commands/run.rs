@@ -148,12 +148,18 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         .write(&out)
         .with_context(|| format!("cannot write the reports into {}", out.display()))?;
     let c = &report.counts;
-    println!(
+    say!(
         "{} pass, {} fail, {} warn, {} info, {} inconclusive, {} n/a; {} case(s) could not run",
-        c.pass, c.fail, c.warn, c.info, c.inconclusive, c.not_applicable, c.errors
+        c.pass,
+        c.fail,
+        c.warn,
+        c.info,
+        c.inconclusive,
+        c.not_applicable,
+        c.errors
     );
     if let Some(b) = &report.baseline {
-        println!(
+        say!(
             "against the baseline {}: {} new failure(s), {} known, {} resolved",
             b.file,
             b.new.len(),
@@ -161,13 +167,13 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
             b.resolved.len()
         );
         for d in &b.new {
-            println!("  new: {} / {}: {}", d.case, d.check, d.reason);
+            say!("  new: {} / {}: {}", d.case, d.check, d.reason);
         }
         for d in &b.resolved {
-            println!("  resolved: {} / {} ({})", d.case, d.check, d.reason);
+            say!("  resolved: {} / {} ({})", d.case, d.check, d.reason);
         }
     }
-    println!("report: {}", out.join("report.json").display());
+    say!("report: {}", out.join("report.json").display());
     Ok(if c.errors > 0 {
         super::exit_run_failed()
     } else if report.fails() {
@@ -212,7 +218,7 @@ async fn run_all(cases: &[Case], options: &RunOptions, out: &Path, jobs: usize) 
         };
         schedule.finished(index);
         done += 1;
-        println!("[{done}/{total}] {}", case_line(&result));
+        say!("[{done}/{total}] {}", case_line(&result));
         results[index] = Some(result);
     }
     results

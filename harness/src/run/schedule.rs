@@ -10,7 +10,8 @@ use crate::model::zone::RecordData;
 use crate::ua::uri::{Host, SipUri};
 
 /// Every IP address a case's world listens on or its device may send to: the servers', every
-/// A/AAAA record of its zones (a device may try any of them, or be refused there), and a
+/// A/AAAA record of its zones and of the zones its steps switch to (a device may try any of
+/// them, or be refused there), and a
 /// numeric host in the device's URIs.
 pub fn footprint(case: &Case) -> BTreeSet<IpAddr> {
     let mut addresses: BTreeSet<IpAddr> = case
@@ -18,7 +19,8 @@ pub fn footprint(case: &Case) -> BTreeSet<IpAddr> {
         .iter()
         .flat_map(|s| s.addresses.iter().copied())
         .collect();
-    for zone in &case.zones.zones {
+    let zone_sets = std::iter::once(&case.zones).chain(case.zone_changes.values());
+    for zone in zone_sets.flat_map(|set| &set.zones) {
         for record in &zone.records {
             match record.data {
                 RecordData::A(ip) => {
