@@ -189,7 +189,8 @@ mod tests {
     fn steps_read_as_written() {
         let steps: Vec<Step> = serde_saphyr::from_str(
             "- register\n- calls: 3\n- wait: 2s\n- wait: {dirty_host_ttl: 1.5}\n- step: crash\n\
-             - trials: {count: 5, steps: [call, options]}\n",
+             - trials: {count: 5, steps: [call, options]}\n\
+             - trials: {count: 2, steps: [call], between: ttl_expiry}\n- zone: moved.yaml\n",
         )
         .unwrap();
         assert_eq!(
@@ -202,8 +203,15 @@ mod tests {
                 Step::Step("crash".into()),
                 Step::Trials(Trials {
                     count: 5,
-                    steps: vec![Step::Call, Step::Options]
+                    steps: vec![Step::Call, Step::Options],
+                    between: Between::FreshDevice,
                 }),
+                Step::Trials(Trials {
+                    count: 2,
+                    steps: vec![Step::Call],
+                    between: Between::TtlExpiry,
+                }),
+                Step::Zone("moved.yaml".into()),
             ]
         );
         let err = serde_saphyr::from_str::<Vec<Step>>("- wait: {fortnights: 2}\n").unwrap_err();
