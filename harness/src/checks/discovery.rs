@@ -80,7 +80,7 @@ pub fn l4(ctx: &Context) -> Verdict {
 }
 
 /// The transport a NAPTR service stands for, among those srvlab serves.
-fn service_transport(service: &str) -> Option<Transport> {
+pub(super) fn service_transport(service: &str) -> Option<Transport> {
     match service.to_ascii_uppercase().as_str() {
         "SIP+D2U" => Some(Transport::Udp),
         "SIP+D2T" => Some(Transport::Tcp),

@@ -14,6 +14,7 @@
 //! trial reads as one device that does not cache.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use hickory_server::proto::op::Message;
 use hickory_server::proto::rr::{Name, RData};
@@ -23,7 +24,6 @@ use super::Context;
 use super::lookups::{Located, Query, Reply, domain_of, located, name_of, reply_to};
 use super::measure::{ns, tolerance};
 use super::verdict::{Level, Status, Verdict};
-use std::time::Duration;
 
 /// One answer as the device got it.
 #[derive(Clone, Debug)]

@@ -6,12 +6,14 @@ use hickory_server::proto::rr::{Name, RecordType};
 use serde_json::json;
 
 use super::Context;
+use super::discovery::service_transport;
 use super::lookups::{Located, Query, Reply, domain_of, located, name_of, reply_to};
 use super::verdict::{Level, Status, Verdict};
+use crate::model::zone::RecordData;
 use crate::timeline::Transport;
 
-/// How a query was answered, in a word: `2 records`, `NXDOMAIN`, `NODATA`, `no answer`.
-pub fn reply_word(ctx: &Context, query: &Query) -> String {
+/// How a query was answered, in a word: `2 record(s)`, `NXDOMAIN`, `NODATA`, `no answer`.
+fn reply_word(ctx: &Context, query: &Query) -> String {
     match reply_to(ctx, query) {
         Reply::Answered { answer, .. } => match answer.rcode.to_ascii_uppercase().as_str() {
             "NOERROR" if answer.answers.is_empty() => "NODATA".to_owned(),
@@ -34,18 +36,27 @@ fn read(ctx: &Context, located: &Located, domain: &Name) -> Option<Reading> {
     let naptr_query = located.queries.iter().find(|q| {
         q.2.qtype.eq_ignore_ascii_case("NAPTR") && name_of(&q.2.name).is_some_and(|n| n == *domain)
     });
-    let zone_has_naptr = ctx
+    let services: Vec<Option<Transport>> = ctx
         .zones
         .records_at(domain, RecordType::NAPTR)
-        .next()
-        .is_some();
-    // The L6 situation: the zone has no NAPTR, or the device did not ask for it (then which
-    // SRV names it asks for is just as much its own policy).
-    let naptr = match (zone_has_naptr, naptr_query) {
-        (false, Some(_)) => "queried, none in the zone",
-        (false, None) => "none in the zone, not queried",
-        (true, None) => "not queried",
-        (true, Some(_)) => return None,
+        .filter_map(|r| match &r.data {
+            RecordData::Naptr { service, .. } => Some(service_transport(service)),
+            _ => None,
+        })
+        .collect();
+    let usable = services
+        .iter()
+        .flatten()
+        .any(|t| ctx.profile.transports.contains(t));
+    // The L6 situation (RFC 3263 §4.1): the zone has no NAPTR, or none with a service the
+    // device supports, or the device did not ask (then which SRV names it asks for is just as
+    // much its own policy).
+    let naptr = match (services.is_empty(), usable, naptr_query) {
+        (true, _, Some(_)) => "queried, none in the zone",
+        (true, _, None) => "none in the zone, not queried",
+        (false, false, Some(_)) => "queried, no service the profile supports",
+        (false, _, None) => "not queried",
+        (false, true, Some(_)) => return None,
     };
     let mut srv: Vec<(u64, Name, String)> = Vec::new();
     for query in &located.queries {

@@ -348,6 +348,25 @@ fn l6_records_which_srv_names_were_asked_without_naptr() {
         run_in(NAPTR_ZONE, "L6", &naptr, &profile(Some(2))).status,
         Status::NotApplicable
     );
+    // NAPTR for TLS only, which the profile lacks: the device is left to its own SRV order.
+    let tls_only = NAPTR_ZONE
+        .lines()
+        .filter(|l| !l.contains("SIP+D2T") && !l.contains("SIP+D2U"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut unusable = Tl::default();
+    unusable
+        .query("snom.rocks.", "NAPTR", 0.0)
+        .query(UDP, "SRV", 0.5)
+        .call(uri, S52, Transport::Udp, "b1", "c1", 1.0);
+    let info = run_in(&tls_only, "L6", &unusable, &profile(Some(2)));
+    assert_eq!(info.status, Status::Info);
+    assert!(
+        info.sentence
+            .contains("(queried, no service the profile supports)"),
+        "{}",
+        info.sentence
+    );
     // The second call found everything in the cache: nothing to read.
     let mut cached = Tl::default();
     cached.call(uri, S52, Transport::Udp, "b1", "c1", 1.0);
