@@ -163,6 +163,26 @@ const MATRIX: &[Row] = &[
         &["cases/transactions"],
         &[("retransmissions-same-target", "T5")],
     ),
+    (
+        "resolve-numeric-host",
+        &["cases/resolution/numeric-host.yaml"],
+        &[("numeric-host", "L1")],
+    ),
+    (
+        "numeric-host-default-tcp",
+        &["cases/resolution/numeric-host.yaml"],
+        &[("numeric-host", "L1")],
+    ),
+    (
+        "srv-despite-port",
+        &["cases/resolution/explicit-port.yaml"],
+        &[("explicit-port", "L2")],
+    ),
+    (
+        "naptr-despite-transport",
+        &["cases/resolution/transport-param.yaml"],
+        &[("transport-param", "L3")],
+    ),
 ];
 
 /// Faults whose only symptom is a SHOULD row: the run warns (exit 0), and the report says so.

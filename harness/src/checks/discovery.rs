@@ -7,44 +7,12 @@ use serde_json::json;
 
 use super::Context;
 use super::attempts::Attempt;
+use super::lookups::{domain_of, name_of, queries};
 use super::measure::secs;
 use super::targets::{addresses, srv_owners, srv_records};
 use super::verdict::{Level, Status, Verdict};
 use crate::model::zone::RecordData;
-use crate::timeline::{DnsQuery, EventKind, Transport};
-
-/// A query name as a fully qualified name.
-fn name_of(text: &str) -> Option<Name> {
-    let text = if text.ends_with('.') {
-        text.to_owned()
-    } else {
-        format!("{text}.")
-    };
-    Name::from_ascii(text).ok()
-}
-
-/// The domain a query is about: its name without leading `_service._proto` labels.
-fn domain_of(name: &Name) -> Name {
-    let mut name = name.clone();
-    while name.num_labels() > 0 && name.iter().next().is_some_and(|l| l.starts_with(b"_")) {
-        name = name.base_name();
-    }
-    name
-}
-
-/// The device's DNS queries in time order, with sequence number and time.
-fn queries<'a>(ctx: &Context<'a>) -> Vec<(u64, u64, &'a DnsQuery)> {
-    let mut out: Vec<(u64, u64, &DnsQuery)> = ctx
-        .events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::DnsQuery(q) => Some((e.seq, e.t_ns, q)),
-            _ => None,
-        })
-        .collect();
-    out.sort_by_key(|(seq, t, _)| (*t, *seq));
-    out
-}
+use crate::timeline::{EventKind, Transport};
 
 /// The first attempt of the run that began at or after `t_ns`.
 fn first_attempt_after(ctx: &Context, t_ns: u64) -> Option<Attempt> {
@@ -112,7 +80,7 @@ pub fn l4(ctx: &Context) -> Verdict {
 }
 
 /// The transport a NAPTR service stands for, among those srvlab serves.
-fn service_transport(service: &str) -> Option<Transport> {
+pub(super) fn service_transport(service: &str) -> Option<Transport> {
     match service.to_ascii_uppercase().as_str() {
         "SIP+D2U" => Some(Transport::Udp),
         "SIP+D2T" => Some(Transport::Tcp),

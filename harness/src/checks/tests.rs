@@ -1306,3 +1306,8 @@ fn c2_no_record_is_used_after_its_ttl_without_a_new_query() {
         .invite(S52, "z9hG4bKb", "c2", 5003.0);
     assert_eq!(status("C2", &early), Status::Inconclusive);
 }
+
+// The URI rules (L1–L3), SRV without NAPTR (L6) and cache reuse (C3) read each request's
+// Request-URI from its raw bytes: their timelines are built in a module of their own.
+#[path = "tests_uri.rs"]
+mod uri;

@@ -27,10 +27,14 @@ pub enum Fault {
     ARecordFallback,
     ReuseBranch,
     RetransmitToNextTarget,
+    ResolveNumericHost,
+    NumericHostDefaultTcp,
+    SrvDespitePort,
+    NaptrDespiteTransport,
 }
 
 impl Fault {
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 19] = [
         Self::IgnorePriority,
         Self::IgnoreWeights,
         Self::WeightZeroFirst,
@@ -46,6 +50,10 @@ impl Fault {
         Self::ARecordFallback,
         Self::ReuseBranch,
         Self::RetransmitToNextTarget,
+        Self::ResolveNumericHost,
+        Self::NumericHostDefaultTcp,
+        Self::SrvDespitePort,
+        Self::NaptrDespiteTransport,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +73,10 @@ impl Fault {
             Self::ARecordFallback => "a-record-fallback",
             Self::ReuseBranch => "reuse-branch",
             Self::RetransmitToNextTarget => "retransmit-to-next-target",
+            Self::ResolveNumericHost => "resolve-numeric-host",
+            Self::NumericHostDefaultTcp => "numeric-host-default-tcp",
+            Self::SrvDespitePort => "srv-despite-port",
+            Self::NaptrDespiteTransport => "naptr-despite-transport",
         }
     }
 
@@ -113,6 +125,18 @@ impl Fault {
             }
             Self::RetransmitToNextTarget => {
                 "sends retransmissions to the next target rather than the one the request went to"
+            }
+            Self::ResolveNumericHost => {
+                "looks up NAPTR and SRV for a numeric host as if it were a domain name before using the address (RFC 3263 run on every host)"
+            }
+            Self::NumericHostDefaultTcp => {
+                "sends to a numeric host over TCP when the URI names no transport (a stack whose default transport is TCP)"
+            }
+            Self::SrvDespitePort => {
+                "runs NAPTR and SRV lookups although the URI has an explicit port, and goes where SRV says (the port only skips SRV for numeric hosts)"
+            }
+            Self::NaptrDespiteTransport => {
+                "queries NAPTR although the URI has a transport parameter, and follows the NAPTR's transport instead"
             }
         }
     }
