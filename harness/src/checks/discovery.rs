@@ -24,8 +24,14 @@ fn first_attempt_after(ctx: &Context, t_ns: u64) -> Option<Attempt> {
 
 /// L4 (SHOULD): the first DNS query of the run, about the domain, asks for NAPTR.
 pub fn l4(ctx: &Context) -> Verdict {
-    let level = Level::Should;
-    if !ctx.profile.naptr {
+    // A SHOULD; a profile that claims NAPTR support makes it the device's own promise.
+    let claimed = ctx.profile.naptr == Some(true);
+    let level = if claimed {
+        Level::Profile
+    } else {
+        Level::Should
+    };
+    if !ctx.profile.queries_naptr() {
         return Verdict::new(
             "L4",
             level,
@@ -69,10 +75,15 @@ pub fn l4(ctx: &Context) -> Verdict {
         level,
         Verdict::violation(level),
         format!(
-            "the first query, at {}, was {} {}, not NAPTR {domain}",
+            "the first query, at {}, was {} {}, not NAPTR {domain}{}",
             secs(t),
             query.qtype,
-            query.name
+            query.name,
+            if claimed {
+                format!(" (the profile {} declares NAPTR support)", ctx.profile.name)
+            } else {
+                String::new()
+            }
         ),
     )
     .with_evidence(vec![seq])
@@ -146,7 +157,7 @@ pub fn l5(ctx: &Context) -> Verdict {
             && name_of(&q.name).is_some_and(|n| owners.contains(&n))
     });
     let Some((query_seq, query_t, query)) = asked else {
-        let status = if ctx.profile.naptr {
+        let status = if ctx.profile.queries_naptr() {
             Status::Inconclusive
         } else {
             Status::NotApplicable
@@ -162,7 +173,7 @@ pub fn l5(ctx: &Context) -> Verdict {
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(", "),
-                ctx.profile.naptr
+                ctx.profile.queries_naptr()
             ),
         );
     };

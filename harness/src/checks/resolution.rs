@@ -232,7 +232,12 @@ pub fn l11(ctx: &Context) -> Verdict {
 /// L12 (SHOULD): once every SRV target of a request failed, no attempt to the domain's own
 /// address on port 5060.
 pub fn l12(ctx: &Context) -> Verdict {
-    let level = Level::Should;
+    // A SHOULD; a profile declaring that the device never falls back makes it a claim.
+    let level = if ctx.profile.a_record_fallback == Some(false) {
+        Level::Profile
+    } else {
+        Level::Should
+    };
     let with_address = srv_owners(ctx.zones).into_iter().any(|owner| {
         let domain = owner.base_name().base_name();
         !addresses(ctx.zones, &domain).is_empty()
