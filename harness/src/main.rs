@@ -64,9 +64,20 @@ enum Command {
         /// Where the reports go (default: reports/RUN-ID).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
-        /// Where each case's DNS server listens (port 0: any free port).
+        /// Where each case's DNS server listens (port 0: any free port; a fixed port runs
+        /// one case at a time).
         #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
         dns: SocketAddr,
+        /// The device under test.
+        #[arg(long, value_enum, default_value = "reference")]
+        dut: commands::run::Dut,
+        /// How many cases run at once (cases whose addresses collide never do).
+        #[arg(long, short = 'j', default_value_t = 4, value_name = "N")]
+        jobs: usize,
+        /// An earlier report.json, or a YAML list of expected deviations with reasons: the exit
+        /// code then reflects only failures the baseline does not list.
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<PathBuf>,
     },
     /// Bring a case's world up (DNS and scripted SIP servers) for a phone or any SIP client;
     /// print the timeline live; write timeline.jsonl and capture.pcap as events happen.
@@ -161,6 +172,9 @@ fn main() -> ExitCode {
             seed,
             out,
             dns,
+            dut,
+            jobs,
+            baseline,
         } => commands::run::run(commands::run::Options {
             paths,
             profile,
@@ -168,6 +182,9 @@ fn main() -> ExitCode {
             seed,
             out,
             dns,
+            dut,
+            jobs,
+            baseline,
         }),
         Command::Validate { paths } => commands::validate::run(&paths),
         Command::Ua {

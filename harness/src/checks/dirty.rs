@@ -154,8 +154,12 @@ pub fn d2(ctx: &Context) -> Verdict {
     let mut bad: Vec<(String, Vec<u64>)> = Vec::new();
     let mut evidence = Vec::new();
     for failure in &all {
-        let Some(avoid) = failure.avoid else { continue };
-        let until = failure.t_ns.saturating_add(ns(avoid)).saturating_add(slack);
+        // The mark may run from when the device moved on (a device ignoring a refusal marks
+        // the target when it gives up on it): eligible again only after that reading ran out.
+        let Some(mark_end) = failure.lenient_until() else {
+            continue;
+        };
+        let until = mark_end.saturating_add(slack);
         // A later failure of the same target restarts its mark: judge only the last one.
         if all
             .iter()
@@ -195,7 +199,7 @@ pub fn d2(ctx: &Context) -> Verdict {
                         failed.1.describe(),
                         failure.how,
                         secs(failure.t_ns),
-                        secs(failure.t_ns.saturating_add(ns(avoid))),
+                        secs(mark_end),
                         after.len(),
                         chance.unwrap_or(0.0)
                     ),

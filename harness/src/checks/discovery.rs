@@ -7,44 +7,12 @@ use serde_json::json;
 
 use super::Context;
 use super::attempts::Attempt;
+use super::lookups::{domain_of, name_of, queries};
 use super::measure::secs;
 use super::targets::{addresses, srv_owners, srv_records};
 use super::verdict::{Level, Status, Verdict};
 use crate::model::zone::RecordData;
-use crate::timeline::{DnsQuery, EventKind, Transport};
-
-/// A query name as a fully qualified name.
-fn name_of(text: &str) -> Option<Name> {
-    let text = if text.ends_with('.') {
-        text.to_owned()
-    } else {
-        format!("{text}.")
-    };
-    Name::from_ascii(text).ok()
-}
-
-/// The domain a query is about: its name without leading `_service._proto` labels.
-fn domain_of(name: &Name) -> Name {
-    let mut name = name.clone();
-    while name.num_labels() > 0 && name.iter().next().is_some_and(|l| l.starts_with(b"_")) {
-        name = name.base_name();
-    }
-    name
-}
-
-/// The device's DNS queries in time order, with sequence number and time.
-fn queries<'a>(ctx: &Context<'a>) -> Vec<(u64, u64, &'a DnsQuery)> {
-    let mut out: Vec<(u64, u64, &DnsQuery)> = ctx
-        .events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::DnsQuery(q) => Some((e.seq, e.t_ns, q)),
-            _ => None,
-        })
-        .collect();
-    out.sort_by_key(|(seq, t, _)| (*t, *seq));
-    out
-}
+use crate::timeline::{EventKind, Transport};
 
 /// The first attempt of the run that began at or after `t_ns`.
 fn first_attempt_after(ctx: &Context, t_ns: u64) -> Option<Attempt> {
@@ -56,8 +24,14 @@ fn first_attempt_after(ctx: &Context, t_ns: u64) -> Option<Attempt> {
 
 /// L4 (SHOULD): the first DNS query of the run, about the domain, asks for NAPTR.
 pub fn l4(ctx: &Context) -> Verdict {
-    let level = Level::Should;
-    if !ctx.profile.naptr {
+    // A SHOULD; a profile that claims NAPTR support makes it the device's own promise.
+    let claimed = ctx.profile.naptr == Some(true);
+    let level = if claimed {
+        Level::Profile
+    } else {
+        Level::Should
+    };
+    if !ctx.profile.queries_naptr() {
         return Verdict::new(
             "L4",
             level,
@@ -101,10 +75,15 @@ pub fn l4(ctx: &Context) -> Verdict {
         level,
         Verdict::violation(level),
         format!(
-            "the first query, at {}, was {} {}, not NAPTR {domain}",
+            "the first query, at {}, was {} {}, not NAPTR {domain}{}",
             secs(t),
             query.qtype,
-            query.name
+            query.name,
+            if claimed {
+                format!(" (the profile {} declares NAPTR support)", ctx.profile.name)
+            } else {
+                String::new()
+            }
         ),
     )
     .with_evidence(vec![seq])
@@ -112,7 +91,7 @@ pub fn l4(ctx: &Context) -> Verdict {
 }
 
 /// The transport a NAPTR service stands for, among those srvlab serves.
-fn service_transport(service: &str) -> Option<Transport> {
+pub(super) fn service_transport(service: &str) -> Option<Transport> {
     match service.to_ascii_uppercase().as_str() {
         "SIP+D2U" => Some(Transport::Udp),
         "SIP+D2T" => Some(Transport::Tcp),
@@ -178,7 +157,7 @@ pub fn l5(ctx: &Context) -> Verdict {
             && name_of(&q.name).is_some_and(|n| owners.contains(&n))
     });
     let Some((query_seq, query_t, query)) = asked else {
-        let status = if ctx.profile.naptr {
+        let status = if ctx.profile.queries_naptr() {
             Status::Inconclusive
         } else {
             Status::NotApplicable
@@ -194,7 +173,7 @@ pub fn l5(ctx: &Context) -> Verdict {
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(", "),
-                ctx.profile.naptr
+                ctx.profile.queries_naptr()
             ),
         );
     };

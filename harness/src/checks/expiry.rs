@@ -92,6 +92,12 @@ fn grace(ttl: u32) -> u64 {
     ns(tolerance(Duration::from_secs(u64::from(ttl))).max(GRACE))
 }
 
+/// How long after an answer C2 holds a record with this TTL expired: the TTL plus its grace.
+/// Runners wait this long (and a little more) to make a device's cache cold.
+pub fn expired_after(ttl: u32) -> Duration {
+    Duration::from_secs(u64::from(ttl)) + Duration::from_nanos(grace(ttl))
+}
+
 fn expiry(seen: &Seen) -> u64 {
     seen.t_ns
         .saturating_add(u64::from(seen.ttl).saturating_mul(1_000_000_000))

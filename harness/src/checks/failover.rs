@@ -144,7 +144,12 @@ pub fn f1(ctx: &Context) -> Verdict {
 /// F2 (SHOULD): after a refusal the next attempt begins within one Timer A interval (T1) plus
 /// tolerance.
 pub fn f2(ctx: &Context) -> Verdict {
-    let level = Level::Should;
+    // A SHOULD; a profile declaring immediate failover on refusal makes it a claim.
+    let level = if ctx.profile.refusal_failover == Some(true) {
+        Level::Profile
+    } else {
+        Level::Should
+    };
     let t1 = ctx.profile.t1;
     let allowed: Duration = t1.saturating_add(tolerance(t1));
     let end_ns = ctx.end_ns();

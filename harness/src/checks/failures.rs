@@ -15,6 +15,9 @@ pub struct Failure {
     pub server: String,
     /// When it failed: the refusal, the failover response, or the end of the wait for one.
     pub t_ns: u64,
+    /// When the device moved on from it (its next attempt), if later than `t_ns`: a device
+    /// that ignores a refusal marks the target dirty only when it gives up on it.
+    pub moved_on_ns: u64,
     /// The event that shows it.
     pub seq: u64,
     /// "unanswered", "refused", "503"…
@@ -28,14 +31,20 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// Whether the target is dirty at `t_ns` because of this failure (strictly after it: an
-    /// attempt is not dirty because of its own refusal).
+    /// Whether a device may still hold the target dirty at `t_ns` because of this failure
+    /// (strictly after it: an attempt is not dirty because of its own refusal). Lenient: the
+    /// mark may run from the failure or from when the device moved on, whichever is later;
+    /// this is the reading for "may it skip this target", and D1 uses the strict one.
     pub fn covers(&self, key: (Transport, SocketAddr), t_ns: u64) -> bool {
         self.key == key
             && t_ns > self.t_ns
-            && self
-                .avoid
-                .is_some_and(|d| t_ns < self.t_ns.saturating_add(ns(d)))
+            && self.lenient_until().is_some_and(|until| t_ns < until)
+    }
+
+    /// The latest end of the dirty mark a device may keep: the TTL from when it moved on.
+    pub fn lenient_until(&self) -> Option<u64> {
+        self.avoid
+            .map(|d| self.t_ns.max(self.moved_on_ns).saturating_add(ns(d)))
     }
 }
 
@@ -97,6 +106,7 @@ pub fn failures(ctx: &Context, requests: &[Request]) -> Vec<Failure> {
                 key: attempt.target_key(),
                 server: attempt.server.clone(),
                 t_ns,
+                moved_on_ns: next.map_or(t_ns, |n| n.first_sent().max(t_ns)),
                 seq,
                 how,
                 avoid: retry_after.or(ctx.profile.dirty_host_ttl),

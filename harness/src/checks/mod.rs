@@ -7,10 +7,13 @@
 //! - [`targets`]: the zone's SRV records and which one an attempt went to.
 //! - [`failures`]: when attempts failed, and which targets were dirty when.
 //! - [`measure`]: tolerances and how times are printed.
-//! - one module per area: [`resolution`] (L8, L10, L11, L12), [`weights`] (L9), [`timers`]
-//!   (T1, T2, T3, T4), [`failover`] (F1, F2, F3), [`dirty`] (D1, D2), [`dirty_scope`] (D3),
-//!   [`registration`] (D4, D5, D6), [`caching`] (C1), [`transactions`] (T5, T6),
-//!   [`responses`] (F4, F5), [`discovery`] (L4, L5, L7), [`expiry`] (C2).
+//! - [`lookups`]: the device's DNS queries, and what each request set out to reach (its
+//!   Request-URI) with the lookups it made for it.
+//! - one module per area: [`uri_rules`] (L1, L2, L3), [`resolution`] (L8, L10, L11, L12),
+//!   [`weights`] (L9), [`timers`] (T1, T2, T3, T4), [`failover`] (F1, F2, F3), [`dirty`] (D1,
+//!   D2), [`dirty_scope`] (D3), [`registration`] (D4, D5, D6), [`caching`] (C1),
+//!   [`transactions`] (T5, T6), [`responses`] (F4, F5), [`discovery`] (L4, L5, L7),
+//!   [`srv_search`] (L6), [`expiry`] (C2), [`reuse`] (C3).
 
 pub mod attempts;
 pub mod caching;
@@ -20,13 +23,17 @@ pub mod discovery;
 pub mod expiry;
 pub mod failover;
 pub mod failures;
+pub mod lookups;
 pub mod measure;
 pub mod registration;
 pub mod resolution;
 pub mod responses;
+pub mod reuse;
+pub mod srv_search;
 pub mod targets;
 pub mod timers;
 pub mod transactions;
+pub mod uri_rules;
 pub mod verdict;
 pub mod weights;
 
@@ -86,7 +93,8 @@ pub enum CheckError {
 /// The check ids [`judge`] knows.
 pub const IMPLEMENTED: &[&str] = &[
     "L8", "L9", "L10", "L11", "L12", "T1", "T3", "F1", "F2", "F3", "D1", "D2", "C1", "T5", "T6",
-    "F4", "F5", "L4", "L5", "L7", "C2", "T2", "T4", "D3", "D4", "D5", "D6",
+    "F4", "F5", "L4", "L5", "L7", "C2", "L1", "L2", "L3", "L6", "C3", "T2", "T4", "D3", "D4", "D5",
+    "D6",
 ];
 
 /// Judges one check on one run. L9 uses [`weights::DEFAULT_ALPHA`]; call
@@ -114,6 +122,11 @@ pub fn judge(id: &str, ctx: &Context) -> Result<Verdict, CheckError> {
         "L5" => discovery::l5(ctx),
         "L7" => discovery::l7(ctx),
         "C2" => expiry::c2(ctx),
+        "L1" => uri_rules::l1(ctx),
+        "L2" => uri_rules::l2(ctx),
+        "L3" => uri_rules::l3(ctx),
+        "L6" => srv_search::l6(ctx),
+        "C3" => reuse::c3(ctx),
         "T2" => timers::t2(ctx),
         "T4" => timers::t4(ctx),
         "D3" => dirty_scope::d3(ctx),

@@ -90,7 +90,11 @@ pub fn l8(ctx: &Context) -> Verdict {
         } else {
             clean
         };
+        // Either the best priority of all, or — for a device that avoids dirty hosts (D1) —
+        // the best priority among the targets not failed recently. Whether it should have
+        // avoided a dirty target is D1's question, not L8's.
         let lowest = pool.iter().map(|r| r.priority).min().unwrap_or(0);
+        let lowest_of_all = records.iter().map(|r| r.priority).min().unwrap_or(0);
         let chosen = records
             .iter()
             .filter(|r| r.matches(first))
@@ -101,6 +105,9 @@ pub fn l8(ctx: &Context) -> Verdict {
         if pool
             .iter()
             .any(|r| r.priority == lowest && r.matches(first))
+            || records
+                .iter()
+                .any(|r| r.priority == lowest_of_all && r.matches(first))
         {
             evidence.push(first.first_seq());
         } else {
@@ -225,7 +232,12 @@ pub fn l11(ctx: &Context) -> Verdict {
 /// L12 (SHOULD): once every SRV target of a request failed, no attempt to the domain's own
 /// address on port 5060.
 pub fn l12(ctx: &Context) -> Verdict {
-    let level = Level::Should;
+    // A SHOULD; a profile declaring that the device never falls back makes it a claim.
+    let level = if ctx.profile.a_record_fallback == Some(false) {
+        Level::Profile
+    } else {
+        Level::Should
+    };
     let with_address = srv_owners(ctx.zones).into_iter().any(|owner| {
         let domain = owner.base_name().base_name();
         !addresses(ctx.zones, &domain).is_empty()

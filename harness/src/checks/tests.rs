@@ -52,7 +52,9 @@ fn profile(dirty: Option<u64>) -> Profile {
         dirty_host_ttl: dirty.map(Duration::from_secs),
         transports: vec![Transport::Udp, Transport::Tcp],
         failover_codes: Vec::new(),
-        naptr: true,
+        naptr: None,
+        a_record_fallback: None,
+        refusal_failover: None,
         failover_after: None,
         retry_after_failed_register: None,
         failback_mode: None,
@@ -75,7 +77,7 @@ fn server_name(address: &str) -> String {
 }
 
 /// A timeline under construction: events in any order, numbered in time order at the end.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Tl {
     events: Vec<(u64, EventKind)>,
 }
@@ -442,6 +444,41 @@ fn l8_lets_a_dirty_best_target_be_skipped() {
 }
 
 #[test]
+fn l8_lets_a_device_mark_an_ignored_refusal_when_it_gives_up() {
+    // The device ignored both refusals and moved on only at Timer B (1.28 s); it may hold the
+    // primaries dirty for the TTL (2 s) from then, so the call at 2.5 s may start at BACKUP.
+    let mut tl = Tl::default();
+    tl.query(UDP, "SRV", 0.0)
+        .refused_udp(S52, "b1", "c1", 1.0)
+        .refused_udp(S114, "b2", "c1", 1281.0)
+        .invite(BACKUP, "b3", "c1", 2562.0)
+        .respond(BACKUP, 200, "b3", "c1", 2563.0)
+        .invite(BACKUP, "b4", "c2", 2600.0)
+        .respond(BACKUP, 200, "b4", "c2", 2601.0);
+    assert_eq!(status("L8", &tl), Status::Pass);
+    // Past that reading of the mark, the best priority is due again.
+    let mut late = tl.clone();
+    late.invite(BACKUP, "b5", "c3", 4700.0)
+        .respond(BACKUP, 200, "b5", "c3", 4701.0);
+    assert_eq!(status("L8", &late), Status::Fail);
+}
+
+#[test]
+fn l8_leaves_going_back_to_a_dirty_best_target_to_d1() {
+    // S52 failed and is dirty; the next call tries it first anyway: a device without a
+    // dirty-host policy does that, and D1 judges the policy, not L8.
+    let mut tl = Tl::default();
+    tl.query(UDP, "SRV", 0.0)
+        .refused_udp(S52, "b1", "c1", 1.0)
+        .invite(S114, "b2", "c1", 2.0)
+        .respond(S114, 200, "b2", "c1", 3.0)
+        .invite(S52, "b3", "c2", 10.0)
+        .respond(S52, 200, "b3", "c2", 11.0);
+    assert_eq!(status("L8", &tl), Status::Pass);
+    assert_eq!(status("D1", &tl), Status::Fail);
+}
+
+#[test]
 fn l11_priority_groups_in_order() {
     let mut pass = Tl::default();
     pass.query(UDP, "SRV", 0.0)
@@ -484,6 +521,15 @@ fn l12_no_fallback_to_the_domain_address() {
         .query("snom.rocks.", "A", 4.0)
         .invite(DOMAIN, "b4", "c1", 5.0);
     assert_eq!(status("L12", &fallback), Status::Warn);
+    // A profile that declares no fallback makes it a claim, and breaking it fails.
+    let mut claimed = profile(Some(2));
+    claimed.a_record_fallback = Some(false);
+    let verdict = run("L12", &fallback, &claimed);
+    assert_eq!(
+        (verdict.level, verdict.status),
+        (Level::Profile, Status::Fail)
+    );
+    assert_eq!(run("L12", &exhausted, &claimed).status, Status::Pass);
 
     let mut answered = Tl::default();
     answered
@@ -662,6 +708,15 @@ fn f2_moves_on_at_once_after_a_refusal() {
     let verdict = run("F2", &waited, &profile(None));
     assert_eq!(verdict.status, Status::Warn);
     assert_eq!(verdict.level, Level::Should);
+    // Claimed by the profile, the same wait is a broken promise.
+    let mut claimed = profile(None);
+    claimed.refusal_failover = Some(true);
+    let verdict = run("F2", &waited, &claimed);
+    assert_eq!(
+        (verdict.level, verdict.status),
+        (Level::Profile, Status::Fail)
+    );
+    assert_eq!(run("F2", &pass, &claimed).status, Status::Pass);
 
     let mut none = Tl::default();
     none.invite(S52, "b1", "c1", 1.0);
@@ -1131,8 +1186,23 @@ fn l4_naptr_is_queried_first() {
     assert!(verdict.sentence.contains("not NAPTR snom.rocks."));
 
     let mut without = profile(Some(2));
-    without.naptr = false;
+    without.naptr = Some(false);
     assert_eq!(run("L4", &bad, &without).status, Status::NotApplicable);
+
+    // A profile that claims NAPTR support turns the SHOULD into its own promise.
+    let mut claimed = profile(Some(2));
+    claimed.naptr = Some(true);
+    let verdict = run("L4", &bad, &claimed);
+    assert_eq!(
+        (verdict.level, verdict.status),
+        (Level::Profile, Status::Fail)
+    );
+    assert!(
+        verdict.sentence.contains("declares NAPTR support"),
+        "{}",
+        verdict.sentence
+    );
+    assert_eq!(run("L4", &good, &claimed).status, Status::Pass);
 }
 
 #[test]
@@ -1297,3 +1367,8 @@ fn c2_no_record_is_used_after_its_ttl_without_a_new_query() {
         .invite(S52, "z9hG4bKb", "c2", 5003.0);
     assert_eq!(status("C2", &early), Status::Inconclusive);
 }
+
+// The URI rules (L1–L3), SRV without NAPTR (L6) and cache reuse (C3) read each request's
+// Request-URI from its raw bytes: their timelines are built in a module of their own.
+#[path = "tests_uri.rs"]
+mod uri;

@@ -36,11 +36,11 @@ async fn serve(
     timeline.observe(move |event| {
         if json {
             if let Ok(line) = serde_json::to_string(event) {
-                println!("{line}");
+                say!("{line}");
             }
         } else if !matches!(event.kind, EventKind::DnsQuery(_)) {
             // One line per query: its answer (or that it went unanswered) says it all.
-            println!("{event}");
+            say!("{event}");
         }
     });
     let origins: Vec<String> = set.zones.iter().map(|z| z.origin.to_string()).collect();
@@ -48,7 +48,7 @@ async fn serve(
     all_faults.extend(faults);
     let server = DnsServer::start(set, listen, timeline).await?;
     server.set_faults(all_faults);
-    println!(
+    say!(
         "serving {} on {} — Ctrl-C to stop",
         origins.join(", "),
         server
@@ -59,7 +59,7 @@ async fn serve(
             .join(", ")
     );
     tokio::signal::ctrl_c().await?;
-    println!("stopping");
+    say!("stopping");
     server.shutdown().await?;
     Ok(())
 }

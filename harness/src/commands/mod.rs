@@ -1,6 +1,15 @@
 //! One module per subcommand. Each returns the process exit code; an `Err` means the run
 //! itself could not be carried out (exit 3).
 
+/// `println!` that survives a closed stdout (`srvlab run | head`): the console is a courtesy,
+/// and the run must go on to write its reports.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod dns;
 pub mod run;
 pub mod serve;

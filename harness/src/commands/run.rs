@@ -3,13 +3,16 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use srvlab::model::case::Case;
 use srvlab::model::diag::Diagnostics;
 use srvlab::model::profile::Profile;
-use srvlab::run::case::{BETWEEN_CASES, RunOptions, case_dir, run_case};
+use srvlab::run::baseline::Baseline;
+use srvlab::run::case::{BETWEEN_CASES, CaseResult, RunOptions, case_dir, run_case};
 use srvlab::run::report::{CaseFile, Manifest, ProfileSummary, Report, fnv1a64, status_name};
+use srvlab::run::schedule::{Schedule, footprint};
 use srvlab::timeline::jsonl::Header;
 use srvlab::ua::{Fault, Faults};
 
@@ -22,6 +25,24 @@ pub struct Options {
     pub seed: u64,
     pub out: Option<PathBuf>,
     pub dns: SocketAddr,
+    pub dut: Dut,
+    pub jobs: usize,
+    pub baseline: Option<PathBuf>,
+}
+
+/// The device under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dut {
+    /// srvlab's bundled reference UA, driven by the runner.
+    Reference,
+}
+
+impl Dut {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Reference => "reference",
+        }
+    }
 }
 
 pub fn run(options: Options) -> anyhow::Result<ExitCode> {
@@ -39,6 +60,14 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
     }
     let (profile, found) = Profile::load(&options.profile);
     diagnostics.extend(found);
+    let baseline = match options.baseline.as_deref().map(Baseline::load) {
+        Some(Ok(baseline)) => Some(baseline),
+        Some(Err(found)) => {
+            diagnostics.extend(found);
+            None
+        }
+        None => None,
+    };
     print_diagnostics(&diagnostics);
     let Some(profile) = profile else {
         return Ok(exit_bad_input());
@@ -71,46 +100,24 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         faults: faults.clone(),
         dns_listen: options.dns,
     };
-    let runtime = tokio::runtime::Runtime::new()?;
-    let total = cases.len();
-    let mut results = Vec::new();
-    for (index, case) in cases.iter().enumerate() {
-        let result = runtime.block_on(async {
-            let result = run_case(case, &run_options, &case_dir(&out, &case.id), &out).await;
-            tokio::time::sleep(BETWEEN_CASES).await;
-            result
-        });
-        let line = match &result.error {
-            Some(error) => format!("ERROR {error}"),
-            None => {
-                let worst = result
-                    .verdicts
-                    .iter()
-                    .map(|v| v.status)
-                    .min_by_key(|s| severity(*s))
-                    .map_or("no checks", status_name);
-                let detail: Vec<String> = result
-                    .verdicts
-                    .iter()
-                    .map(|v| format!("{} {}", v.id, status_name(v.status)))
-                    .collect();
-                format!("{worst:<12} {}", detail.join(", "))
-            }
-        };
-        println!(
-            "[{}/{total}] {:<28} {line}  ({:.1}s)",
-            index + 1,
-            result.id,
-            result.seconds
-        );
-        results.push(result);
-    }
-
+    // A fixed DNS port can serve one case at a time.
+    let jobs = if options.dns.port() == 0 {
+        options.jobs.max(1)
+    } else {
+        1
+    };
+    // Worker threads beyond the cores: a case judging a long timeline or writing its capture
+    // keeps one worker busy, and the reference UA of another case must still wake on time.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2 + 2 * jobs)
+        .enable_all()
+        .build()?;
+    let results = runtime.block_on(run_all(&cases, &run_options, &out, jobs));
     let manifest = Manifest {
         srvlab: env!("CARGO_PKG_VERSION").into(),
         started,
         seed: options.seed,
-        dut: "reference".into(),
+        dut: options.dut.name().into(),
         profile: ProfileSummary {
             device: profile.device.clone(),
             name: profile.name.clone(),
@@ -135,23 +142,114 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
             })
             .collect(),
     };
-    let report = Report::new(manifest, results);
+    let mut report = Report::new(manifest, results);
+    report.baseline = baseline.as_ref().map(|b| b.compare(&report.cases));
     report
         .write(&out)
         .with_context(|| format!("cannot write the reports into {}", out.display()))?;
     let c = &report.counts;
-    println!(
+    say!(
         "{} pass, {} fail, {} warn, {} info, {} inconclusive, {} n/a; {} case(s) could not run",
-        c.pass, c.fail, c.warn, c.info, c.inconclusive, c.not_applicable, c.errors
+        c.pass,
+        c.fail,
+        c.warn,
+        c.info,
+        c.inconclusive,
+        c.not_applicable,
+        c.errors
     );
-    println!("report: {}", out.join("report.json").display());
+    if let Some(b) = &report.baseline {
+        say!(
+            "against the baseline {}: {} new failure(s), {} known, {} resolved",
+            b.file,
+            b.new.len(),
+            b.known.len(),
+            b.resolved.len()
+        );
+        for d in &b.new {
+            say!("  new: {} / {}: {}", d.case, d.check, d.reason);
+        }
+        for d in &b.resolved {
+            say!("  resolved: {} / {} ({})", d.case, d.check, d.reason);
+        }
+    }
+    say!("report: {}", out.join("report.json").display());
     Ok(if c.errors > 0 {
         super::exit_run_failed()
-    } else if c.fail > 0 {
+    } else if report.fails() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Runs every case, `jobs` at a time where their addresses do not collide, printing one line
+/// per case as it ends; the results come back in file order.
+async fn run_all(cases: &[Case], options: &RunOptions, out: &Path, jobs: usize) -> Vec<CaseResult> {
+    let total = cases.len();
+    let cases: Vec<Arc<Case>> = cases.iter().cloned().map(Arc::new).collect();
+    let mut schedule = Schedule::new(cases.iter().map(|c| footprint(c)).collect(), jobs);
+    let mut results: Vec<Option<CaseResult>> = vec![None; total];
+    let mut running = tokio::task::JoinSet::new();
+    let mut done = 0;
+    while !schedule.is_done() {
+        while let Some(index) = schedule.start_next() {
+            let case = cases[index].clone();
+            let options = options.clone();
+            let dir = case_dir(out, &case.id);
+            let out = out.to_path_buf();
+            running.spawn(async move {
+                let result = run_case(&case, &options, &dir, &out).await;
+                // Lets the world's sockets close before another case takes its addresses.
+                tokio::time::sleep(BETWEEN_CASES).await;
+                (index, result)
+            });
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let (index, result) = match joined {
+            Ok(finished) => finished,
+            // A panic in a case is a bug of srvlab; the case is reported as not carried out.
+            Err(err) => {
+                eprintln!("srvlab: a case task failed: {err}");
+                continue;
+            }
+        };
+        schedule.finished(index);
+        done += 1;
+        say!("[{done}/{total}] {}", case_line(&result));
+        results[index] = Some(result);
+    }
+    results
+        .into_iter()
+        .zip(&cases)
+        .map(|(result, case)| {
+            result.unwrap_or_else(|| CaseResult::not_run(case, "the case's task panicked"))
+        })
+        .collect()
+}
+
+/// The console's one line for a finished case.
+fn case_line(result: &CaseResult) -> String {
+    let line = match &result.error {
+        Some(error) => format!("ERROR {error}"),
+        None => {
+            let worst = result
+                .verdicts
+                .iter()
+                .map(|v| v.status)
+                .min_by_key(|s| severity(*s))
+                .map_or("no checks", status_name);
+            let detail: Vec<String> = result
+                .verdicts
+                .iter()
+                .map(|v| format!("{} {}", v.id, status_name(v.status)))
+                .collect();
+            format!("{worst:<12} {}", detail.join(", "))
+        }
+    };
+    format!("{:<28} {line}  ({:.1}s)", result.id, result.seconds)
 }
 
 /// Worst first, for the one-line summary of a case.

@@ -28,8 +28,8 @@ pub fn run(case: &Path, out: Option<PathBuf>, dns: &[SocketAddr]) -> anyhow::Res
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(serve(&case, dns, timeline));
     // Whatever happened, what was seen is on disk; say where.
-    println!("timeline: {}", recorder.timeline_path.display());
-    println!("capture:  {}", recorder.capture_path.display());
+    say!("timeline: {}", recorder.timeline_path.display());
+    say!("capture:  {}", recorder.capture_path.display());
     if let Err(err) = recorder.finish() {
         eprintln!("srvlab: warning: {err}");
     }
@@ -60,7 +60,7 @@ async fn serve(case: &Case, dns: &[SocketAddr], timeline: Timeline) -> anyhow::R
     let world = World::start(case, &options, timeline)
         .await
         .with_context(|| format!("cannot bring up the world of case `{}`", case.id))?;
-    println!("case {}: {}", case.id, case.title);
+    say!("case {}: {}", case.id, case.title);
     for server in &case.servers {
         let transports: Vec<String> = server.transports.iter().map(ToString::to_string).collect();
         let addresses: Vec<String> = server
@@ -76,7 +76,7 @@ async fn serve(case: &Case, dns: &[SocketAddr], timeline: Timeline) -> anyhow::R
                 None => p.behaviour.to_string(),
             })
             .collect();
-        println!(
+        say!(
             "  {} on {} ({}): {}",
             server.name(),
             addresses.join(", "),
@@ -90,11 +90,11 @@ async fn serve(case: &Case, dns: &[SocketAddr], timeline: Timeline) -> anyhow::R
         .iter()
         .map(ToString::to_string)
         .collect();
-    println!("  DNS on {}", dns_addrs.join(", "));
+    say!("  DNS on {}", dns_addrs.join(", "));
     if !world.sees_refusals() {
-        println!("  refused attempts will NOT be seen (no raw sockets: run as root)");
+        say!("  refused attempts will NOT be seen (no raw sockets: run as root)");
     }
-    println!("Type a step name and Enter to reach that step; Ctrl-C to stop.");
+    say!("Type a step name and Enter to reach that step; Ctrl-C to stop.");
 
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
@@ -110,7 +110,7 @@ async fn serve(case: &Case, dns: &[SocketAddr], timeline: Timeline) -> anyhow::R
             },
         }
     }
-    println!("stopping");
+    say!("stopping");
     world.shutdown().await?;
     Ok(())
 }

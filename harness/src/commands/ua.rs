@@ -25,7 +25,7 @@ pub struct Options {
 
 pub fn list_faults() -> ExitCode {
     for fault in Fault::ALL {
-        println!("{:<28} {}", fault.name(), fault.description());
+        say!("{:<28} {}", fault.name(), fault.description());
     }
     ExitCode::SUCCESS
 }
@@ -54,13 +54,13 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         let mut failures = 0;
         for round in 1..=options.count {
             if options.count > 1 {
-                println!("# {} {round}/{}", options.method.as_str(), options.count);
+                say!("# {} {round}/{}", options.method.as_str(), options.count);
             }
             let started = ua.now();
             let outcome = ua
                 .run(options.method, uri.clone(), |progress| {
                     if let Progress::Attempt(report) = progress {
-                        println!(
+                        say!(
                             "{:>10.3}s  {:<8} {:<4} {:<22} {}",
                             report.sent.as_secs_f64(),
                             report.method.as_str(),
@@ -74,7 +74,7 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
             let took = ua.now() - started;
             match &outcome {
                 Outcome::Succeeded { status, target } => {
-                    println!(
+                    say!(
                         "→ {status} from {} after {:.3}s",
                         target.addr,
                         took.as_secs_f64()
@@ -82,11 +82,11 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
                 }
                 Outcome::Rejected { status, target } => {
                     failures += 1;
-                    println!("→ rejected: {status} from {}", target.addr);
+                    say!("→ rejected: {status} from {}", target.addr);
                 }
                 Outcome::Failed { why } => {
                     failures += 1;
-                    println!("→ failed: {why}");
+                    say!("→ failed: {why}");
                 }
             }
         }

@@ -24,12 +24,12 @@ pub fn run(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         if diagnostics.has_errors() {
             broken += 1;
         } else {
-            println!("ok    {} ({kind})", file.display());
+            say!("ok    {} ({kind})", file.display());
         }
         all.extend(diagnostics);
     }
     print_diagnostics(&all);
-    println!(
+    say!(
         "{} file{} checked: {} ok, {} with errors",
         files.len(),
         if files.len() == 1 { "" } else { "s" },

@@ -218,19 +218,9 @@ impl ObservedHandler {
             Err(_) => None,
         };
         let sent_metadata = sent.as_ref().map_or(message.metadata, |m| m.metadata);
-        let info = match response_handle
-            .send_response(response_from(request, &message))
-            .await
-        {
-            Ok(info) => info,
-            Err(err) => {
-                self.note_send_failure(request, &err);
-                ResponseInfo::from(Header {
-                    metadata: sent_metadata,
-                    counts: HeaderCounts::default(),
-                })
-            }
-        };
+        // Recorded before it is sent: the device acts on the answer at once, and an answer
+        // recorded after a busy scheduler let the device's next packet in would read as the
+        // device using data it had not been given yet.
         let shown = sent.as_ref().unwrap_or(&message);
         self.shared.timeline.record(EventKind::DnsAnswer(DnsAnswer {
             transport,
@@ -248,7 +238,19 @@ impl ObservedHandler {
             fault,
             raw,
         }));
-        info
+        match response_handle
+            .send_response(response_from(request, &message))
+            .await
+        {
+            Ok(info) => info,
+            Err(err) => {
+                self.note_send_failure(request, &err);
+                ResponseInfo::from(Header {
+                    metadata: sent_metadata,
+                    counts: HeaderCounts::default(),
+                })
+            }
+        }
     }
 
     fn note_send_failure(&self, request: &Request, err: &NetError) {

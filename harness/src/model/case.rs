@@ -19,7 +19,7 @@
 //! A phase is one flat mapping so that saphyr keeps every field's location; which fields fit
 //! which behaviour is checked here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_server::proto::rr::Name;
+
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
@@ -267,6 +268,9 @@ pub struct Case {
     pub uri: String,
     pub aor: String,
     pub steps: Vec<Step>,
+    /// The zone files `zone:` steps switch to, by the path written in the step. The oracle
+    /// reads the answers on the timeline for these; `zones` stays the case's first zone.
+    pub zone_changes: BTreeMap<String, ZoneSet>,
     /// Checklist ids to judge.
     pub checks: Vec<String>,
     /// What the device must be configured with for this case (empty: the run's profile as is).
@@ -350,6 +354,29 @@ impl Case {
             .profile
             .map(|settings| settings.check(file, &mut diagnostics))
             .unwrap_or_default();
+        let mut zone_changes = BTreeMap::new();
+        for step in &raw.steps {
+            let mut paths = Vec::new();
+            zone_paths(&step.value, &mut paths);
+            for path in paths {
+                if zone_changes.contains_key(&path) {
+                    continue;
+                }
+                let (set, found) = ZoneSet::load(&[base.join(&path)]);
+                let failed = set.is_none();
+                diagnostics.extend(found);
+                match set {
+                    Some(set) if !failed => {
+                        check_servers_resolve(&servers, &set, file, step, &path, &mut diagnostics);
+                        zone_changes.insert(path, set);
+                    }
+                    _ => diagnostics.push(Diagnostic::error(
+                        Span::of(file, step),
+                        format!("the zone `{path}` of this step has errors (above)"),
+                    )),
+                }
+            }
+        }
         let domain = zones
             .zones
             .first()
@@ -370,6 +397,7 @@ impl Case {
                 .aor
                 .unwrap_or_else(|| format!("sip:alice@{domain}")),
             steps: raw.steps.into_iter().map(|s| s.value).collect(),
+            zone_changes,
             checks: raw.checks.into_iter().map(|c| c.value).collect(),
             profile: settings,
             file: file.clone(),
@@ -681,6 +709,47 @@ fn check_servers(servers: &[ServerSpec], zones: &ZoneSet, diagnostics: &mut Diag
                     ),
                 ));
             }
+        }
+    }
+}
+
+/// The zone files a step (and the trials inside it) switch to.
+fn zone_paths(step: &Step, out: &mut Vec<String>) {
+    match step {
+        Step::Zone(path) => out.push(path.clone()),
+        Step::Trials(trials) => {
+            for inner in &trials.steps {
+                zone_paths(inner, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every scripted server must keep an address in a zone a step switches to: a server the new
+/// zone no longer names could never be reached, which is a mistake in the case.
+fn check_servers_resolve(
+    servers: &[ServerSpec],
+    zones: &ZoneSet,
+    file: &Arc<SourceFile>,
+    step: &Spanned<Step>,
+    path: &str,
+    diagnostics: &mut Diagnostics,
+) {
+    for server in servers {
+        let named = zones.zones.iter().any(|zone| {
+            zone.records.iter().any(|r| {
+                r.name == server.host && matches!(r.data, RecordData::A(_) | RecordData::Aaaa(_))
+            })
+        });
+        if !named {
+            diagnostics.push(Diagnostic::warning(
+                Span::of(file, step),
+                format!(
+                    "the zone `{path}` has no address for the server {}: it cannot be reached after this step",
+                    server.name()
+                ),
+            ));
         }
     }
 }

@@ -10,7 +10,9 @@
 //! dirty_host_ttl: 60s       # dirty_host_ttl, if the user set one (absent: off)
 //! transports: [udp, tcp]
 //! failover_codes: [480]     # sip_failover_response beyond 503
-//! naptr: true               # whether the device queries NAPTR
+//! naptr: true               # the device queries NAPTR (a claim: L4 is then judged as PROFILE)
+//! a_record_fallback: false  # the device never falls back to the domain's A record (L12 claim)
+//! refusal_failover: true    # the device moves on at once on ICMP/RST (F2 claim)
 //! failover_after: 32s       # a vendor policy earlier than Timer B (T4), if declared
 //! retry_after_failed_register: 300s   # Snom: re-REGISTER this long (±10 %) after a failed one (D5)
 //! failback_mode: duration   # Yealink/Polycom: how long requests stay with the registrar (D4, D6)
@@ -52,6 +54,10 @@ struct RawProfile {
     failover_codes: Vec<u16>,
     #[serde(default)]
     naptr: Option<bool>,
+    #[serde(default)]
+    a_record_fallback: Option<bool>,
+    #[serde(default)]
+    refusal_failover: Option<bool>,
     #[serde(default)]
     failover_after: Option<Spanned<DurationSpec>>,
     #[serde(default)]
@@ -106,8 +112,15 @@ pub struct Profile {
     pub transports: Vec<Transport>,
     /// Codes that fail over like 503.
     pub failover_codes: Vec<u16>,
-    /// Whether the device queries NAPTR (L4).
-    pub naptr: bool,
+    /// Whether the device queries NAPTR (L4); `None`: not declared (it is expected to, as a
+    /// SHOULD). A declared `true` is a claim, and L4 then fails rather than warns.
+    pub naptr: Option<bool>,
+    /// Whether the device falls back to the domain's A record once every SRV target failed
+    /// (L12); a declared `false` is a claim, and L12 then fails rather than warns.
+    pub a_record_fallback: Option<bool>,
+    /// Whether the device moves on at once when a server refuses (ICMP port unreachable, TCP
+    /// RST) (F2); a declared `true` is a claim, and F2 then fails rather than warns.
+    pub refusal_failover: Option<bool>,
     /// A failover earlier than Timer B that the vendor declares (T4).
     pub failover_after: Option<Duration>,
     /// How long after a registration failed at every target the device registers again
@@ -130,6 +143,11 @@ pub enum Field {
 }
 
 impl Profile {
+    /// Whether the device is expected to query NAPTR at all.
+    pub fn queries_naptr(&self) -> bool {
+        self.naptr != Some(false)
+    }
+
     /// Timer B and Timer F: 64·T1.
     pub fn timer_b(&self) -> Duration {
         self.t1.saturating_mul(64)
@@ -223,7 +241,9 @@ impl Profile {
             dirty_host_ttl: raw.dirty_host_ttl.map(|d| d.value.0),
             transports,
             failover_codes: raw.failover_codes,
-            naptr: raw.naptr.unwrap_or(true),
+            naptr: raw.naptr,
+            a_record_fallback: raw.a_record_fallback,
+            refusal_failover: raw.refusal_failover,
             failover_after: raw.failover_after.as_ref().map(|d| d.value.0),
             retry_after_failed_register: raw
                 .retry_after_failed_register

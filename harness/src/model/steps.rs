@@ -8,6 +8,8 @@
 //!   - step: crash                  # a named step: scripted phases waiting for it end
 //!   - wait: 2s                     # or {dirty_host_ttl: 1.2} / {timer_b: 1.5}: profile units
 //!   - trials: {count: 200, steps: [call]}   # each trial a fresh device (cold DNS cache)
+//!   - trials: {count: 5, steps: [call], between: ttl_expiry}  # same device, TTLs run out
+//!   - zone: moved.yaml             # the DNS server serves this zone file from now on
 //! checks: [L8, F1, D1]
 //! ```
 
@@ -115,6 +117,22 @@ impl<'de> Deserialize<'de> for Wait {
 pub struct Trials {
     pub count: u32,
     pub steps: Vec<Step>,
+    #[serde(default)]
+    pub between: Between,
+}
+
+/// What makes trials independent of each other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Between {
+    /// Each trial is a fresh device: cold DNS cache, no dirty hosts. Only the reference UA can
+    /// be reset like this.
+    #[default]
+    FreshDevice,
+    /// The same device throughout; between trials the runner waits until every record the
+    /// zones serve has expired (the longest TTL, or negative TTL, plus a margin), which is how
+    /// a real phone's cache is made cold. Dirty hosts carry over.
+    TtlExpiry,
 }
 
 /// One step of a case.
@@ -129,8 +147,10 @@ pub enum Step {
     Wait(Wait),
     /// A named step: the servers' phases waiting for it end.
     Step(String),
-    /// Repeat steps, each time as a fresh device (cold DNS cache, no dirty hosts).
+    /// Repeat steps, each time as a fresh device or after the TTLs ran out.
     Trials(Trials),
+    /// Serve another zone file from now on (path relative to the case file).
+    Zone(String),
 }
 
 impl fmt::Display for Step {
@@ -144,6 +164,7 @@ impl fmt::Display for Step {
             Self::Wait(w) => write!(f, "wait {w}"),
             Self::Step(name) => write!(f, "step {name}"),
             Self::Trials(t) => write!(f, "{} trials", t.count),
+            Self::Zone(path) => write!(f, "zone {path}"),
         }
     }
 }
@@ -168,7 +189,8 @@ mod tests {
     fn steps_read_as_written() {
         let steps: Vec<Step> = serde_saphyr::from_str(
             "- register\n- calls: 3\n- wait: 2s\n- wait: {dirty_host_ttl: 1.5}\n- step: crash\n\
-             - trials: {count: 5, steps: [call, options]}\n",
+             - trials: {count: 5, steps: [call, options]}\n\
+             - trials: {count: 2, steps: [call], between: ttl_expiry}\n- zone: moved.yaml\n",
         )
         .unwrap();
         assert_eq!(
@@ -181,8 +203,15 @@ mod tests {
                 Step::Step("crash".into()),
                 Step::Trials(Trials {
                     count: 5,
-                    steps: vec![Step::Call, Step::Options]
+                    steps: vec![Step::Call, Step::Options],
+                    between: Between::FreshDevice,
                 }),
+                Step::Trials(Trials {
+                    count: 2,
+                    steps: vec![Step::Call],
+                    between: Between::TtlExpiry,
+                }),
+                Step::Zone("moved.yaml".into()),
             ]
         );
         let err = serde_saphyr::from_str::<Vec<Step>>("- wait: {fortnights: 2}\n").unwrap_err();

@@ -11,7 +11,8 @@ use super::record::Recorder;
 use crate::checks::{Context, Verdict, judge};
 use crate::model::case::Case;
 use crate::model::profile::Profile;
-use crate::model::steps::Step;
+use crate::model::steps::{Between, Step};
+use crate::model::zone::ZoneSet;
 use crate::timeline::{EventKind, Timeline};
 use crate::ua::agent::{Method, Outcome};
 use crate::ua::io::Ua;
@@ -50,6 +51,25 @@ pub struct CaseResult {
     /// Paths relative to the run folder.
     pub timeline: String,
     pub capture: String,
+}
+
+impl CaseResult {
+    /// A case that could not be carried out at all.
+    pub fn not_run(case: &Case, why: &str) -> Self {
+        Self {
+            id: case.id.clone(),
+            title: case.title.clone(),
+            file: case.file.path.clone(),
+            covers: case.covers.clone(),
+            seconds: 0.0,
+            error: Some(why.to_string()),
+            settings: Vec::new(),
+            outcomes: Vec::new(),
+            verdicts: Vec::new(),
+            timeline: String::new(),
+            capture: String::new(),
+        }
+    }
 }
 
 /// The reference UA's configuration for a device profile.
@@ -188,7 +208,7 @@ async fn act(
         outcomes: Vec::new(),
     };
     for step in &case.steps {
-        device.step(step, options, world, dns, 0).await?;
+        device.step(step, case, options, world, dns, 0).await?;
     }
     Ok(device.outcomes)
 }
@@ -223,6 +243,7 @@ impl Device {
     fn step<'a>(
         &'a mut self,
         step: &'a Step,
+        case: &'a Case,
         options: &'a RunOptions,
         world: &'a World,
         dns: SocketAddr,
@@ -250,7 +271,7 @@ impl Device {
                     tokio::time::sleep(duration).await;
                 }
                 Step::Step(name) => world.step(name),
-                Step::Trials(trials) => {
+                Step::Trials(trials) if trials.between == Between::FreshDevice => {
                     if depth > 2 {
                         return Err("trials nested more than twice".into());
                     }
@@ -269,15 +290,60 @@ impl Device {
                             outcomes: Vec::new(),
                         };
                         for inner in &trials.steps {
-                            fresh.step(inner, options, world, dns, depth + 1).await?;
+                            fresh
+                                .step(inner, case, options, world, dns, depth + 1)
+                                .await?;
                         }
                         self.outcomes.append(&mut fresh.outcomes);
                     }
+                }
+                Step::Trials(trials) => {
+                    if depth > 2 {
+                        return Err("trials nested more than twice".into());
+                    }
+                    for trial in 0..trials.count {
+                        if trial > 0 {
+                            tokio::time::sleep(cache_lifetime(&world.dns().zones())).await;
+                        }
+                        for inner in &trials.steps {
+                            self.step(inner, case, options, world, dns, depth + 1)
+                                .await?;
+                        }
+                    }
+                }
+                Step::Zone(path) => {
+                    let zones = case.zone_changes.get(path).cloned().ok_or_else(|| {
+                        format!("`zone: {path}`: the case was not loaded from its file")
+                    })?;
+                    world
+                        .dns()
+                        .replace_zones(zones)
+                        .map_err(|err| format!("`zone: {path}`: {err}"))?;
+                    world.timeline().record(EventKind::Note {
+                        text: format!("dns: now serving the zone {path}"),
+                    });
                 }
             }
             Ok(())
         })
     }
+}
+
+/// How long until everything a resolver could have cached from `zones` has expired, in C2's
+/// reading (the longest TTL or negative TTL with its grace), plus half a second.
+pub fn cache_lifetime(zones: &ZoneSet) -> Duration {
+    let longest = zones
+        .zones
+        .iter()
+        .flat_map(|zone| {
+            zone.records
+                .iter()
+                .map(|r| r.ttl)
+                .chain([zone.ttl, zone.negative_ttl])
+        })
+        .max()
+        .unwrap_or(0);
+    crate::checks::expiry::expired_after(longest) + Duration::from_millis(500)
 }
 
 /// Where a case's files go inside a run folder.

@@ -9,6 +9,7 @@ use std::path::Path;
 use quick_junit::{NonSuccessKind, Report as JunitReport, TestCase, TestCaseStatus, TestSuite};
 use serde::{Deserialize, Serialize};
 
+use super::baseline::Comparison;
 use super::case::CaseResult;
 use crate::checks::{Level, Status};
 
@@ -86,6 +87,9 @@ pub struct Report {
     pub schema: String,
     pub manifest: Manifest,
     pub counts: Counts,
+    /// The run against `--baseline`, when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Comparison>,
     pub cases: Vec<CaseResult>,
 }
 
@@ -95,7 +99,16 @@ impl Report {
             schema: SCHEMA.into(),
             counts: Counts::of(&cases),
             manifest,
+            baseline: None,
             cases,
+        }
+    }
+
+    /// Whether the run fails: any failure, or against a baseline, any failure it does not list.
+    pub fn fails(&self) -> bool {
+        match &self.baseline {
+            Some(comparison) => !comparison.new.is_empty(),
+            None => self.counts.fail > 0,
         }
     }
 
@@ -144,6 +157,33 @@ impl Report {
                 String::new()
             }
         );
+        if let Some(b) = &self.baseline {
+            let _ = writeln!(
+                out,
+                "Against the baseline `{}`: **{} new failure(s)**, {} known, {} resolved.\n",
+                b.file,
+                b.new.len(),
+                b.known.len(),
+                b.resolved.len()
+            );
+            for (title, list) in [
+                ("New failures", &b.new),
+                ("Known deviations", &b.known),
+                (
+                    "Resolved (no longer failing; the baseline can drop them)",
+                    &b.resolved,
+                ),
+            ] {
+                if list.is_empty() {
+                    continue;
+                }
+                let _ = writeln!(out, "{title}:\n");
+                for d in list {
+                    let _ = writeln!(out, "- {} / {}: {}", d.case, d.check, cell(&d.reason));
+                }
+                let _ = writeln!(out);
+            }
+        }
         let _ = writeln!(out, "| case | check | level | verdict | why |");
         let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
         for case in &self.cases {
@@ -151,13 +191,18 @@ impl Report {
                 let _ = writeln!(out, "| {} | — | — | **error** | {} |", case.id, cell(error));
             }
             for v in &case.verdicts {
+                let known = self
+                    .baseline
+                    .as_ref()
+                    .is_some_and(|b| b.is_known(&case.id, &v.id).is_some());
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {}{} | {} |",
                     case.id,
                     v.id,
                     level_name(v.level),
                     status_name(v.status),
+                    if known { " (known)" } else { "" },
                     cell(&v.sentence)
                 );
             }
@@ -190,7 +235,21 @@ impl Report {
                 suite.add_test_case(TestCase::new("run", status));
             }
             for v in &case.verdicts {
+                let known = self
+                    .baseline
+                    .as_ref()
+                    .and_then(|b| b.is_known(&case.id, &v.id));
                 let status = match v.status {
+                    // CI gates on changes: a failure the baseline accepts is shown, not failed.
+                    Status::Fail if known.is_some() => {
+                        let mut s = TestCaseStatus::skipped();
+                        s.set_message(format!(
+                            "known deviation ({}): {}",
+                            known.map(|d| d.reason.as_str()).unwrap_or_default(),
+                            v.sentence
+                        ));
+                        s
+                    }
                     Status::Fail => {
                         let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                         s.set_message(v.sentence.clone());

@@ -961,7 +961,16 @@ fn build_for(
     let domain = host_of(&job.uri);
     let aor = format!("sip:{user}@{domain}");
     let (request_uri, to) = match job.method {
-        Method::Register => (format!("sip:{domain}"), format!("<{aor}>")),
+        // RFC 3261 §10.2: the registrar's URI, without userinfo; its port and transport stay,
+        // as they decided where the request went (RFC 3263 §4 locates the Request-URI).
+        Method::Register => (
+            SipUri {
+                user: None,
+                ..job.uri.clone()
+            }
+            .to_string(),
+            format!("<{aor}>"),
+        ),
         Method::Invite | Method::Options => (job.uri.to_string(), format!("<{}>", job.uri)),
     };
     let transport = target.transport;

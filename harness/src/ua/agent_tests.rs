@@ -1249,6 +1249,39 @@ fn l12_everything_fails_after_two_timer_bs_without_the_domains_a_record() {
     );
 }
 
+#[rstest]
+fn a_register_names_the_registrar_with_its_port_and_transport(
+    #[values(
+        ("sip:alice@snom.rocks", "sip:snom.rocks"),
+        ("sip:alice@snom.rocks:5070;transport=tcp", "sip:snom.rocks:5070;transport=tcp"),
+        ("sip:alice@127.0.0.52", "sip:127.0.0.52")
+    )]
+    aor_and_request_uri: (&str, &str),
+) {
+    let (aor, expected) = aor_and_request_uri;
+    let mut sim = Sim::udp(config());
+    sim.zone.insert(
+        (name(DOMAIN), RecordType::A),
+        vec![a(DOMAIN, 300, "127.0.0.52")],
+    );
+    sim.server(
+        Transport::Tcp,
+        "127.0.0.52:5070".parse().unwrap(),
+        Behaviour::Accept,
+    );
+    let job = sim
+        .agent
+        .start(Method::Register, SipUri::parse(aor).unwrap(), sim.now);
+    sim.run(job);
+    let trace = sim.trace();
+    assert!(sim.outcome(job).is_some_and(Outcome::is_success), "{trace}");
+    let first = sim.requests(job, Method::Register)[0];
+    let crate::sip::StartLine::Request { uri, .. } = &first.message.start else {
+        panic!("not a request: {trace}");
+    };
+    assert_eq!(uri, expected, "{trace}");
+}
+
 // --- T4: a configured early failover ---
 
 #[rstest]

@@ -27,6 +27,10 @@ pub enum Fault {
     ARecordFallback,
     ReuseBranch,
     RetransmitToNextTarget,
+    ResolveNumericHost,
+    NumericHostDefaultTcp,
+    SrvDespitePort,
+    NaptrDespiteTransport,
     #[serde(rename = "no-t2-cap")]
     NoT2Cap,
     IgnoreFailoverAfter,
@@ -35,7 +39,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 23] = [
         Self::IgnorePriority,
         Self::IgnoreWeights,
         Self::WeightZeroFirst,
@@ -51,6 +55,10 @@ impl Fault {
         Self::ARecordFallback,
         Self::ReuseBranch,
         Self::RetransmitToNextTarget,
+        Self::ResolveNumericHost,
+        Self::NumericHostDefaultTcp,
+        Self::SrvDespitePort,
+        Self::NaptrDespiteTransport,
         Self::NoT2Cap,
         Self::IgnoreFailoverAfter,
         Self::RefreshRedraws,
@@ -74,6 +82,10 @@ impl Fault {
             Self::ARecordFallback => "a-record-fallback",
             Self::ReuseBranch => "reuse-branch",
             Self::RetransmitToNextTarget => "retransmit-to-next-target",
+            Self::ResolveNumericHost => "resolve-numeric-host",
+            Self::NumericHostDefaultTcp => "numeric-host-default-tcp",
+            Self::SrvDespitePort => "srv-despite-port",
+            Self::NaptrDespiteTransport => "naptr-despite-transport",
             Self::NoT2Cap => "no-t2-cap",
             Self::IgnoreFailoverAfter => "ignore-failover-after",
             Self::RefreshRedraws => "refresh-redraws",
@@ -126,6 +138,18 @@ impl Fault {
             }
             Self::RetransmitToNextTarget => {
                 "sends retransmissions to the next target rather than the one the request went to"
+            }
+            Self::ResolveNumericHost => {
+                "looks up NAPTR and SRV for a numeric host as if it were a domain name before using the address (RFC 3263 run on every host)"
+            }
+            Self::NumericHostDefaultTcp => {
+                "sends to a numeric host over TCP when the URI names no transport (a stack whose default transport is TCP)"
+            }
+            Self::SrvDespitePort => {
+                "runs NAPTR and SRV lookups although the URI has an explicit port, and goes where SRV says (the port only skips SRV for numeric hosts)"
+            }
+            Self::NaptrDespiteTransport => {
+                "queries NAPTR although the URI has a transport parameter, and follows the NAPTR's transport instead"
             }
             Self::NoT2Cap => {
                 "keeps doubling non-INVITE retransmission intervals past T2 (Timer E run like Timer A)"

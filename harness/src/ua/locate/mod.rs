@@ -138,6 +138,12 @@ enum Stage {
         job: AddressJob,
         why: String,
     },
+    /// Fault `resolve-numeric-host`: lookups of the address as if it were a domain name,
+    /// whose answers are ignored; then the address itself, as L1 wants it.
+    NumericLookups {
+        lookups: VecDeque<(Name, RecordType)>,
+        target: Box<Target>,
+    },
     Done {
         why: String,
     },
@@ -286,34 +292,32 @@ impl Resolution {
         }
         let transport = explicit.unwrap_or(self.default_transport);
         let host = match &uri.host {
-            Host::Ip(ip) => {
-                // L1: a numeric host is used as is, without DNS.
-                let port = uri.port.unwrap_or(self.scheme.default_port());
-                let target = Target {
-                    addr: SocketAddr::new(*ip, port),
-                    transport,
-                    host: None,
-                    srv: None,
-                };
-                self.note(format!("L1: numeric host: no DNS, {target}"));
-                self.push(target);
-                return Stage::Done {
-                    why: "the numeric host was the only target".to_owned(),
-                };
-            }
+            Host::Ip(ip) => return self.numeric(*ip, uri.port, explicit),
             Host::Name(host) => host.clone(),
         };
         if let Some(port) = uri.port {
-            // L2: an explicit port: only address records.
-            self.note(format!(
-                "L2: explicit port {port}: address records of {host} only, {transport}"
-            ));
-            return Stage::Addresses {
-                job: AddressJob::new(host.clone(), port, transport, None),
-                why: format!("every address of {host} was tried"),
-            };
+            if self.faults.has(Fault::SrvDespitePort) {
+                self.note(format!(
+                    "fault srv-despite-port: port {port} ignored, {host} resolved as without it"
+                ));
+            } else {
+                // L2: an explicit port: only address records.
+                self.note(format!(
+                    "L2: explicit port {port}: address records of {host} only, {transport}"
+                ));
+                return Stage::Addresses {
+                    job: AddressJob::new(host.clone(), port, transport, None),
+                    why: format!("every address of {host} was tried"),
+                };
+            }
         }
         if let Some(transport) = explicit {
+            if self.faults.has(Fault::NaptrDespiteTransport) {
+                self.note(format!(
+                    "fault naptr-despite-transport: transport={transport} ignored, NAPTR first"
+                ));
+                return Stage::Naptr { domain: host };
+            }
             // L3: the transport is chosen: no NAPTR, SRV of that transport only.
             self.note(format!("L3: transport={transport}: no NAPTR"));
             return self.srv_search(host, &[transport], transport);
@@ -324,6 +328,52 @@ impl Resolution {
         }
         // L4: a bare host name: NAPTR first.
         Stage::Naptr { domain: host }
+    }
+
+    /// L1: a numeric host is used as is, without DNS: its port or the scheme's default, the
+    /// URI's transport or the default one (UDP for sip).
+    fn numeric(&mut self, ip: IpAddr, port: Option<u16>, explicit: Option<Transport>) -> Stage {
+        let transport = match explicit {
+            None if self.faults.has(Fault::NumericHostDefaultTcp)
+                && self.transports.contains(&Transport::Tcp) =>
+            {
+                self.note("fault numeric-host-default-tcp: TCP without transport=".to_owned());
+                Transport::Tcp
+            }
+            given => given.unwrap_or(self.default_transport),
+        };
+        let target = Target {
+            addr: SocketAddr::new(ip, port.unwrap_or(self.scheme.default_port())),
+            transport,
+            host: None,
+            srv: None,
+        };
+        if self.faults.has(Fault::ResolveNumericHost) {
+            // What a stack that runs RFC 3263 on every host asks: NAPTR, then SRV per
+            // transport, of the address written as a name (IPv6 text is no name: nothing).
+            let mut lookups = VecDeque::new();
+            if let Ok(name) = Name::from_ascii(format!("{ip}.")) {
+                lookups.push_back((name.clone(), RecordType::NAPTR));
+                for &t in &self.transports {
+                    if let Ok(srv) = srv_name(&name, t) {
+                        lookups.push_back((srv, RecordType::SRV));
+                    }
+                }
+            }
+            self.note(format!(
+                "fault resolve-numeric-host: {} lookup(s) of {ip} as a name first",
+                lookups.len()
+            ));
+            return Stage::NumericLookups {
+                lookups,
+                target: Box::new(target),
+            };
+        }
+        self.note(format!("L1: numeric host: no DNS, {target}"));
+        self.push(target);
+        Stage::Done {
+            why: "the numeric host was the only target".to_owned(),
+        }
     }
 
     /// L6: SRV names of the enabled transports, in the configured order.
@@ -424,6 +474,27 @@ impl Resolution {
                     JobStep::Done => (Stage::Done { why }, Step::Continue),
                 }
             }
+            Stage::NumericLookups {
+                mut lookups,
+                target,
+            } => match lookups.front().cloned() {
+                Some((name, rtype)) => {
+                    let step = match self.fetch(cache, &name, rtype, now, started) {
+                        None => Step::Ask(name, rtype),
+                        Some(_) => {
+                            lookups.pop_front();
+                            Step::Continue
+                        }
+                    };
+                    (Stage::NumericLookups { lookups, target }, step)
+                }
+                None => {
+                    self.note(format!("numeric host after the lookups: {target}"));
+                    self.push(*target);
+                    let why = "the numeric host was the only target".to_owned();
+                    (Stage::Done { why }, Step::Continue)
+                }
+            },
             Stage::Done { why } => (Stage::Done { why }, Step::Finished),
         };
         self.stage = stage;

@@ -1163,6 +1163,104 @@ fn fault_skip_naptr_misses_the_preferred_transport() {
 }
 
 #[test]
+fn fault_resolve_numeric_host_looks_the_address_up_as_a_name_first() {
+    let mut clean = Ua::new(two_priorities());
+    let mut faulty = Ua::with_fault(two_priorities(), Fault::ResolveNumericHost);
+    let uri = "sip:100@127.0.0.9";
+    assert_eq!(queries(&clean.resolve_all(uri, secs(0))), []);
+    let events = faulty.resolve_all(uri, secs(0));
+    assert_eq!(
+        events,
+        [
+            q("NAPTR", "127.0.0.9."),
+            q("SRV", "_sip._udp.127.0.0.9."),
+            q("SRV", "_sip._tcp.127.0.0.9."),
+            t("udp 127.0.0.9:5060"),
+            x("the numeric host was the only target")
+        ]
+    );
+    // An IPv6 address written as text is no domain name: nothing to look up.
+    assert_eq!(
+        faulty.resolve_all("sip:100@[::1]", secs(1)),
+        [
+            t("udp [::1]:5060"),
+            x("the numeric host was the only target")
+        ]
+    );
+}
+
+#[test]
+fn fault_numeric_host_default_tcp_ignores_rfc_3263s_udp() {
+    let mut clean = Ua::new(Zone::default());
+    let mut faulty = Ua::with_fault(Zone::default(), Fault::NumericHostDefaultTcp);
+    let uri = "sip:100@127.0.0.9";
+    assert_eq!(
+        targets(&clean.resolve_all(uri, secs(0))),
+        ["udp 127.0.0.9:5060"]
+    );
+    assert_eq!(
+        targets(&faulty.resolve_all(uri, secs(0))),
+        ["tcp 127.0.0.9:5060"]
+    );
+    // An explicit transport is still obeyed.
+    assert_eq!(
+        targets(&faulty.resolve_all("sip:100@127.0.0.9;transport=udp", secs(0))),
+        ["udp 127.0.0.9:5060"]
+    );
+}
+
+#[test]
+fn fault_srv_despite_port_goes_where_srv_says() {
+    let zone = || {
+        two_priorities()
+            .records(
+                ZONE,
+                RecordType::NAPTR,
+                vec![naptr(ZONE, 10, 10, "s", "SIP+D2U", UDP)],
+            )
+            .records(ZONE, RecordType::A, vec![a(ZONE, 300, "127.0.0.10")])
+    };
+    let mut clean = Ua::new(zone());
+    let mut faulty = Ua::with_fault(zone(), Fault::SrvDespitePort);
+    let uri = "sip:100@example.test:5070";
+    let (clean_queries, clean_target) = clean.first_target(uri, secs(0));
+    assert_eq!(clean_queries, [q("A", ZONE)]);
+    assert_eq!(
+        clean_target.map(|t| show(&t)).as_deref(),
+        Some("udp 127.0.0.10:5070")
+    );
+    let (faulty_queries, faulty_target) = faulty.first_target(uri, secs(0));
+    assert_eq!(faulty_queries[..2], [q("NAPTR", ZONE), q("SRV", UDP)]);
+    assert_eq!(faulty_target.map(|t| t.addr.port()), Some(5060));
+}
+
+#[test]
+fn fault_naptr_despite_transport_follows_the_naptr() {
+    let zone = || {
+        two_priorities()
+            .records(
+                ZONE,
+                RecordType::NAPTR,
+                vec![naptr(ZONE, 10, 10, "s", "SIP+D2U", UDP)],
+            )
+            .records(
+                TCP,
+                RecordType::SRV,
+                vec![srv(TCP, 300, 1, 1, 5080, "sip1.example.test.")],
+            )
+    };
+    let mut clean = Ua::new(zone());
+    let mut faulty = Ua::with_fault(zone(), Fault::NaptrDespiteTransport);
+    let uri = "sip:100@example.test;transport=tcp";
+    let (clean_queries, clean_target) = clean.first_target(uri, secs(0));
+    assert_eq!(clean_queries[0], q("SRV", TCP));
+    assert_eq!(clean_target.map(|t| t.transport), Some(Transport::Tcp));
+    let (faulty_queries, faulty_target) = faulty.first_target(uri, secs(0));
+    assert_eq!(faulty_queries[..2], [q("NAPTR", ZONE), q("SRV", UDP)]);
+    assert_eq!(faulty_target.map(|t| t.transport), Some(Transport::Udp));
+}
+
+#[test]
 fn fault_a_record_fallback_tries_the_domain_on_5060() {
     let zone = || two_priorities().records(ZONE, RecordType::A, vec![a(ZONE, 300, "127.0.0.10")]);
     let mut clean = Ua::new(zone());
