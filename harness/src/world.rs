@@ -8,6 +8,10 @@ use crate::model::case::Case;
 use crate::servers::{self, RefusalWatcher, RefusingPorts, ServerError, ServerHandle};
 use crate::timeline::{EventKind, Timeline};
 
+/// How long a world waits for the kernel to stamp packets on arrival (see
+/// [`servers::stamp::wait_until_live`]); it takes a few milliseconds when it is needed at all.
+const STAMPS_LIVE_WITHIN: std::time::Duration = std::time::Duration::from_millis(500);
+
 #[derive(Debug, thiserror::Error)]
 pub enum WorldError {
     #[error(transparent)]
@@ -48,6 +52,19 @@ impl World {
                 (None, RefusingPorts::default())
             }
         };
+        if watcher.is_some() {
+            // Off the runtime's threads: the probe sleeps, and other cases may be running.
+            let live =
+                tokio::task::spawn_blocking(|| servers::stamp::wait_until_live(STAMPS_LIVE_WITHIN))
+                    .await;
+            if !matches!(live, Ok(Ok(true))) {
+                timeline.record(EventKind::Note {
+                    text: format!(
+                        "kernel receive timestamps were not live within {STAMPS_LIVE_WITHIN:?}: early refusals may be recorded late"
+                    ),
+                });
+            }
+        }
         let dns =
             DnsServer::start(case.zones.clone(), &options.dns_listen, timeline.clone()).await?;
         let mut handles = Vec::new();

@@ -9,7 +9,7 @@ pub mod refusal;
 pub mod responder;
 pub mod script;
 pub mod server;
-mod stamp;
+pub(crate) mod stamp;
 
 pub use refusal::{RefusalWatcher, RefusingPorts, WatchError};
 pub use server::{ServerError, ServerHandle};

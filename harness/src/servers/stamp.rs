@@ -2,9 +2,9 @@
 //! when a task or thread of ours got around to reading it.
 
 use std::io::{self, IoSliceMut};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, SockaddrLike, SockaddrStorage, recvmsg, setsockopt, sockopt,
@@ -46,10 +46,73 @@ pub fn receive(
     Ok((message.bytes, source, stamp))
 }
 
+/// How long a probe waits before it reads its own datagram.
+const PROBE_GAP: Duration = Duration::from_millis(2);
+
+/// Waits (at most `limit`) until the kernel stamps packets when they arrive; whether it does.
+///
+/// Linux switches receive timestamps on lazily: when the first socket asks for them after none
+/// did (a case's world comes up after the last one's sockets closed), a deferred work item
+/// flips the switch, and until it runs a packet is stamped when it is *read*. A refusal read a
+/// moment late then lands after the device's next request on the timeline, and the oracle
+/// misreads the order. A datagram sent to ourselves and read [`PROBE_GAP`] later shows it:
+/// stamped on arrival, its stamp is well before the read.
+pub fn wait_until_live(limit: Duration) -> io::Result<bool> {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    enable(&socket)?;
+    socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let to = socket.local_addr()?;
+    let started = Instant::now();
+    let mut buf = [0u8; 32];
+    loop {
+        let sent = SystemTime::now();
+        socket.send_to(b"srvlab stamp probe", to)?;
+        std::thread::sleep(PROBE_GAP);
+        let (_, _, stamp) = receive(&socket, &mut buf)?;
+        let on_arrival = stamp.is_some_and(|at| {
+            at.duration_since(sent)
+                .map_or(true, |after| after < PROBE_GAP / 2)
+        });
+        if on_arrival {
+            return Ok(true);
+        }
+        if started.elapsed() >= limit {
+            return Ok(false);
+        }
+    }
+}
+
 fn socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = address.as_sockaddr_in() {
         return Some(SocketAddr::from((v4.ip(), v4.port())));
     }
     let v6 = address.as_sockaddr_in6()?;
     (address.family().is_some()).then(|| SocketAddr::from((v6.ip(), v6.port())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn once_live_a_packet_carries_its_arrival_time_not_its_reading_time() {
+        assert!(wait_until_live(Duration::from_secs(2)).unwrap());
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        enable(&socket).unwrap();
+        let to = socket.local_addr().unwrap();
+        let sent = SystemTime::now();
+        socket.send_to(b"x", to).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let mut buf = [0u8; 8];
+        let (len, source, stamp) = receive(&socket, &mut buf).unwrap();
+        assert_eq!((len, source), (1, Some(to)));
+        let after = stamp
+            .unwrap()
+            .duration_since(sent)
+            .unwrap_or(Duration::ZERO);
+        assert!(
+            after < Duration::from_millis(10),
+            "stamped {after:?} after sending"
+        );
+    }
 }
