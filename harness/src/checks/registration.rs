@@ -2,9 +2,11 @@
 //! re-REGISTER right after a registration failed at every target, D6 whether other requests
 //! stay with the registrar.
 //!
-//! The **registrar** is the server a REGISTER got a 2xx from; a **refresh** is a later REGISTER
-//! with the same Call-ID (RFC 3261 §10.2.4: one Call-ID per boot cycle), so the fresh devices of
-//! `trials` are never read as refreshing each other.
+//! The **registrar** is the server a REGISTER got a 2xx from; a **refresh** is a later REGISTER,
+//! held to the last registration with its Call-ID (RFC 3261 §10.2.4: one Call-ID per boot
+//! cycle), else to the last registration of all. The fresh devices of `trials` cannot be told
+//! apart from one device that changes its Call-ID: a case that registers in trials should not
+//! ask for D4 or D5.
 //!
 //! Levels follow the checklist (D4, D5 SHOULD; D6 INFO) unless the profile declares the
 //! behaviour, which makes it a claim judged as PROFILE:
@@ -192,7 +194,11 @@ pub fn d4(ctx: &Context) -> Verdict {
             continue;
         };
         let t = first.first_sent();
-        let Some(registrar) = registrar_at(&done, Some(&first.call_id), t) else {
+        // A device that changes its Call-ID for a refresh (RFC 3261 §10.2.4 asks it not to) is
+        // held to its latest registration.
+        let Some(registrar) =
+            registrar_at(&done, Some(&first.call_id), t).or_else(|| registrar_at(&done, None, t))
+        else {
             continue;
         };
         if is_dirty(&all, registrar.key, t) {
@@ -265,9 +271,11 @@ pub fn d4(ctx: &Context) -> Verdict {
 /// target, the next REGISTER of the same device does not come within 1 s — nor before the
 /// retry time the profile declares, less its 10 % spread.
 ///
-/// A registration's attempts are read in time order per Call-ID: it failed everywhere when
-/// its last attempt failed and nothing was left to try, or when the next REGISTER goes to a
-/// target already tried (or begins another step of the case). The gap is measured from that
+/// REGISTER attempts are read in time order: a registration failed everywhere when its last
+/// attempt failed and nothing was left to try, or when the next REGISTER goes to a target
+/// already tried, carries another Call-ID or begins another step of the case. (So the fresh
+/// devices of `trials` would read as one: a case that registers in trials should not ask for
+/// D5.) The gap is measured from that
 /// last failure (the refusal, the failover response, or the end of Timer F) to the next
 /// REGISTER; a run that went on long enough without one also keeps the rule.
 pub fn d5(ctx: &Context) -> Verdict {
@@ -301,71 +309,65 @@ pub fn d5(ctx: &Context) -> Verdict {
         ),
     };
     let mut found = Findings::default();
-    let mut call_ids: Vec<Option<String>> = Vec::new();
-    for request in requests.iter().filter(|r| r.method == "REGISTER") {
-        if !call_ids.contains(&request.call_id) {
-            call_ids.push(request.call_id.clone());
-        }
-    }
-    for call_id in &call_ids {
-        // (request index, attempt index) of this device's REGISTER attempts, in time order.
-        let mut order: Vec<(usize, usize)> = requests
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.method == "REGISTER" && r.call_id == *call_id)
-            .flat_map(|(ri, r)| (0..r.attempts.len()).map(move |ai| (ri, ai)))
-            .collect();
-        order.sort_by_key(|&(ri, ai)| {
-            let a = &requests[ri].attempts[ai];
-            (a.first_sent(), a.first_seq())
-        });
-        let attempt = |(ri, ai): (usize, usize)| &requests[ri].attempts[ai];
-        let mut round: Vec<(usize, usize)> = Vec::new();
-        for &here in &order {
-            let next = attempt(here);
-            if let Some(&last) = round.last() {
-                let previous = attempt(last);
-                let completed = previous
-                    .final_response()
-                    .is_some_and(|r| !is_failover_status(ctx, r.status));
-                let new_round = completed
-                    || last.0 != here.0
-                    || round
-                        .iter()
-                        .any(|&tried| attempt(tried).target_key() == next.target_key());
-                if new_round {
-                    if !completed
-                        && let Some((failed_at, seq, _)) =
-                            failure_of(ctx, previous, Some(next), end_ns)
-                    {
-                        judge_gap(
-                            &mut found,
-                            round.iter().map(|&k| attempt(k).describe()).collect(),
-                            (failed_at, seq),
-                            Some(next),
-                            (min, &rule),
-                        );
-                    }
-                    round.clear();
-                }
-            }
-            round.push(here);
-        }
-        // The last registration, if it failed with nothing left, and the run went on.
+    // Every REGISTER attempt in time order, whatever its Call-ID: a device that re-registers
+    // with a new Call-ID re-registers all the same.
+    let mut order: Vec<(usize, usize)> = requests
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.method == "REGISTER")
+        .flat_map(|(ri, r)| (0..r.attempts.len()).map(move |ai| (ri, ai)))
+        .collect();
+    order.sort_by_key(|&(ri, ai)| {
+        let a = &requests[ri].attempts[ai];
+        (a.first_sent(), a.first_seq())
+    });
+    let attempt = |(ri, ai): (usize, usize)| &requests[ri].attempts[ai];
+    let mut round: Vec<(usize, usize)> = Vec::new();
+    for &here in &order {
+        let next = attempt(here);
         if let Some(&last) = round.last() {
             let previous = attempt(last);
-            if let Some((failed_at, seq, _)) = failure_of(ctx, previous, None, end_ns)
-                && left_over(ctx, &requests[last.0], &all, failed_at).is_empty()
-                && end_ns.saturating_sub(failed_at) >= ns(min)
-            {
-                judge_gap(
-                    &mut found,
-                    round.iter().map(|&k| attempt(k).describe()).collect(),
-                    (failed_at, seq),
-                    None,
-                    (min, &rule),
-                );
+            let completed = previous
+                .final_response()
+                .is_some_and(|r| !is_failover_status(ctx, r.status));
+            // Another request (a step began, another Call-ID) or a target tried already: the
+            // registration starts over.
+            let new_round = completed
+                || last.0 != here.0
+                || round
+                    .iter()
+                    .any(|&tried| attempt(tried).target_key() == next.target_key());
+            if new_round {
+                if !completed
+                    && let Some((failed_at, seq, _)) = failure_of(ctx, previous, Some(next), end_ns)
+                {
+                    judge_gap(
+                        &mut found,
+                        round.iter().map(|&k| attempt(k).describe()).collect(),
+                        (failed_at, seq),
+                        Some(next),
+                        (min, &rule),
+                    );
+                }
+                round.clear();
             }
+        }
+        round.push(here);
+    }
+    // The last registration, if it failed with nothing left, and the run went on.
+    if let Some(&last) = round.last() {
+        let previous = attempt(last);
+        if let Some((failed_at, seq, _)) = failure_of(ctx, previous, None, end_ns)
+            && left_over(ctx, &requests[last.0], &all, failed_at).is_empty()
+            && end_ns.saturating_sub(failed_at) >= ns(min)
+        {
+            judge_gap(
+                &mut found,
+                round.iter().map(|&k| attempt(k).describe()).collect(),
+                (failed_at, seq),
+                None,
+                (min, &rule),
+            );
         }
     }
     let gaps: Vec<f64> = found

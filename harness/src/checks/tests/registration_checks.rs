@@ -138,11 +138,11 @@ fn d4_is_not_judged_while_the_registrar_is_known_to_have_failed() {
         verdict.sentence
     );
 
-    // A fresh device (another Call-ID) registering elsewhere is no refresh.
+    // A device that changes its Call-ID for the refresh is held to its latest registration.
     let mut other = Tl::default();
     registered(&mut other, S114, "b1", 1, 1.0);
     other.send("REGISTER", S52, Transport::Udp, "b2", "another", 1, 1000.0);
-    assert_eq!(status("D4", &other), Status::Inconclusive);
+    assert_eq!(status("D4", &other), Status::Warn);
 }
 
 /// A registration whose three targets all stall (REGISTER at 0, 1.28 and 2.56 s; it fails at
@@ -233,6 +233,10 @@ fn d5_no_register_right_after_a_registration_failed_everywhere() {
     );
     // The run went on 3 s without a REGISTER: the rule was kept.
     assert_eq!(status("D5", &failed_then(None)), Status::Pass);
+    // A new Call-ID does not make an immediate re-REGISTER any better.
+    let mut new_call_id = failed_then(None);
+    new_call_id.send("REGISTER", S52, Transport::Udp, "fresh", "reg-2", 1, 3850.0);
+    assert_eq!(status("D5", &new_call_id), Status::Warn);
 }
 
 #[test]
