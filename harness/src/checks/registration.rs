@@ -242,20 +242,25 @@ pub fn d4(ctx: &Context) -> Verdict {
         "{} REGISTER refresh(es) went first to the address of the last successful registration{declared}",
         found.judged
     );
-    let unexercised = format!(
-        "no REGISTER refresh followed a successful registration{}",
-        match (registrar_failed, outside_claim) {
-            (0, 0) => String::new(),
-            (failed, outside) => format!(
-                " while the registrar was known good{} ({failed} after it failed, {outside} outside the declared failback window)",
-                if claimed {
-                    " and within the declared failback window"
-                } else {
-                    ""
-                }
-            ),
-        }
-    );
+    let mut left_out = Vec::new();
+    if registrar_failed > 0 {
+        left_out.push(format!(
+            "{registrar_failed} came after the registrar failed"
+        ));
+    }
+    if outside_claim > 0 {
+        left_out.push(format!(
+            "{outside_claim} came outside the declared failback window"
+        ));
+    }
+    let unexercised = if left_out.is_empty() {
+        "no REGISTER refresh followed a successful registration".to_owned()
+    } else {
+        format!(
+            "no REGISTER refresh could be judged: {}",
+            left_out.join(", ")
+        )
+    };
     found.verdict(
         "D4",
         level,

@@ -133,7 +133,9 @@ fn d4_is_not_judged_while_the_registrar_is_known_to_have_failed() {
     let verdict = run("D4", &tl, &profile(Some(2)));
     assert_eq!(verdict.status, Status::Inconclusive);
     assert!(
-        verdict.sentence.contains("1 after it failed"),
+        verdict
+            .sentence
+            .contains("1 came after the registrar failed"),
         "{}",
         verdict.sentence
     );
