@@ -115,7 +115,11 @@ impl World {
         for server in self.servers {
             server.shutdown().await;
         }
-        drop(self.watcher);
+        if let Some(watcher) = self.watcher {
+            // Dropping it joins the reader threads, which wake from their 100 ms read timeout:
+            // off the runtime's threads, or a case running beside this one stalls that long.
+            let _ = tokio::task::spawn_blocking(move || drop(watcher)).await;
+        }
         self.dns.shutdown().await?;
         Ok(())
     }
