@@ -118,13 +118,11 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         started,
         seed: options.seed,
         dut: options.dut.name().into(),
-        profile: ProfileSummary {
-            device: profile.device.clone(),
-            name: profile.name.clone(),
-            t1_ms: profile.t1.as_secs_f64() * 1000.0,
-            t2_ms: profile.t2.as_secs_f64() * 1000.0,
-            dirty_host_ttl_s: profile.dirty_host_ttl.map(|d| d.as_secs_f64()),
-        },
+        profile: ProfileSummary::of(
+            &profile,
+            &options.profile.display().to_string(),
+            &std::fs::read(&options.profile).unwrap_or_default(),
+        ),
         faults: options
             .faults
             .iter()

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::baseline::Comparison;
 use super::case::CaseResult;
 use crate::checks::{Level, Status};
+use crate::model::profile::Profile;
 
 /// The report schema's version; readers refuse what they do not know.
 pub const SCHEMA: &str = "srvlab-report/1";
@@ -31,13 +32,55 @@ pub struct Manifest {
     pub cases: Vec<CaseFile>,
 }
 
+/// The device profile the run was judged against: what the device is configured with and
+/// claims. A reader of the report sees which promises turned a SHOULD into a PROFILE verdict.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProfileSummary {
+    /// The profile file and a hash of its bytes.
+    #[serde(default)]
+    pub file: String,
+    #[serde(default)]
+    pub fnv1a64: String,
     pub device: String,
     pub name: String,
     pub t1_ms: f64,
     pub t2_ms: f64,
     pub dirty_host_ttl_s: Option<f64>,
+    #[serde(default)]
+    pub transports: Vec<String>,
+    #[serde(default)]
+    pub failover_codes: Vec<u16>,
+    #[serde(default)]
+    pub failover_after_ms: Option<f64>,
+    /// Declared behaviours (`naptr`, `a_record_fallback`, `refusal_failover`); absent: none.
+    #[serde(default)]
+    pub claims: BTreeMap<String, bool>,
+}
+
+impl ProfileSummary {
+    pub fn of(profile: &Profile, file: &str, bytes: &[u8]) -> Self {
+        let claims = [
+            ("naptr", profile.naptr),
+            ("a_record_fallback", profile.a_record_fallback),
+            ("refusal_failover", profile.refusal_failover),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name.to_string(), v)))
+        .collect();
+        Self {
+            file: file.to_string(),
+            fnv1a64: fnv1a64(bytes),
+            device: profile.device.clone(),
+            name: profile.name.clone(),
+            t1_ms: profile.t1.as_secs_f64() * 1000.0,
+            t2_ms: profile.t2.as_secs_f64() * 1000.0,
+            dirty_host_ttl_s: profile.dirty_host_ttl.map(|d| d.as_secs_f64()),
+            transports: profile.transports.iter().map(ToString::to_string).collect(),
+            failover_codes: profile.failover_codes.clone(),
+            failover_after_ms: profile.failover_after.map(|d| d.as_secs_f64() * 1000.0),
+            claims,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
