@@ -469,7 +469,7 @@ fn ctrl_c_writes_the_reports_of_what_ran_and_exits_3() {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let out = std::env::temp_dir().join(format!("srvlab-suite-{}-ctrl-c", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+    let child = Command::new(env!("CARGO_BIN_EXE_srvlab"))
         .args(["run", "cases/failover/seed-crash.yaml", "--out"])
         .arg(&out)
         .current_dir(root())
