@@ -491,3 +491,48 @@ fn a_broken_case_exits_2_and_names_its_place() {
     );
     assert!(Path::new(&root()).join("cases").is_dir());
 }
+
+#[test]
+fn ctrl_c_writes_the_reports_of_what_ran_and_exits_3() {
+    let _one = ONE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let out = std::env::temp_dir().join(format!("srvlab-suite-{}-ctrl-c", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let child = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+        .args(["run", "cases/failover/seed-crash.yaml", "--out"])
+        .arg(&out)
+        .current_dir(root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // seed-crash takes seconds; interrupt it once its timeline has events.
+    let timeline = out.join("cases/seed-crash/timeline.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_to_string(&timeline).map_or(0, |t| t.lines().count()) < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the case never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("interrupted"));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let case = &report["cases"][0];
+    assert!(
+        case["error"].as_str().unwrap().contains("interrupted"),
+        "{case}"
+    );
+    assert_eq!(report["counts"]["errors"], 1);
+    check_pcap(&out.join(case["capture"].as_str().unwrap()));
+    assert!(out.join("junit.xml").is_file() && out.join("summary.md").is_file());
+}

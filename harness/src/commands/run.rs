@@ -118,13 +118,11 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         started,
         seed: options.seed,
         dut: options.dut.name().into(),
-        profile: ProfileSummary {
-            device: profile.device.clone(),
-            name: profile.name.clone(),
-            t1_ms: profile.t1.as_secs_f64() * 1000.0,
-            t2_ms: profile.t2.as_secs_f64() * 1000.0,
-            dirty_host_ttl_s: profile.dirty_host_ttl.map(|d| d.as_secs_f64()),
-        },
+        profile: ProfileSummary::of(
+            &profile,
+            &options.profile.display().to_string(),
+            &std::fs::read(&options.profile).unwrap_or_default(),
+        ),
         faults: options
             .faults
             .iter()
@@ -184,48 +182,101 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs every case, `jobs` at a time where their addresses do not collide, printing one line
-/// per case as it ends; the results come back in file order.
+/// per case as it ends; the results come back in file order. Ctrl-C or SIGTERM stops the run:
+/// cases still running are marked interrupted (their timelines and captures are already on
+/// disk), the rest not run, and the reports are written all the same.
 async fn run_all(cases: &[Case], options: &RunOptions, out: &Path, jobs: usize) -> Vec<CaseResult> {
+    use tokio::signal::unix::{SignalKind, signal};
     let total = cases.len();
     let cases: Vec<Arc<Case>> = cases.iter().cloned().map(Arc::new).collect();
     let mut schedule = Schedule::new(cases.iter().map(|c| footprint(c)).collect(), jobs);
     let mut results: Vec<Option<CaseResult>> = vec![None; total];
     let mut running = tokio::task::JoinSet::new();
+    let mut tasks = std::collections::HashMap::new();
     let mut done = 0;
+    let (mut interrupt, mut terminate) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(interrupt), Ok(terminate)) => (Some(interrupt), Some(terminate)),
+        _ => (None, None),
+    };
+    let mut stopped = None;
     while !schedule.is_done() {
         while let Some(index) = schedule.start_next() {
             let case = cases[index].clone();
             let options = options.clone();
             let dir = case_dir(out, &case.id);
             let out = out.to_path_buf();
-            running.spawn(async move {
+            let handle = running.spawn(async move {
                 let result = run_case(&case, &options, &dir, &out).await;
                 // Lets the world's sockets close before another case takes its addresses.
                 tokio::time::sleep(BETWEEN_CASES).await;
-                (index, result)
+                result
             });
+            tasks.insert(handle.id(), index);
         }
-        let Some(joined) = running.join_next().await else {
+        let joined = tokio::select! {
+            joined = running.join_next_with_id() => joined,
+            Some(()) = async { interrupt.as_mut()?.recv().await } => {
+                stopped = Some("interrupted (Ctrl-C)");
+                break;
+            }
+            Some(()) = async { terminate.as_mut()?.recv().await } => {
+                stopped = Some("stopped (SIGTERM)");
+                break;
+            }
+        };
+        let Some(joined) = joined else {
             break;
         };
-        let (index, result) = match joined {
-            Ok(finished) => finished,
+        let (id, result) = match joined {
+            Ok((id, result)) => (id, result),
             // A panic in a case is a bug of srvlab; the case is reported as not carried out.
             Err(err) => {
+                let index = tasks.get(&err.id()).copied();
                 eprintln!("srvlab: a case task failed: {err}");
+                if let Some(index) = index {
+                    schedule.finished(index);
+                    results[index] = Some(CaseResult::not_run(
+                        &cases[index],
+                        &format!("srvlab failed while running it: {err}"),
+                    ));
+                }
                 continue;
             }
+        };
+        let Some(index) = tasks.get(&id).copied() else {
+            continue;
         };
         schedule.finished(index);
         done += 1;
         say!("[{done}/{total}] {}", case_line(&result));
         results[index] = Some(result);
     }
+    if let Some(why) = stopped {
+        eprintln!("srvlab: {why}; writing the reports of what ran");
+        running.abort_all();
+        for index in tasks.values() {
+            if results[*index].is_none() {
+                let mut result = CaseResult::not_run(
+                    &cases[*index],
+                    &format!("{why} while it ran; its timeline and capture hold what happened"),
+                );
+                let dir = Path::new("cases").join(&cases[*index].id);
+                result.timeline = dir.join("timeline.jsonl").display().to_string();
+                result.capture = dir.join("capture.pcap").display().to_string();
+                results[*index] = Some(result);
+            }
+        }
+    }
     results
         .into_iter()
         .zip(&cases)
         .map(|(result, case)| {
-            result.unwrap_or_else(|| CaseResult::not_run(case, "the case's task panicked"))
+            result.unwrap_or_else(|| {
+                CaseResult::not_run(case, "not run: the run was stopped before it")
+            })
         })
         .collect()
 }

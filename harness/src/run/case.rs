@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -144,14 +145,18 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
     };
     match World::start(case, &world_options, timeline.clone()).await {
         Ok(world) => {
-            let dns = world.dns().addr();
-            match act(case, options, &world, dns).await {
+            let world = Arc::new(world);
+            match act_on_own_thread(case, options, &world).await {
                 Ok(outcomes) => result.outcomes = outcomes,
                 Err(err) => result.error = Some(err),
             }
             // Late packets (retransmitted responses, ACKs) still belong to the case.
             tokio::time::sleep(options.profile.t1 * 4).await;
-            if let Err(err) = world.shutdown().await {
+            let stopped = match Arc::try_unwrap(world) {
+                Ok(world) => world.shutdown().await.map_err(|err| err.to_string()),
+                Err(_) => Err("the device still held it".to_string()),
+            };
+            if let Err(err) = stopped {
                 timeline.record(EventKind::Note {
                     text: format!("the world did not stop cleanly: {err}"),
                 });
@@ -183,6 +188,37 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
     }
     result.seconds = started.elapsed().as_secs_f64();
     result
+}
+
+/// Runs the reference UA on a thread and runtime of its own, as a device is a machine of its
+/// own: when other cases judge long timelines or write captures on the shared runtime, the
+/// device's timers still fire on time (T1 at 20 ms leaves ±2 ms).
+async fn act_on_own_thread(
+    case: &Case,
+    options: &RunOptions,
+    world: &Arc<World>,
+) -> Result<Vec<String>, String> {
+    let (case, options, world) = (Arc::new(case.clone()), options.clone(), world.clone());
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("device {}", case.id))
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|err| format!("no runtime for the device: {err}"))
+                .and_then(|runtime| {
+                    let dns = world.dns().addr();
+                    runtime.block_on(act(&case, &options, &world, dns))
+                });
+            // Dropped here, so the world is the runner's alone again once the result is in.
+            drop(world);
+            let _ = done.send(result);
+        })
+        .map_err(|err| format!("no thread for the device: {err}"))?;
+    outcome
+        .await
+        .map_err(|_| "the device's thread ended without a result".to_string())?
 }
 
 /// Carries out the case's steps with the reference UA.

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::baseline::Comparison;
 use super::case::CaseResult;
 use crate::checks::{Level, Status};
+use crate::model::profile::Profile;
 
 /// The report schema's version; readers refuse what they do not know.
 pub const SCHEMA: &str = "srvlab-report/1";
@@ -31,13 +32,55 @@ pub struct Manifest {
     pub cases: Vec<CaseFile>,
 }
 
+/// The device profile the run was judged against: what the device is configured with and
+/// claims. A reader of the report sees which promises turned a SHOULD into a PROFILE verdict.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProfileSummary {
+    /// The profile file and a hash of its bytes.
+    #[serde(default)]
+    pub file: String,
+    #[serde(default)]
+    pub fnv1a64: String,
     pub device: String,
     pub name: String,
     pub t1_ms: f64,
     pub t2_ms: f64,
     pub dirty_host_ttl_s: Option<f64>,
+    #[serde(default)]
+    pub transports: Vec<String>,
+    #[serde(default)]
+    pub failover_codes: Vec<u16>,
+    #[serde(default)]
+    pub failover_after_ms: Option<f64>,
+    /// Declared behaviours (`naptr`, `a_record_fallback`, `refusal_failover`); absent: none.
+    #[serde(default)]
+    pub claims: BTreeMap<String, bool>,
+}
+
+impl ProfileSummary {
+    pub fn of(profile: &Profile, file: &str, bytes: &[u8]) -> Self {
+        let claims = [
+            ("naptr", profile.naptr),
+            ("a_record_fallback", profile.a_record_fallback),
+            ("refusal_failover", profile.refusal_failover),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name.to_string(), v)))
+        .collect();
+        Self {
+            file: file.to_string(),
+            fnv1a64: fnv1a64(bytes),
+            device: profile.device.clone(),
+            name: profile.name.clone(),
+            t1_ms: profile.t1.as_secs_f64() * 1000.0,
+            t2_ms: profile.t2.as_secs_f64() * 1000.0,
+            dirty_host_ttl_s: profile.dirty_host_ttl.map(|d| d.as_secs_f64()),
+            transports: profile.transports.iter().map(ToString::to_string).collect(),
+            failover_codes: profile.failover_codes.clone(),
+            failover_after_ms: profile.failover_after.map(|d| d.as_secs_f64() * 1000.0),
+            claims,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -229,10 +272,13 @@ impl Report {
         let mut by_case: BTreeMap<usize, TestSuite> = BTreeMap::new();
         for (index, case) in self.cases.iter().enumerate() {
             let mut suite = TestSuite::new(case.id.clone());
+            suite.set_time(std::time::Duration::from_secs_f64(case.seconds.max(0.0)));
             if let Some(error) = &case.error {
                 let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
                 status.set_message(error.clone());
-                suite.add_test_case(TestCase::new("run", status));
+                let mut test = TestCase::new("run", status);
+                test.set_classname(format!("srvlab.{}", case.id));
+                suite.add_test_case(test);
             }
             for v in &case.verdicts {
                 let known = self
@@ -308,4 +354,128 @@ pub fn fnv1a64(bytes: &[u8]) -> String {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::Verdict;
+    use crate::run::baseline::Deviation;
+
+    /// A run with one of each verdict, a case that could not run, and a baseline: every part
+    /// of the three formats, built by hand so the snapshots hold exactly.
+    fn sample() -> Report {
+        let verdict = |id: &str, level, status, sentence: &str| Verdict {
+            figures: serde_json::json!({"measured_ms": 1283.4, "expected_ms": 1280.0}),
+            evidence: vec![4, 9],
+            ..Verdict::new(id, level, status, sentence)
+        };
+        let case = |id: &str, verdicts: Vec<Verdict>, error: Option<&str>| CaseResult {
+            id: id.into(),
+            title: format!("the {id} case"),
+            file: format!("cases/{id}.yaml"),
+            covers: verdicts.iter().map(|v| v.id.clone()).collect(),
+            seconds: 1.5,
+            error: error.map(Into::into),
+            outcomes: vec!["INVITE → 200 from 127.0.0.114:5060 over udp".into()],
+            verdicts,
+            timeline: format!("cases/{id}/timeline.jsonl"),
+            capture: format!("cases/{id}/capture.pcap"),
+        };
+        let cases = vec![
+            case(
+                "seed-crash",
+                vec![
+                    verdict(
+                        "F1",
+                        Level::Must,
+                        Status::Pass,
+                        "moved on at 1.283 s = 64.2·T1",
+                    ),
+                    verdict(
+                        "D1",
+                        Level::Profile,
+                        Status::Fail,
+                        "chose 52 again at 0.500 s | while dirty",
+                    ),
+                    verdict("L4", Level::Should, Status::Warn, "the first query was SRV"),
+                    verdict("F4", Level::Info, Status::Info, "no failover after 486"),
+                    verdict(
+                        "D2",
+                        Level::Profile,
+                        Status::Inconclusive,
+                        "52 was never chosen",
+                    ),
+                    verdict("F5", Level::Should, Status::NotApplicable, "no Retry-After"),
+                ],
+                None,
+            ),
+            case("stalled", Vec::new(), Some("the device never showed up")),
+        ];
+        let mut report = Report::new(
+            Manifest {
+                srvlab: "0.1.0".into(),
+                started: "2026-11-25T04:00:00Z".into(),
+                seed: 7,
+                dut: "reference".into(),
+                profile: ProfileSummary {
+                    file: "fixtures/profiles/reference.yaml".into(),
+                    fnv1a64: "0123456789abcdef".into(),
+                    device: "reference".into(),
+                    name: "srvlab reference UA".into(),
+                    t1_ms: 20.0,
+                    t2_ms: 4000.0,
+                    dirty_host_ttl_s: Some(2.0),
+                    transports: vec!["udp".into(), "tcp".into()],
+                    failover_codes: vec![480],
+                    failover_after_ms: None,
+                    claims: [("naptr".to_string(), true)].into_iter().collect(),
+                },
+                faults: vec!["no-dirty-host".into()],
+                host: "lab".into(),
+                cases: vec![CaseFile {
+                    id: "seed-crash".into(),
+                    file: "cases/seed-crash.yaml".into(),
+                    fnv1a64: "fedcba9876543210".into(),
+                }],
+            },
+            cases,
+        );
+        let deviation = |check: &str, reason: &str| Deviation {
+            case: "seed-crash".into(),
+            check: check.into(),
+            reason: reason.into(),
+        };
+        report.baseline = Some(Comparison {
+            file: "baseline.yaml".into(),
+            new: Vec::new(),
+            known: vec![deviation("D1", "FW-1234: dirty host kept 30 s")],
+            resolved: vec![deviation("T1", "FW-99")],
+        });
+        report
+    }
+
+    #[test]
+    fn report_json_keeps_its_schema() {
+        insta::assert_json_snapshot!(sample());
+    }
+
+    #[test]
+    fn summary_md_reads_as_a_table() {
+        insta::assert_snapshot!(sample().markdown());
+    }
+
+    #[test]
+    fn junit_has_one_testcase_per_verdict_and_known_deviations_skipped() {
+        let xml = sample().junit().to_string().unwrap();
+        insta::assert_snapshot!(xml);
+    }
+
+    #[test]
+    fn against_a_baseline_only_new_failures_fail_the_run() {
+        let mut report = sample();
+        assert!(!report.fails());
+        report.baseline = None;
+        assert!(report.fails());
+    }
 }

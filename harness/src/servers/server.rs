@@ -392,35 +392,34 @@ impl Core {
         }
         for response in responses {
             let bytes = response.to_bytes();
+            // Recorded before it goes out: the device answers at once (an ACK to a 503), and
+            // the kernel stamps its packet; a response recorded after a busy scheduler let
+            // that packet in would read as an ACK before the response.
+            self.timeline.record(EventKind::SipSent(SipMessage {
+                server: self.name.clone(),
+                transport: path.transport,
+                local: path.local,
+                remote: path.remote,
+                summary: response.summary(),
+                seen_ns: None,
+                raw: bytes.clone(),
+            }));
             let sent = match &path.reply {
                 Reply::Udp(socket) => socket.send_to(&bytes, path.remote).await.map(|_| ()),
                 Reply::Tcp(writer) => writer
-                    .send(bytes.clone())
+                    .send(bytes)
                     .map_err(|_| io::Error::from(io::ErrorKind::NotConnected)),
             };
-            match sent {
-                Ok(()) => {
-                    self.timeline.record(EventKind::SipSent(SipMessage {
-                        server: self.name.clone(),
-                        transport: path.transport,
-                        local: path.local,
-                        remote: path.remote,
-                        summary: response.summary(),
-                        seen_ns: None,
-                        raw: bytes,
-                    }));
-                }
-                Err(err) => {
-                    self.timeline.record(EventKind::Note {
-                        text: format!(
-                            "{}: could not send {} to {} over {}: {err}",
-                            self.name,
-                            response.summary(),
-                            path.remote,
-                            path.transport
-                        ),
-                    });
-                }
+            if let Err(err) = sent {
+                self.timeline.record(EventKind::Note {
+                    text: format!(
+                        "{}: the {} above to {} over {} was not sent: {err}",
+                        self.name,
+                        response.summary(),
+                        path.remote,
+                        path.transport
+                    ),
+                });
             }
         }
     }

@@ -3,6 +3,8 @@
 //! sockets (so ICMP port unreachable surfaces as ECONNREFUSED) and TCP, and tokio timers.
 //! Everything the UA decides happens in [`Agent`]; this only carries it out.
 
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -248,9 +250,13 @@ impl Ua {
 }
 
 /// tokio's timer wheel has 1 ms ticks and wakes up to ~2 ms late; at T1 = 20 ms a
-/// retransmission must come within ±2 ms. So: sleep to just before the deadline, then yield
-/// until it is due (other tasks keep running meanwhile).
+/// retransmission must come within ±2 ms. So the deadline is a timerfd of its own.
 async fn sleep_precisely(until: Instant) {
+    if let Some(timer) = PreciseTimer::start(until) {
+        timer.wait(until).await;
+        return;
+    }
+    // No timerfd: sleep to just before the deadline, then yield until it is due.
     const MARGIN: Duration = Duration::from_millis(3);
     if let Some(coarse) = until.checked_sub(MARGIN)
         && coarse > Instant::now()
@@ -259,6 +265,60 @@ async fn sleep_precisely(until: Instant) {
     }
     while Instant::now() < until {
         tokio::task::yield_now().await;
+    }
+}
+
+/// A one-shot timerfd in the runtime's epoll set: the kernel's high-resolution timer wakes the
+/// device's thread at the deadline, without spinning (several devices spinning on two cores
+/// starved each other by milliseconds).
+struct PreciseTimer(tokio::io::unix::AsyncFd<TimerHandle>);
+
+struct TimerHandle(TimerFd);
+
+impl std::os::fd::AsRawFd for TimerHandle {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd as _;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+impl PreciseTimer {
+    fn start(until: Instant) -> Option<Self> {
+        let left = until.checked_duration_since(Instant::now())?;
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )
+        .ok()?;
+        // A zero expiration would disarm the timer: at least one nanosecond.
+        let left = left.max(Duration::from_nanos(1));
+        timer
+            .set(
+                Expiration::OneShot(TimeSpec::from_duration(left)),
+                TimerSetTimeFlags::empty(),
+            )
+            .ok()?;
+        // SAFETY: `TimerHandle` owns the timerfd and is moved into the `AsyncFd`, so the
+        // descriptor stays open and the same for the `AsyncFd`'s whole life, and `as_raw_fd`
+        // always returns it.
+        unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(
+                TimerHandle(timer),
+                tokio::io::Interest::READABLE,
+            )
+        }
+        .ok()
+        .map(Self)
+    }
+
+    async fn wait(self, until: Instant) {
+        while Instant::now() < until {
+            match self.0.readable().await {
+                Ok(mut ready) => ready.clear_ready(),
+                // The reactor is gone (the runtime is shutting down): nothing left to wait for.
+                Err(_) => return,
+            }
+        }
     }
 }
 
