@@ -55,6 +55,14 @@ pub struct ProfileSummary {
     /// Declared behaviours (`naptr`, `a_record_fallback`, `refusal_failover`); absent: none.
     #[serde(default)]
     pub claims: BTreeMap<String, bool>,
+    /// Snom's retry after a failed registration (D5), when declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_failed_register_s: Option<f64>,
+    /// Yealink/Polycom failback mode (D4, D6), when declared, with its timeout (`duration`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback_timeout_s: Option<f64>,
 }
 
 impl ProfileSummary {
@@ -79,6 +87,14 @@ impl ProfileSummary {
             failover_codes: profile.failover_codes.clone(),
             failover_after_ms: profile.failover_after.map(|d| d.as_secs_f64() * 1000.0),
             claims,
+            retry_after_failed_register_s: profile
+                .retry_after_failed_register
+                .map(|d| d.as_secs_f64()),
+            failback_mode: profile.failback_mode.map(|m| m.name().to_string()),
+            failback_timeout_s: profile
+                .failback_mode
+                .filter(|m| *m == crate::model::profile::FailbackMode::Duration)
+                .map(|_| profile.failback_window().map_or(0.0, |w| w.as_secs_f64())),
         }
     }
 }
@@ -377,6 +393,7 @@ mod tests {
             covers: verdicts.iter().map(|v| v.id.clone()).collect(),
             seconds: 1.5,
             error: error.map(Into::into),
+            settings: Vec::new(),
             outcomes: vec!["INVITE → 200 from 127.0.0.114:5060 over udp".into()],
             verdicts,
             timeline: format!("cases/{id}/timeline.jsonl"),
@@ -430,6 +447,9 @@ mod tests {
                     failover_codes: vec![480],
                     failover_after_ms: None,
                     claims: [("naptr".to_string(), true)].into_iter().collect(),
+                    retry_after_failed_register_s: None,
+                    failback_mode: None,
+                    failback_timeout_s: None,
                 },
                 faults: vec!["no-dirty-host".into()],
                 host: "lab".into(),
@@ -453,6 +473,42 @@ mod tests {
             resolved: vec![deviation("T1", "FW-99")],
         });
         report
+    }
+
+    #[test]
+    fn case_settings_and_registration_claims_are_reported() {
+        let mut report = sample();
+        report.cases[0].settings = vec!["failover_after = 15·T1 = 300ms".into()];
+        let markdown = report.markdown();
+        assert!(
+            markdown.contains("Cases that configure the device beyond the profile")
+                && markdown.contains("- seed-crash: failover_after = 15·T1 = 300ms"),
+            "{markdown}"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["cases"][0]["settings"][0],
+            "failover_after = 15·T1 = 300ms"
+        );
+        assert!(json["cases"][1].get("settings").is_none());
+
+        let file = crate::model::diag::SourceFile::new(
+            "p.yaml",
+            "device: y\nt1: 500ms\nretry_after_failed_register: 300s\nfailback_mode: duration\n",
+        );
+        let profile = Profile::parse(&file).0.unwrap();
+        let summary = serde_json::to_value(ProfileSummary::of(&profile, "p.yaml", b"")).unwrap();
+        assert_eq!(summary["retry_after_failed_register_s"], 300.0);
+        assert_eq!(summary["failback_mode"], "duration");
+        assert_eq!(summary["failback_timeout_s"], 3600.0);
+        let plain = Profile {
+            retry_after_failed_register: None,
+            failback_mode: None,
+            ..profile
+        };
+        let summary = serde_json::to_value(ProfileSummary::of(&plain, "p.yaml", b"")).unwrap();
+        assert!(summary.get("retry_after_failed_register_s").is_none());
+        assert!(summary.get("failback_mode").is_none());
     }
 
     #[test]
