@@ -536,3 +536,27 @@ fn ctrl_c_writes_the_reports_of_what_ran_and_exits_3() {
     check_pcap(&out.join(case["capture"].as_str().unwrap()));
     assert!(out.join("junit.xml").is_file() && out.join("summary.md").is_file());
 }
+
+#[test]
+fn a_case_needing_what_the_profile_lacks_is_not_applicable() {
+    // RFC 3261 defaults: UDP only, no dirty-host TTL. seed-crash waits in dirty-host TTLs and
+    // transport-param needs TCP: neither can judge this device, and neither is an error.
+    let run = run(
+        "requires",
+        &[
+            "cases/failover/seed-crash.yaml",
+            "cases/resolution/transport-param.yaml",
+            "--profile",
+            "fixtures/profiles/rfc3261.yaml",
+        ],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    assert_eq!(run.report["counts"]["errors"], 0);
+    let not_applicable = verdicts(&run.report, "not_applicable");
+    assert!(not_applicable.contains(&("seed-crash".to_string(), "D1".to_string())));
+    assert!(not_applicable.contains(&("transport-param".to_string(), "L3".to_string())));
+    let sentence = run.report["cases"][0]["verdicts"][0]["sentence"]
+        .as_str()
+        .unwrap();
+    assert!(sentence.contains("needs a dirty-host TTL"), "{sentence}");
+}

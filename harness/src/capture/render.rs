@@ -101,7 +101,8 @@ impl Renderer {
             | EventKind::Refused(_)
             | EventKind::PhaseChanged(_)
             | EventKind::Step { .. }
-            | EventKind::Note { .. } => {}
+            | EventKind::Note { .. }
+            | EventKind::HostDelay { .. } => {}
         }
         Ok(out)
     }

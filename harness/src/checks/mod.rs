@@ -97,6 +97,19 @@ pub const IMPLEMENTED: &[&str] = &[
     "D6",
 ];
 
+/// A checklist row's level as CONFORMANCE.md gives it (a profile's claim may raise a SHOULD to
+/// PROFILE when the check is judged).
+pub fn level_of(id: &str) -> Option<Level> {
+    Some(match id {
+        "L1" | "L2" | "L3" | "L5" | "L7" | "L8" | "L9" | "L10" | "L11" | "T1" | "T2" | "T3"
+        | "T5" | "T6" | "F1" | "F3" | "C1" | "C2" => Level::Must,
+        "L4" | "L12" | "F2" | "F5" | "D4" | "D5" => Level::Should,
+        "L6" | "F4" | "D3" | "D6" | "C3" => Level::Info,
+        "T4" | "D1" | "D2" => Level::Profile,
+        _ => return None,
+    })
+}
+
 /// Judges one check on one run. L9 uses [`weights::DEFAULT_ALPHA`]; call
 /// [`weights::l9`] for another alpha.
 pub fn judge(id: &str, ctx: &Context) -> Result<Verdict, CheckError> {

@@ -378,6 +378,22 @@ fn weird_timelines_do_not_panic() {
 }
 
 #[test]
+fn every_row_has_its_level_and_checks_judge_at_it() {
+    let zones = zones(ZONE);
+    let profile = profile(Some(2));
+    let ctx = Context {
+        profile: &profile,
+        zones: &zones,
+        servers: &[],
+        events: &[],
+    };
+    for id in crate::model::steps::CHECKLIST {
+        let level = crate::checks::level_of(id).unwrap_or_else(|| panic!("no level for {id}"));
+        assert_eq!(judge(id, &ctx).unwrap().level, level, "{id}");
+    }
+}
+
+#[test]
 fn unknown_ids_are_errors() {
     let zones = zones(ZONE);
     let profile = profile(None);
@@ -612,6 +628,38 @@ fn t1_timer_a_doubles() {
         .invite(S52, "b1", "c1", 1.0)
         .respond(S52, 200, "b1", "c1", 2.0);
     assert_eq!(status("T1", &answered), Status::Inconclusive);
+}
+
+#[test]
+fn t1_leaves_out_a_copy_the_host_delayed_and_says_so() {
+    // Copy 2 went out 3.5 ms late: out of ±2 ms.
+    let late = |tl: &mut Tl| {
+        tl.query(UDP, "SRV", 0.0);
+        for at in [1.0, 24.5, 61.0, 141.0, 301.0, 621.0, 1261.0] {
+            tl.invite(S52, "b1", "c1", at);
+        }
+        tl.invite(S114, "b2", "c1", 1281.0)
+            .respond(S114, 200, "b2", "c1", 1282.0);
+    };
+    let mut device = Tl::default();
+    late(&mut device);
+    assert_eq!(status("T1", &device), Status::Fail);
+    // The same, with the reference UA's report that the host ran it late: not held against it.
+    let mut harness = Tl::default();
+    late(&mut harness);
+    harness.at(24.6, EventKind::HostDelay { late_ns: 3_500_000 });
+    let verdict = run("T1", &harness, &profile(None));
+    assert_eq!(verdict.status, Status::Pass, "{}", verdict.sentence);
+    assert!(
+        verdict.sentence.contains("1 interval(s) not judged"),
+        "{}",
+        verdict.sentence
+    );
+    // A report about another moment excuses nothing.
+    let mut elsewhere = Tl::default();
+    late(&mut elsewhere);
+    elsewhere.at(500.0, EventKind::HostDelay { late_ns: 3_500_000 });
+    assert_eq!(status("T1", &elsewhere), Status::Fail);
 }
 
 #[test]

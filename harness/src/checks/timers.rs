@@ -13,6 +13,7 @@ use super::failures::failures;
 use super::measure::{FLOOR, duration, in_t1, millis, ns, plus_minus, secs, tolerance, within};
 use super::verdict::Findings;
 use super::verdict::{Level, Status, Verdict};
+use crate::timeline::EventKind;
 use crate::timeline::Transport;
 
 /// When a request's copies are due: each interval twice the last from T1, capped at T2 for a
@@ -67,6 +68,36 @@ struct Copies {
     evidence: Vec<u64>,
     /// Attempts with at least one interval judged at the cap.
     capped: usize,
+    /// Intervals out of tolerance that srvlab's host made so: the reference UA reported the
+    /// copy late (`EventKind::HostDelay`). Left out, and said so.
+    host_delayed: Vec<String>,
+}
+
+impl Copies {
+    /// "; 1 interval not judged: …" for a verdict's sentence, or nothing.
+    fn host_delay_clause(&self) -> String {
+        match self.host_delayed.as_slice() {
+            [] => String::new(),
+            delayed => format!(
+                "; {} interval(s) not judged because srvlab's host ran the reference UA late ({})",
+                delayed.len(),
+                delayed.join(", ")
+            ),
+        }
+    }
+}
+
+/// How late the host ran the reference UA for the copy the server stamped at `copy_ns`, when
+/// it said so: its report comes right after the copy went out.
+fn host_delay(ctx: &Context, copy_ns: u64) -> Option<u64> {
+    ctx.events.iter().find_map(|event| match event.kind {
+        EventKind::HostDelay { late_ns }
+            if event.t_ns + 1_000_000 >= copy_ns && event.t_ns <= copy_ns + 5_000_000 =>
+        {
+            Some(late_ns)
+        }
+        _ => None,
+    })
 }
 
 /// Judges every unanswered, unrefused UDP attempt `wanted` picks: each interval between copies
@@ -111,6 +142,20 @@ fn judge_copies(ctx: &Context, wanted: fn(&Attempt) -> bool, schedule: Schedule)
                 let interval = pair[1].t_ns.saturating_sub(pair[0].t_ns);
                 let expected = schedule.interval(k);
                 if !within(interval, expected) {
+                    let late =
+                        host_delay(ctx, pair[1].t_ns).or_else(|| host_delay(ctx, pair[0].t_ns));
+                    if let Some(late_ns) = late {
+                        found.host_delayed.push(format!(
+                            "copy {} of {} {}: {} after copy {}, the copy {} late",
+                            k + 2,
+                            attempt.method,
+                            attempt.describe(),
+                            millis(interval),
+                            k + 1,
+                            millis(late_ns)
+                        ));
+                        continue;
+                    }
                     problem = Some((
                         format!(
                             "{} to {}: copy {} came {} ({}) after copy {}; expected {} = {} ± {} (T1 = {}{})",
@@ -175,6 +220,7 @@ pub fn t1(ctx: &Context) -> Verdict {
         "t1_ms": ns(t1) as f64 / 1e6,
         "tolerance": "±10 % of each expected interval, at least ±2 ms",
         "attempts": found.measured,
+        "host_delayed": found.host_delayed,
     });
     if let Some((sentence, seqs)) = found.bad.first() {
         return Verdict::new("T1", level, Verdict::violation(level), sentence.clone())
@@ -195,9 +241,10 @@ pub fn t1(ctx: &Context) -> Verdict {
         level,
         Status::Pass,
         format!(
-            "{} unanswered UDP INVITE attempt(s) were retransmitted at T1, 3·T1, 7·T1… within ±10 % or ±2 ms (T1 = {})",
+            "{} unanswered UDP INVITE attempt(s) were retransmitted at T1, 3·T1, 7·T1… within ±10 % or ±2 ms (T1 = {}){}",
             found.judged,
-            millis(ns(t1))
+            millis(ns(t1)),
+            found.host_delay_clause()
         ),
     )
     .with_evidence(found.evidence)
@@ -225,6 +272,7 @@ pub fn t2(ctx: &Context) -> Verdict {
         "t2_cap_exercised": found.capped > 0,
         "tolerance": "±10 % of each expected interval, at least ±2 ms",
         "attempts": found.measured,
+        "host_delayed": found.host_delayed,
     });
     if let Some((sentence, seqs)) = found.bad.first() {
         return Verdict::new("T2", level, Verdict::violation(level), sentence.clone())
@@ -261,6 +309,7 @@ pub fn t2(ctx: &Context) -> Verdict {
             }
         )
     };
+    let sentence = sentence + &found.host_delay_clause();
     Verdict::new("T2", level, Status::Pass, sentence)
         .with_evidence(found.evidence)
         .with_figures(figures)

@@ -12,7 +12,7 @@ use srvlab::model::profile::Profile;
 use srvlab::run::baseline::Baseline;
 use srvlab::run::case::{BETWEEN_CASES, CaseResult, RunOptions, case_dir, run_case};
 use srvlab::run::report::{CaseFile, Manifest, ProfileSummary, Report, fnv1a64, status_name};
-use srvlab::run::schedule::{Schedule, footprint};
+use srvlab::run::schedule::Schedule;
 use srvlab::timeline::jsonl::Header;
 use srvlab::ua::{Fault, Faults};
 
@@ -189,7 +189,7 @@ async fn run_all(cases: &[Case], options: &RunOptions, out: &Path, jobs: usize) 
     use tokio::signal::unix::{SignalKind, signal};
     let total = cases.len();
     let cases: Vec<Arc<Case>> = cases.iter().cloned().map(Arc::new).collect();
-    let mut schedule = Schedule::new(cases.iter().map(|c| footprint(c)).collect(), jobs);
+    let mut schedule = Schedule::of(&cases, jobs);
     let mut results: Vec<Option<CaseResult>> = vec![None; total];
     let mut running = tokio::task::JoinSet::new();
     let mut tasks = std::collections::HashMap::new();

@@ -62,6 +62,53 @@ struct RawCase {
     /// Settings the device needs for this case, on top of the run's profile.
     #[serde(default)]
     profile: Option<RawSettings>,
+    /// What the device must support; a profile without it makes the case not applicable.
+    #[serde(default)]
+    requires: Vec<Requirement>,
+}
+
+/// What a case needs of the device. A profile that does not declare it makes every check of
+/// the case not applicable (the device cannot be judged on it), rather than an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Requirement {
+    Udp,
+    Tcp,
+    /// A dirty-host TTL (implied by a `wait: {dirty_host_ttl: N}` step).
+    DirtyHostTtl,
+    /// NAPTR support (a profile with `naptr: false` does not query it).
+    Naptr,
+}
+
+impl Requirement {
+    pub fn met_by(self, profile: &crate::model::profile::Profile) -> bool {
+        match self {
+            Self::Udp => profile.transports.contains(&Transport::Udp),
+            Self::Tcp => profile.transports.contains(&Transport::Tcp),
+            Self::DirtyHostTtl => profile.dirty_host_ttl.is_some(),
+            Self::Naptr => profile.queries_naptr(),
+        }
+    }
+}
+
+impl fmt::Display for Requirement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Udp => "UDP",
+            Self::Tcp => "TCP",
+            Self::DirtyHostTtl => "a dirty-host TTL",
+            Self::Naptr => "NAPTR support",
+        })
+    }
+}
+
+/// Whether some step (or a step inside trials) waits in dirty-host TTLs.
+fn waits_in_dirty_host_ttls(steps: &[Step]) -> bool {
+    steps.iter().any(|step| match step {
+        Step::Wait(super::steps::Wait::DirtyHostTtl(_)) => true,
+        Step::Trials(trials) => waits_in_dirty_host_ttls(&trials.steps),
+        _ => false,
+    })
 }
 
 /// `zone:` is a path or a zone written inline.
@@ -275,6 +322,8 @@ pub struct Case {
     pub checks: Vec<String>,
     /// What the device must be configured with for this case (empty: the run's profile as is).
     pub profile: ProfileSettings,
+    /// What the device must support (declared, or implied by the steps), sorted.
+    pub requires: Vec<Requirement>,
     pub file: Arc<SourceFile>,
 }
 
@@ -382,6 +431,13 @@ impl Case {
             .first()
             .map(|z| z.origin.to_ascii().trim_end_matches('.').to_string())
             .unwrap_or_default();
+        let steps: Vec<Step> = raw.steps.into_iter().map(|s| s.value).collect();
+        let mut requires = raw.requires.clone();
+        if waits_in_dirty_host_ttls(&steps) {
+            requires.push(Requirement::DirtyHostTtl);
+        }
+        requires.sort();
+        requires.dedup();
         let case = Self {
             title: raw.title.unwrap_or_else(|| id.clone()),
             id,
@@ -396,8 +452,9 @@ impl Case {
                 .device
                 .aor
                 .unwrap_or_else(|| format!("sip:alice@{domain}")),
-            steps: raw.steps.into_iter().map(|s| s.value).collect(),
+            steps,
             zone_changes,
+            requires,
             checks: raw.checks.into_iter().map(|c| c.value).collect(),
             profile: settings,
             file: file.clone(),

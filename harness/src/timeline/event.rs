@@ -250,6 +250,12 @@ pub enum EventKind {
     Note {
         text: String,
     },
+    /// srvlab's own reference UA sent what a timer was due to send `late_ns` late, because the
+    /// host did not run it on time. A fact about the harness: timing checks do not hold such a
+    /// copy against the device (a real device never reports this).
+    HostDelay {
+        late_ns: u64,
+    },
 }
 
 impl fmt::Display for Event {
@@ -349,6 +355,11 @@ impl fmt::Display for Event {
             ),
             EventKind::Step { name } => write!(f, "step {name}"),
             EventKind::Note { text } => write!(f, "note {text}"),
+            EventKind::HostDelay { late_ns } => write!(
+                f,
+                "note the host ran the reference UA {:.3} ms late for a timer",
+                *late_ns as f64 / 1e6
+            ),
         }
     }
 }

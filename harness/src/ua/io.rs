@@ -80,8 +80,19 @@ impl Drop for Conn {
 #[derive(Clone, Debug)]
 pub enum Progress {
     Attempt(AttemptReport),
-    Done { job: JobId, outcome: Outcome },
+    Done {
+        job: JobId,
+        outcome: Outcome,
+    },
+    /// What a timer was due to send went out this late: the host did not run the UA on time
+    /// (a busy or virtualised machine). Reported from [`HOST_DELAY_NOTICE`] on.
+    HostDelay {
+        late: Duration,
+    },
 }
+
+/// From this lateness on, a timer's packet is reported as delayed by the host.
+pub const HOST_DELAY_NOTICE: Duration = Duration::from_millis(1);
 
 /// The reference UA with its agent, talking to one DNS server.
 pub struct Ua {
@@ -121,8 +132,17 @@ impl Ua {
     ) -> Outcome {
         let now = self.now();
         let job = self.agent.start(method, uri, now);
+        // The deadline of the timer that just fired, until what it sent is out.
+        let mut fired: Option<Duration> = None;
         loop {
-            if let Some(outcome) = self.perform(job, &mut progress).await {
+            let outcome = self.perform(job, &mut progress).await;
+            if let Some(due) = fired.take() {
+                let late = self.now().saturating_sub(due);
+                if late >= HOST_DELAY_NOTICE {
+                    progress(&Progress::HostDelay { late });
+                }
+            }
+            if let Some(outcome) = outcome {
                 return outcome;
             }
             let deadline = self.agent.deadline();
@@ -140,6 +160,7 @@ impl Ua {
                 }
                 () = sleep => {
                     let now = self.now();
+                    fired = deadline;
                     self.agent.on_timer(now);
                 }
             }
