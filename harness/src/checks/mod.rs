@@ -110,6 +110,36 @@ pub fn level_of(id: &str) -> Option<Level> {
     })
 }
 
+/// A check's parameters as a case may set them (`checks: [{L9: {alpha: 0.01}}]`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckParams {
+    /// L9: the goodness-of-fit test's significance level (default [`weights::DEFAULT_ALPHA`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+}
+
+impl CheckParams {
+    /// Why these parameters do not fit check `id`, if they do not.
+    pub fn problem(&self, id: &str) -> Option<String> {
+        match self.alpha {
+            Some(_) if id != "L9" => Some(format!("`alpha` is a parameter of L9, not of {id}")),
+            Some(alpha) if !(alpha > 0.0 && alpha <= 0.5) => {
+                Some(format!("alpha {alpha} must lie in (0, 0.5]"))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Judges one check with the parameters a case gave it.
+pub fn judge_with(id: &str, ctx: &Context, params: &CheckParams) -> Result<Verdict, CheckError> {
+    match (id, params.alpha) {
+        ("L9", Some(alpha)) => Ok(weights::l9(ctx, alpha)),
+        _ => judge(id, ctx),
+    }
+}
+
 /// Judges one check on one run. L9 uses [`weights::DEFAULT_ALPHA`]; call
 /// [`weights::l9`] for another alpha.
 pub fn judge(id: &str, ctx: &Context) -> Result<Verdict, CheckError> {

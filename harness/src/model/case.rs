@@ -37,6 +37,7 @@ use super::duration::DurationSpec;
 use super::profile::{ProfileSettings, RawSettings};
 use super::steps::{CHECKLIST, DeviceTarget, Step};
 use super::zone::{RawZone, RecordData, Zone, ZoneSet};
+use crate::checks::CheckParams;
 use crate::timeline::Transport;
 
 // ---------------------------------------------------------------------------------------------
@@ -58,13 +59,49 @@ struct RawCase {
     #[serde(default)]
     steps: Vec<Spanned<Step>>,
     #[serde(default)]
-    checks: Vec<Spanned<String>>,
+    checks: Vec<Spanned<RawCheck>>,
     /// Settings the device needs for this case, on top of the run's profile.
     #[serde(default)]
     profile: Option<RawSettings>,
     /// What the device must support; a profile without it makes the case not applicable.
     #[serde(default)]
     requires: Vec<Requirement>,
+}
+
+/// A check as a case names it: `L9`, or `{L9: {alpha: 0.01}}` with parameters.
+#[derive(Debug)]
+struct RawCheck {
+    id: String,
+    params: CheckParams,
+}
+
+impl<'de> Deserialize<'de> for RawCheck {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CheckVisitor;
+        impl<'de> Visitor<'de> for CheckVisitor {
+            type Value = RawCheck;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a checklist id (L9) or one with parameters ({L9: {alpha: 0.01}})")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawCheck, E> {
+                Ok(RawCheck {
+                    id: v.to_string(),
+                    params: CheckParams::default(),
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawCheck, A::Error> {
+                let Some(id) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom("expected a checklist id"));
+                };
+                let params: CheckParams = map.next_value()?;
+                if map.next_key::<String>()?.is_some() {
+                    return Err(de::Error::custom("one check per entry"));
+                }
+                Ok(RawCheck { id, params })
+            }
+        }
+        deserializer.deserialize_any(CheckVisitor)
+    }
 }
 
 /// What a case needs of the device. A profile that does not declare it makes every check of
@@ -320,6 +357,8 @@ pub struct Case {
     pub zone_changes: BTreeMap<String, ZoneSet>,
     /// Checklist ids to judge.
     pub checks: Vec<String>,
+    /// Parameters a case gave its checks (`{L9: {alpha: 0.01}}`), by id.
+    pub check_params: BTreeMap<String, CheckParams>,
     /// What the device must be configured with for this case (empty: the run's profile as is).
     pub profile: ProfileSettings,
     /// What the device must support (declared, or implied by the steps), sorted.
@@ -388,15 +427,26 @@ impl Case {
                 "an id may hold only letters, digits, `-`, `_` and `.` (it names files)",
             ));
         }
-        for id in raw.covers.iter().chain(&raw.checks) {
-            if !CHECKLIST.contains(&id.value.as_str()) {
+        let named = raw
+            .covers
+            .iter()
+            .map(|c| (c.value.as_str(), Span::of(file, c)))
+            .chain(
+                raw.checks
+                    .iter()
+                    .map(|c| (c.value.id.as_str(), Span::of(file, c))),
+            );
+        for (id, span) in named {
+            if !CHECKLIST.contains(&id) {
                 diagnostics.push(Diagnostic::error(
-                    Span::of(file, id),
-                    format!(
-                        "`{}` is not a checklist id (L1–L12, T1–T6, F1–F5, D1–D6, C1–C3)",
-                        id.value
-                    ),
+                    span,
+                    format!("`{id}` is not a checklist id (L1–L12, T1–T6, F1–F5, D1–D6, C1–C3)"),
                 ));
+            }
+        }
+        for check in &raw.checks {
+            if let Some(problem) = check.value.params.problem(&check.value.id) {
+                diagnostics.push(Diagnostic::error(Span::of(file, check), problem));
             }
         }
         let settings = raw
@@ -455,7 +505,13 @@ impl Case {
             steps,
             zone_changes,
             requires,
-            checks: raw.checks.into_iter().map(|c| c.value).collect(),
+            check_params: raw
+                .checks
+                .iter()
+                .filter(|c| c.value.params != CheckParams::default())
+                .map(|c| (c.value.id.clone(), c.value.params.clone()))
+                .collect(),
+            checks: raw.checks.into_iter().map(|c| c.value.id).collect(),
             profile: settings,
             file: file.clone(),
         };

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::record::Recorder;
-use crate::checks::{Context, Verdict, judge};
+use crate::checks::{Context, Verdict, judge_with};
 use crate::model::case::Case;
 use crate::model::profile::Profile;
 use crate::model::steps::{Between, Step};
@@ -202,7 +202,8 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
             events: &events,
         };
         for id in &case.checks {
-            match judge(id, &context) {
+            let params = case.check_params.get(id).cloned().unwrap_or_default();
+            match judge_with(id, &context, &params) {
                 Ok(verdict) => result.verdicts.push(verdict),
                 // Case files are validated against the checks the oracle knows; this would be
                 // a case built in code.
