@@ -70,6 +70,14 @@ fn verdicts(report: &serde_json::Value, status: &str) -> BTreeSet<(String, Strin
     found
 }
 
+/// A matrix row's (case, check) pairs as owned strings, to compare with [`verdicts`].
+fn pairs(expected: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    expected
+        .iter()
+        .map(|(case, check)| (case.to_string(), check.to_string()))
+        .collect()
+}
+
 /// Every failing verdict with its sentence, for assertion messages.
 fn failures(report: &serde_json::Value) -> String {
     let mut out = String::new();
@@ -213,7 +221,7 @@ type Row = (
     &'static [(&'static str, &'static str)],
 );
 
-/// Each fault and the verdicts it must turn to FAIL (at least these).
+/// Each fault and the verdicts it must turn to FAIL (exactly these).
 const MATRIX: &[Row] = &[
     (
         "ignore-priority",
@@ -382,10 +390,7 @@ fn should_level_faults_warn_when_the_profile_claims_nothing() {
         ]);
         let run = run(fault, &args);
         let warned = verdicts(&run.report, "warn");
-        let expected: BTreeSet<(String, String)> = expected
-            .iter()
-            .map(|(case, check)| (case.to_string(), check.to_string()))
-            .collect();
+        let expected = pairs(expected);
         assert_eq!(warned, expected, "--fault {fault}");
         assert_eq!(
             run.code,
@@ -415,10 +420,7 @@ fn every_fault_fails_exactly_the_checks_it_should() {
         args.extend(["--fault", fault]);
         let run = run(fault, &args);
         let failed = verdicts(&run.report, "fail");
-        let expected: BTreeSet<(String, String)> = expected
-            .iter()
-            .map(|(case, check)| (case.to_string(), check.to_string()))
-            .collect();
+        let expected = pairs(expected);
         if failed != expected || run.code != Some(1) {
             wrong.push(format!(
                 "--fault {fault}: exit {:?}, failed {failed:?}, expected {expected:?}{}",
