@@ -43,18 +43,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the suite against the reference UA, judge every check, write the reports.
+    /// Run the suite against the reference UA or a real device, judge every check, write
+    /// the reports.
     Run {
         /// Case files or folders (default: cases/).
         #[arg(default_value = "cases")]
         paths: Vec<PathBuf>,
-        /// The device profile (what the device is configured with and claims).
-        #[arg(
-            long,
-            default_value = "fixtures/profiles/reference.yaml",
-            value_name = "FILE"
-        )]
-        profile: PathBuf,
+        /// The device profile (what the device is configured with and claims); default:
+        /// fixtures/profiles/reference.yaml, or the lab's device profile with --lab.
+        #[arg(long, value_name = "FILE")]
+        profile: Option<PathBuf>,
         /// Switch on one of the reference UA's faults (repeatable).
         #[arg(long = "fault", value_name = "NAME")]
         faults: Vec<srvlab::ua::Fault>,
@@ -68,9 +66,13 @@ enum Command {
         /// one case at a time).
         #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
         dns: SocketAddr,
-        /// The device under test.
+        /// The device under test: srvlab's reference UA, or a real device (needs --lab).
         #[arg(long, value_enum, default_value = "reference")]
         dut: commands::run::Dut,
+        /// The lab profile: where DNS listens, the servers' addresses, the device and how to
+        /// trigger it (with --dut external).
+        #[arg(long, value_name = "FILE")]
+        lab: Option<PathBuf>,
         /// How many cases run at once (cases whose addresses collide never do).
         #[arg(long, short = 'j', default_value_t = 4, value_name = "N")]
         jobs: usize,
@@ -173,6 +175,7 @@ fn main() -> ExitCode {
             out,
             dns,
             dut,
+            lab,
             jobs,
             baseline,
         } => commands::run::run(commands::run::Options {
@@ -183,6 +186,7 @@ fn main() -> ExitCode {
             out,
             dns,
             dut,
+            lab,
             jobs,
             baseline,
         }),

@@ -8,9 +8,12 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use srvlab::model::case::Case;
 use srvlab::model::diag::Diagnostics;
+use srvlab::model::lab::Lab;
 use srvlab::model::profile::Profile;
 use srvlab::run::baseline::Baseline;
-use srvlab::run::case::{BETWEEN_CASES, CaseResult, RunOptions, case_dir, run_case};
+use srvlab::run::case::{
+    BETWEEN_CASES, CaseResult, DeviceUnderTest, RunOptions, case_dir, run_case,
+};
 use srvlab::run::report::{CaseFile, Manifest, ProfileSummary, Report, fnv1a64, status_name};
 use srvlab::run::schedule::Schedule;
 use srvlab::timeline::jsonl::Header;
@@ -20,12 +23,13 @@ use super::{exit_bad_input, print_diagnostics};
 
 pub struct Options {
     pub paths: Vec<PathBuf>,
-    pub profile: PathBuf,
+    pub profile: Option<PathBuf>,
     pub faults: Vec<Fault>,
     pub seed: u64,
     pub out: Option<PathBuf>,
     pub dns: SocketAddr,
     pub dut: Dut,
+    pub lab: Option<PathBuf>,
     pub jobs: usize,
     pub baseline: Option<PathBuf>,
 }
@@ -35,12 +39,15 @@ pub struct Options {
 pub enum Dut {
     /// srvlab's bundled reference UA, driven by the runner.
     Reference,
+    /// A real device on a lab network, made to act by the lab's trigger (needs --lab).
+    External,
 }
 
 impl Dut {
     pub fn name(self) -> &'static str {
         match self {
             Self::Reference => "reference",
+            Self::External => "external",
         }
     }
 }
@@ -58,7 +65,32 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         diagnostics.extend(found);
         cases.extend(case);
     }
-    let (profile, found) = Profile::load(&options.profile);
+    let lab = match (options.dut, &options.lab) {
+        (Dut::External, Some(path)) => {
+            let (lab, found) = Lab::load(path);
+            diagnostics.extend(found);
+            lab.map(Arc::new)
+        }
+        (Dut::External, None) => {
+            eprintln!("srvlab: --dut external needs --lab LAB.yaml (see `srvlab doctor`)");
+            return Ok(exit_bad_input());
+        }
+        (Dut::Reference, Some(_)) => {
+            eprintln!("srvlab: --lab is for --dut external");
+            return Ok(exit_bad_input());
+        }
+        (Dut::Reference, None) => None,
+    };
+    if options.dut == Dut::External && lab.is_none() {
+        print_diagnostics(&diagnostics);
+        return Ok(exit_bad_input());
+    }
+    let profile_path = match (&options.profile, &lab) {
+        (Some(path), _) => path.clone(),
+        (None, Some(lab)) => lab.device.profile_path.clone(),
+        (None, None) => PathBuf::from("fixtures/profiles/reference.yaml"),
+    };
+    let (profile, found) = Profile::load(&profile_path);
     diagnostics.extend(found);
     let baseline = match options.baseline.as_deref().map(Baseline::load) {
         Some(Ok(baseline)) => Some(baseline),
@@ -99,9 +131,27 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         seed: options.seed,
         faults: faults.clone(),
         dns_listen: options.dns,
+        device: match &lab {
+            Some(lab) => DeviceUnderTest::External(lab.clone()),
+            None => DeviceUnderTest::Reference,
+        },
     };
-    // A fixed DNS port can serve one case at a time.
-    let jobs = if options.dns.port() == 0 {
+    if let Some(lab) = &lab {
+        say!(
+            "lab {}: DNS on {}, device {} ({} trigger), profile {}",
+            lab.name,
+            lab.dns
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            lab.device.address,
+            lab.trigger.kind,
+            profile_path.display()
+        );
+    }
+    // A fixed DNS port can serve one case at a time, and so can one real device.
+    let jobs = if options.dns.port() == 0 && lab.is_none() {
         options.jobs.max(1)
     } else {
         1
@@ -120,8 +170,8 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         dut: options.dut.name().into(),
         profile: ProfileSummary::of(
             &profile,
-            &options.profile.display().to_string(),
-            &std::fs::read(&options.profile).unwrap_or_default(),
+            &profile_path.display().to_string(),
+            &std::fs::read(&profile_path).unwrap_or_default(),
         ),
         faults: options
             .faults
@@ -172,7 +222,13 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         }
     }
     say!("report: {}", out.join("report.json").display());
+    let judged = c.pass + c.fail + c.warn + c.info;
     Ok(if c.errors > 0 {
+        super::exit_run_failed()
+    } else if lab.is_some() && judged == 0 {
+        eprintln!(
+            "srvlab: nothing could be judged: the device never acted (see the inconclusive verdicts)"
+        );
         super::exit_run_failed()
     } else if report.fails() {
         ExitCode::from(1)

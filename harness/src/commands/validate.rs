@@ -55,6 +55,15 @@ fn check(path: &Path) -> (&'static str, Diagnostics) {
             let base = path.parent().unwrap_or(Path::new("."));
             ("case", Case::parse(&file, base).1)
         }
+        FileKind::Lab => {
+            let base = path.parent().unwrap_or(Path::new("."));
+            let (lab, mut found) = srvlab::model::lab::Lab::parse(&file, base);
+            // The lab's device profile is part of it: its errors are the lab's.
+            if let Some(lab) = lab {
+                found.extend(lab.profile().1);
+            }
+            ("lab", found)
+        }
     }
 }
 

@@ -1,9 +1,10 @@
-//! What the user writes: zones, cases and device profiles (later lab profiles), validated with exact
+//! What the user writes: zones, cases and device profiles lab profiles, validated with exact
 //! file:line:column diagnostics.
 
 pub mod case;
 pub mod diag;
 pub mod duration;
+pub mod lab;
 pub mod profile;
 pub mod steps;
 pub mod zone;
@@ -14,6 +15,7 @@ pub enum FileKind {
     Zone,
     Case,
     Profile,
+    Lab,
 }
 
 impl FileKind {
@@ -28,6 +30,7 @@ impl FileKind {
         });
         for key in top_level_keys {
             match key {
+                "lab" | "trigger" | "hosts" => return Self::Lab,
                 "id" | "title" | "servers" | "zone" | "steps" | "checks" => return Self::Case,
                 "origin" | "ttl" | "records" | "additional" | "negative_ttl" => return Self::Zone,
                 "device" | "t1" | "t2" | "dirty_host_ttl" => return Self::Profile,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::record::Recorder;
 use crate::checks::{Context, Verdict, judge_with};
 use crate::model::case::Case;
+use crate::model::lab::Lab;
 use crate::model::profile::Profile;
 use crate::model::steps::{Between, Step};
 use crate::model::zone::ZoneSet;
@@ -28,6 +29,16 @@ pub struct RunOptions {
     pub seed: u64,
     pub faults: Faults,
     pub dns_listen: SocketAddr,
+    pub device: DeviceUnderTest,
+}
+
+/// Who carries out the steps.
+#[derive(Clone, Debug)]
+pub enum DeviceUnderTest {
+    /// srvlab's reference UA, in process.
+    Reference,
+    /// A real device on the lab's network, driven by the lab's trigger.
+    External(Arc<Lab>),
 }
 
 /// What became of one case.
@@ -141,18 +152,26 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
             unmet.join(" and "),
             options.profile.name
         );
-        result.verdicts = case
-            .checks
-            .iter()
-            .map(|id| {
-                let level = crate::checks::level_of(id).unwrap_or(crate::checks::Level::Info);
-                Verdict::new(id, level, crate::checks::Status::NotApplicable, why.clone())
-            })
-            .collect();
+        result.verdicts = every_check(case, crate::checks::Status::NotApplicable, &why);
         result.timeline = String::new();
         result.capture = String::new();
         return result;
     }
+    // On a lab network the case's addresses become the lab's.
+    let moved;
+    let case = match &options.device {
+        DeviceUnderTest::Reference => case,
+        DeviceUnderTest::External(lab) => match lab.apply(case) {
+            Ok(case) => {
+                moved = case;
+                &moved
+            }
+            Err(err) => {
+                result.error = Some(err.to_string());
+                return result;
+            }
+        },
+    };
     let timeline = Timeline::new();
     let recorder = match std::fs::create_dir_all(dir)
         .map_err(|e| e.to_string())
@@ -165,14 +184,28 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
         }
     };
     let world_options = WorldOptions {
-        dns_listen: vec![options.dns_listen],
+        dns_listen: match &options.device {
+            DeviceUnderTest::Reference => vec![options.dns_listen],
+            DeviceUnderTest::External(lab) => lab.dns.clone(),
+        },
     };
+    // Why the device could not be judged (it never acted): the checks are then inconclusive.
+    let mut missed = Vec::new();
     match World::start(case, &world_options, timeline.clone()).await {
         Ok(world) => {
             let world = Arc::new(world);
-            match act_on_own_thread(case, options, &world).await {
-                Ok(outcomes) => result.outcomes = outcomes,
-                Err(err) => result.error = Some(err),
+            match &options.device {
+                DeviceUnderTest::Reference => {
+                    match act_on_own_thread(case, options, &world).await {
+                        Ok(outcomes) => result.outcomes = outcomes,
+                        Err(err) => result.error = Some(err),
+                    }
+                }
+                DeviceUnderTest::External(lab) => {
+                    let acted = super::external::act(case, options, &world, lab).await;
+                    result.outcomes = acted.outcomes;
+                    missed = acted.missed;
+                }
             }
             // Late packets (retransmitted responses, ACKs) still belong to the case.
             tokio::time::sleep(options.profile.t1 * 4).await;
@@ -193,8 +226,16 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
             text: format!("the capture is incomplete: {err}"),
         });
     }
-    if result.error.is_none() {
-        let events = timeline.events();
+    if result.error.is_none() && !missed.is_empty() {
+        let why = format!("the device could not be judged: {}", missed.join("; "));
+        result.verdicts = every_check(case, crate::checks::Status::Inconclusive, &why);
+    } else if result.error.is_none() {
+        let mut events = timeline.events();
+        // On a lab network only the device's own traffic is judged.
+        if let DeviceUnderTest::External(lab) = &options.device {
+            let address = lab.device.address;
+            events.retain(|event| super::external::concerns_device(event, address));
+        }
         let context = Context {
             profile: &options.profile,
             zones: &case.zones,
@@ -213,6 +254,17 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
     }
     result.seconds = started.elapsed().as_secs_f64();
     result
+}
+
+/// The same verdict for every check of a case, when none could be judged.
+fn every_check(case: &Case, status: crate::checks::Status, why: &str) -> Vec<Verdict> {
+    case.checks
+        .iter()
+        .map(|id| {
+            let level = crate::checks::level_of(id).unwrap_or(crate::checks::Level::Info);
+            Verdict::new(id, level, status, why.to_string())
+        })
+        .collect()
 }
 
 /// Runs the reference UA on a thread and runtime of its own, as a device is a machine of its

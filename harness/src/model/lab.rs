@@ -1,0 +1,736 @@
+//! Lab profiles: how the suite meets a real device on a lab network.
+//!
+//! ```yaml
+//! lab: bench-1                      # a name for the reports
+//! interface: eth1                   # where missing addresses go (`srvlab doctor` prints `ip addr add`)
+//! dns: [192.168.77.1:53]            # where the phone's DNS points (DHCP option 6 / static)
+//! addresses: [192.168.77.50, 192.168.77.51, 192.168.77.52]  # handed to each case's servers in order
+//! hosts:                            # or fixed, by host name (before the pool)
+//!   sipserver52.snom.rocks.: 192.168.77.52
+//! device:
+//!   address: 192.168.77.20          # only this address's traffic is judged
+//!   sip_port: 5060                  # where `srvlab doctor` sends OPTIONS (optional)
+//!   profile: ../profiles/snom.yaml  # what the device is configured with and claims
+//!   act_within: 60s                 # how long it has to act after a trigger
+//! trigger:
+//!   kind: command                   # manual | command | http | passive
+//!   register: [scripts/baresip-ctrl, "127.0.0.1:4444", uanew, "<{aor}>;regint=600"]
+//!   call: [scripts/baresip-ctrl, "127.0.0.1:4444", dial, "{uri}"]
+//!   hangup: [scripts/baresip-ctrl, "127.0.0.1:4444", hangup]
+//! ```
+//!
+//! A case speaks of server names and loopback addresses; a lab maps every address a case
+//! uses (its servers' and its zone's A/AAAA records) to an address of this host, so the same
+//! case runs unchanged on a bench. Templates take `{uri}`, `{user}`, `{domain}`, `{aor}`,
+//! `{device}`, `{step}`, `{trial}`, `{request}` (the action's number in the case) and `{srvlab}` (this program, whose own UA can stand in
+//! for a device).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::case::Case;
+use super::diag::{Diagnostic, Diagnostics, SourceFile, Span};
+use super::duration::DurationSpec;
+use super::profile::Profile;
+use super::zone::RecordData;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLab {
+    lab: Spanned<String>,
+    #[serde(default)]
+    interface: Option<String>,
+    dns: Spanned<OneOrMany<SocketAddr>>,
+    #[serde(default)]
+    addresses: Vec<Spanned<IpAddr>>,
+    #[serde(default)]
+    hosts: BTreeMap<String, Spanned<IpAddr>>,
+    device: RawDevice,
+    trigger: Spanned<RawTrigger>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    fn into_vec(self) -> Vec<T> {
+        match self {
+            Self::One(one) => vec![one],
+            Self::Many(many) => many,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    address: Spanned<IpAddr>,
+    #[serde(default)]
+    sip_port: Option<u16>,
+    profile: Spanned<String>,
+    #[serde(default)]
+    act_within: Option<Spanned<DurationSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrigger {
+    kind: Spanned<TriggerKind>,
+    #[serde(default)]
+    register: Option<Spanned<RawAction>>,
+    #[serde(default)]
+    call: Option<Spanned<RawAction>>,
+    #[serde(default)]
+    hangup: Option<Spanned<RawAction>>,
+    #[serde(default)]
+    options: Option<Spanned<RawAction>>,
+    /// Puts the device back to a cold start (empty DNS cache, no dirty hosts) between trials.
+    #[serde(default)]
+    reset: Option<Spanned<RawAction>>,
+    #[serde(default)]
+    auth: Option<HttpAuth>,
+}
+
+/// An action as written: a program and its arguments (command), a URL (http) or what to tell
+/// the person (manual).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawAction {
+    Text(String),
+    Argv(Vec<String>),
+}
+
+/// How srvlab makes the device act.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerKind {
+    /// A person does it; srvlab prints what and waits for it on the wire.
+    Manual,
+    /// A program, run with an argument vector (never through a shell).
+    Command,
+    /// An HTTP GET (basic or digest auth), e.g. a Snom phone's `command.htm?number={user}`.
+    Http,
+    /// The device acts by itself (registration refreshes); srvlab only waits.
+    Passive,
+}
+
+impl fmt::Display for TriggerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Manual => "manual",
+            Self::Command => "command",
+            Self::Http => "http",
+            Self::Passive => "passive",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAuth {
+    pub user: String,
+    pub password: String,
+    #[serde(default)]
+    pub scheme: AuthScheme,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthScheme {
+    Basic,
+    /// RFC 7616 digest with MD5, what desk phones' web servers speak; also answers a basic
+    /// challenge.
+    #[default]
+    Digest,
+}
+
+/// What a step asks of the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    Register,
+    Call,
+    Hangup,
+    Options,
+    Reset,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Call => "call",
+            Self::Hangup => "hangup",
+            Self::Options => "options",
+            Self::Reset => "reset",
+        }
+    }
+
+    /// What a person is asked to do when the lab does not say.
+    fn default_prompt(self) -> &'static str {
+        match self {
+            Self::Register => "make the phone register {aor} (e.g. save its SIP account again)",
+            Self::Call => "dial {user} on the phone now",
+            Self::Hangup => "hang up the call on the phone",
+            Self::Options => "make the phone send OPTIONS to {domain}",
+            Self::Reset => "reboot the phone (it must start with an empty DNS cache)",
+        }
+    }
+}
+
+/// One action's template: argv (command), one URL (http) or one prompt (manual).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template(pub Vec<String>);
+
+/// The values a template's placeholders take.
+#[derive(Clone, Debug, Default)]
+pub struct Vars {
+    pub uri: String,
+    pub user: String,
+    pub domain: String,
+    pub aor: String,
+    pub device: String,
+    pub step: String,
+    pub trial: String,
+    /// How many actions the case has asked of the device so far, this one included (1, 2, …).
+    pub request: String,
+    /// This srvlab program itself: a lab may use srvlab's own UA as the device.
+    pub srvlab: String,
+}
+
+/// Every placeholder a template may use.
+pub const PLACEHOLDERS: &[&str] = &[
+    "uri", "user", "domain", "aor", "device", "step", "trial", "request", "srvlab",
+];
+
+impl Template {
+    /// Each part with its placeholders filled in.
+    pub fn fill(&self, vars: &Vars) -> Vec<String> {
+        self.0.iter().map(|part| fill(part, vars)).collect()
+    }
+}
+
+/// `text` with `{name}` replaced; `{{` and `}}` stand for braces.
+pub fn fill(text: &str, vars: &Vars) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(open) = rest.find(['{', '}']) {
+        out.push_str(&rest[..open]);
+        let tail = &rest[open..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            out.push_str(&tail[..1]);
+            rest = &tail[2..];
+            continue;
+        }
+        let Some(close) = tail.find('}').filter(|_| tail.starts_with('{')) else {
+            out.push_str(&tail[..1]);
+            rest = &tail[1..];
+            continue;
+        };
+        let value = match &tail[1..close] {
+            "uri" => &vars.uri,
+            "user" => &vars.user,
+            "domain" => &vars.domain,
+            "aor" => &vars.aor,
+            "device" => &vars.device,
+            "step" => &vars.step,
+            "trial" => &vars.trial,
+            "request" => &vars.request,
+            "srvlab" => &vars.srvlab,
+            _ => &tail[..=close],
+        };
+        out.push_str(value);
+        rest = &tail[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Placeholders in `text` that are not known (validation).
+fn unknown_placeholders(text: &str) -> Vec<String> {
+    let mut unknown = Vec::new();
+    let mut rest = text.replace("{{", "").replace("}}", "");
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        let name = &rest[open + 1..open + close];
+        if !PLACEHOLDERS.contains(&name) {
+            unknown.push(name.to_string());
+        }
+        rest = rest[open + close + 1..].to_string();
+    }
+    unknown
+}
+
+#[derive(Clone, Debug)]
+pub struct Trigger {
+    pub kind: TriggerKind,
+    pub actions: BTreeMap<Action, Template>,
+    pub auth: Option<HttpAuth>,
+}
+
+impl Trigger {
+    /// The template for `action`; for a manual trigger, a default prompt when the lab gives
+    /// none. `None`: the lab has no way to make the device do it.
+    pub fn template(&self, action: Action) -> Option<Template> {
+        match self.actions.get(&action) {
+            Some(template) => Some(template.clone()),
+            None if self.kind == TriggerKind::Manual && action != Action::Reset => {
+                Some(Template(vec![action.default_prompt().to_string()]))
+            }
+            None => None,
+        }
+    }
+}
+
+/// The device as the lab knows it.
+#[derive(Clone, Debug)]
+pub struct LabDevice {
+    pub address: IpAddr,
+    pub sip_port: Option<u16>,
+    pub profile_path: PathBuf,
+    pub act_within: Duration,
+}
+
+/// How long a device has to act after a trigger when the lab does not say: a person needs
+/// time to read and dial.
+pub const DEFAULT_ACT_WITHIN: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug)]
+pub struct Lab {
+    pub name: String,
+    pub interface: Option<String>,
+    pub dns: Vec<SocketAddr>,
+    /// Handed to each case's addresses in order of first use.
+    pub pool: Vec<IpAddr>,
+    /// Fixed addresses by host name (absolute, lower case).
+    pub hosts: BTreeMap<String, IpAddr>,
+    pub device: LabDevice,
+    pub trigger: Trigger,
+    pub file: Arc<SourceFile>,
+}
+
+/// A case that does not fit the lab.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error(
+        "the case needs {needed} {family} address(es) for its servers and records, the lab {lab} has {available} (`addresses:` and `hosts:`)"
+    )]
+    TooFewAddresses {
+        lab: String,
+        family: &'static str,
+        needed: usize,
+        available: usize,
+    },
+}
+
+impl Lab {
+    pub fn load(path: &Path) -> (Option<Self>, Diagnostics) {
+        match SourceFile::read(path) {
+            Ok(file) => Self::parse(&file, path.parent().unwrap_or(Path::new("."))),
+            Err(diagnostic) => (None, Diagnostics(vec![*diagnostic])),
+        }
+    }
+
+    /// Parses a lab file; `base` is where the device profile's relative path starts.
+    pub fn parse(file: &Arc<SourceFile>, base: &Path) -> (Option<Self>, Diagnostics) {
+        let raw = match serde_saphyr::from_str::<RawLab>(&file.text) {
+            Ok(raw) => raw,
+            Err(err) => return (None, Diagnostics(vec![Diagnostic::from_yaml(file, &err)])),
+        };
+        let mut diagnostics = Diagnostics::default();
+        let dns_span = Span::of(file, &raw.dns);
+        let dns = raw.dns.value.into_vec();
+        if dns.is_empty() {
+            diagnostics.push(Diagnostic::error(dns_span, "give the DNS server's address"));
+        }
+        let mut hosts = BTreeMap::new();
+        for (name, address) in raw.hosts {
+            let name = name.to_ascii_lowercase();
+            let name = if name.ends_with('.') {
+                name
+            } else {
+                format!("{name}.")
+            };
+            hosts.insert(name, address.value);
+        }
+        let mut seen = BTreeMap::new();
+        let pool: Vec<IpAddr> = raw.addresses.iter().map(|a| a.value).collect();
+        for address in &raw.addresses {
+            if seen.insert(address.value, ()).is_some()
+                || hosts.values().any(|h| *h == address.value)
+            {
+                diagnostics.push(Diagnostic::error(
+                    Span::of(file, address),
+                    format!("{} is given twice", address.value),
+                ));
+            }
+            if address.value == raw.device.address.value {
+                diagnostics.push(Diagnostic::error(
+                    Span::of(file, address),
+                    "this is the device's own address",
+                ));
+            }
+        }
+        let act_within = raw
+            .device
+            .act_within
+            .as_ref()
+            .map_or(DEFAULT_ACT_WITHIN, |d| d.value.0);
+        if act_within.is_zero()
+            && let Some(span) = &raw.device.act_within
+        {
+            diagnostics.push(Diagnostic::error(
+                Span::of(file, span),
+                "the device needs some time to act",
+            ));
+        }
+        let trigger_span = Span::of(file, &raw.trigger);
+        let raw_trigger = raw.trigger.value;
+        let kind = raw_trigger.kind.value;
+        let mut actions = BTreeMap::new();
+        for (action, written) in [
+            (Action::Register, raw_trigger.register),
+            (Action::Call, raw_trigger.call),
+            (Action::Hangup, raw_trigger.hangup),
+            (Action::Options, raw_trigger.options),
+            (Action::Reset, raw_trigger.reset),
+        ] {
+            let Some(written) = written else { continue };
+            let span = Span::of(file, &written);
+            let parts = match (kind, written.value) {
+                (TriggerKind::Passive, _) => {
+                    diagnostics.push(Diagnostic::error(
+                        span,
+                        "a passive trigger does nothing: it takes no actions",
+                    ));
+                    continue;
+                }
+                (TriggerKind::Command, RawAction::Text(_)) => {
+                    diagnostics.push(Diagnostic::error(
+                        span,
+                        "a command is a list: [program, argument, ...] (it never goes through a shell)",
+                    ));
+                    continue;
+                }
+                (TriggerKind::Command, RawAction::Argv(argv)) if argv.is_empty() => {
+                    diagnostics.push(Diagnostic::error(span, "the command names no program"));
+                    continue;
+                }
+                (TriggerKind::Http | TriggerKind::Manual, RawAction::Argv(_)) => {
+                    diagnostics.push(Diagnostic::error(
+                        span,
+                        format!("a {kind} trigger takes one text per action"),
+                    ));
+                    continue;
+                }
+                (TriggerKind::Http, RawAction::Text(url)) if !url.starts_with("http://") => {
+                    diagnostics.push(Diagnostic::error(
+                        span,
+                        format!("`{url}`: srvlab speaks plain http:// to devices"),
+                    ));
+                    continue;
+                }
+                (_, RawAction::Text(text)) => vec![text],
+                (_, RawAction::Argv(argv)) => argv,
+            };
+            for part in &parts {
+                for name in unknown_placeholders(part) {
+                    diagnostics.push(Diagnostic::error(
+                        span.clone(),
+                        format!(
+                            "unknown placeholder `{{{name}}}`: use {}",
+                            PLACEHOLDERS
+                                .iter()
+                                .map(|p| format!("{{{p}}}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+            }
+            actions.insert(action, Template(parts));
+        }
+        if matches!(kind, TriggerKind::Command | TriggerKind::Http) {
+            for needed in [Action::Register, Action::Call] {
+                if !actions.contains_key(&needed) {
+                    diagnostics.push(Diagnostic::warning(
+                        trigger_span.clone(),
+                        format!(
+                            "no `{}` action: cases with that step will be inconclusive",
+                            needed.name()
+                        ),
+                    ));
+                }
+            }
+        }
+        if raw_trigger.auth.is_some() && kind != TriggerKind::Http {
+            diagnostics.push(Diagnostic::error(
+                trigger_span,
+                "`auth` is for http triggers",
+            ));
+        }
+        let lab = Self {
+            name: raw.lab.value,
+            interface: raw.interface,
+            dns,
+            pool,
+            hosts,
+            device: LabDevice {
+                address: raw.device.address.value,
+                sip_port: raw.device.sip_port,
+                profile_path: base.join(&raw.device.profile.value),
+                act_within,
+            },
+            trigger: Trigger {
+                kind,
+                actions,
+                auth: raw_trigger.auth,
+            },
+            file: file.clone(),
+        };
+        if !lab.device.profile_path.exists() {
+            diagnostics.push(Diagnostic::error(
+                Span::of(file, &raw.device.profile),
+                format!("no device profile at {}", lab.device.profile_path.display()),
+            ));
+        }
+        if diagnostics.has_errors() {
+            (None, diagnostics.sorted())
+        } else {
+            (Some(lab), diagnostics.sorted())
+        }
+    }
+
+    /// The device profile the lab names.
+    pub fn profile(&self) -> (Option<Profile>, Diagnostics) {
+        Profile::load(&self.device.profile_path)
+    }
+
+    /// Every address srvlab listens on in this lab: the DNS server's, the fixed hosts' and the
+    /// pool's.
+    pub fn local_addresses(&self) -> Vec<IpAddr> {
+        let mut all: Vec<IpAddr> = self.dns.iter().map(SocketAddr::ip).collect();
+        all.extend(self.hosts.values());
+        all.extend(&self.pool);
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// Which lab address each of the case's addresses becomes: a server's host listed under
+    /// `hosts:` gets its fixed address; every other address the next free one of its family
+    /// from the pool, in order of first use (servers first, then the zone's records).
+    pub fn address_map(&self, case: &Case) -> Result<BTreeMap<IpAddr, IpAddr>, LabError> {
+        let mut map = BTreeMap::new();
+        let mut order = Vec::new();
+        for server in &case.servers {
+            let name = server.host.to_ascii().to_ascii_lowercase();
+            for address in &server.addresses {
+                if let Some(fixed) = self.hosts.get(&name).filter(|f| same_family(**f, *address)) {
+                    map.insert(*address, *fixed);
+                }
+                order.push(*address);
+            }
+        }
+        for zone in &case.zones.zones {
+            for record in &zone.records {
+                let address = match record.data {
+                    RecordData::A(v4) => IpAddr::V4(v4),
+                    RecordData::Aaaa(v6) => IpAddr::V6(v6),
+                    _ => continue,
+                };
+                let name = record.name.to_ascii().to_ascii_lowercase();
+                if let Some(fixed) = self.hosts.get(&name).filter(|f| same_family(**f, address)) {
+                    map.entry(address).or_insert(*fixed);
+                }
+                order.push(address);
+            }
+        }
+        if let Some(host) = numeric_host(&case.uri) {
+            order.push(host);
+        }
+        let taken: Vec<IpAddr> = map.values().copied().collect();
+        let (free_v4, free_v6): (Vec<IpAddr>, Vec<IpAddr>) = self
+            .pool
+            .iter()
+            .filter(|a| !taken.contains(a))
+            .partition(|a| a.is_ipv4());
+        let (mut next_v4, mut next_v6) = (free_v4.into_iter(), free_v6.into_iter());
+        for address in order {
+            if map.contains_key(&address) {
+                continue;
+            }
+            let next = if address.is_ipv4() {
+                next_v4.next()
+            } else {
+                next_v6.next()
+            };
+            match next {
+                Some(lab_address) => {
+                    map.insert(address, lab_address);
+                }
+                None => {
+                    let family = if address.is_ipv4() { "IPv4" } else { "IPv6" };
+                    let needed = distinct(case, address.is_ipv4());
+                    let available = self
+                        .pool
+                        .iter()
+                        .chain(self.hosts.values())
+                        .filter(|a| a.is_ipv4() == address.is_ipv4())
+                        .count();
+                    return Err(LabError::TooFewAddresses {
+                        lab: self.name.clone(),
+                        family,
+                        needed,
+                        available,
+                    });
+                }
+            }
+        }
+        Ok(map)
+    }
+
+    /// The case as it runs in this lab: every address moved to its lab address.
+    pub fn apply(&self, case: &Case) -> Result<Case, LabError> {
+        let map = self.address_map(case)?;
+        let mut moved = case.clone();
+        for server in &mut moved.servers {
+            for address in &mut server.addresses {
+                *address = map[address];
+            }
+        }
+        let move_zones = |zones: &mut super::zone::ZoneSet| {
+            for zone in &mut zones.zones {
+                for record in &mut zone.records {
+                    match &mut record.data {
+                        RecordData::A(v4) => {
+                            if let Some(IpAddr::V4(lab)) = map.get(&IpAddr::V4(*v4)) {
+                                *v4 = *lab;
+                            }
+                        }
+                        RecordData::Aaaa(v6) => {
+                            if let Some(IpAddr::V6(lab)) = map.get(&IpAddr::V6(*v6)) {
+                                *v6 = *lab;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        };
+        move_zones(&mut moved.zones);
+        for zones in moved.zone_changes.values_mut() {
+            move_zones(zones);
+        }
+        if let Some(host) = numeric_host(&case.uri)
+            && let Some(lab) = map.get(&host)
+        {
+            let written = match host {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => format!("[{v6}]"),
+            };
+            let lab_written = match lab {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => format!("[{v6}]"),
+            };
+            moved.uri = case.uri.replacen(&written, &lab_written, 1);
+        }
+        Ok(moved)
+    }
+}
+
+fn same_family(a: IpAddr, b: IpAddr) -> bool {
+    a.is_ipv4() == b.is_ipv4()
+}
+
+/// How many distinct addresses of a family a case uses.
+fn distinct(case: &Case, v4: bool) -> usize {
+    let mut all: Vec<IpAddr> = case
+        .servers
+        .iter()
+        .flat_map(|s| s.addresses.iter().copied())
+        .chain(case.zones.zones.iter().flat_map(|z| {
+            z.records.iter().filter_map(|r| match r.data {
+                RecordData::A(v4) => Some(IpAddr::V4(v4)),
+                RecordData::Aaaa(v6) => Some(IpAddr::V6(v6)),
+                _ => None,
+            })
+        }))
+        .filter(|a| a.is_ipv4() == v4)
+        .collect();
+    all.sort();
+    all.dedup();
+    all.len()
+}
+
+/// The address in a URI like `sip:100@127.0.30.1:5070`, if its host is one.
+fn numeric_host(uri: &str) -> Option<IpAddr> {
+    let after_at = uri.split_once('@').map_or(uri, |(_, host)| host);
+    let after_scheme = after_at
+        .strip_prefix("sips:")
+        .or_else(|| after_at.strip_prefix("sip:"))
+        .unwrap_or(after_at);
+    let host_part = after_scheme.split([';', '?']).next()?;
+    if let Some(v6) = host_part.strip_prefix('[') {
+        return v6.split(']').next()?.parse().ok();
+    }
+    host_part.split(':').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars() -> Vars {
+        Vars {
+            uri: "sip:100@snom.rocks".into(),
+            user: "100".into(),
+            domain: "snom.rocks".into(),
+            aor: "sip:alice@snom.rocks".into(),
+            device: "127.0.0.1".into(),
+            step: "3".into(),
+            trial: "0".into(),
+            request: "7".into(),
+            srvlab: "srvlab".into(),
+        }
+    }
+
+    #[test]
+    fn templates_fill_their_placeholders_and_keep_escaped_braces() {
+        assert_eq!(
+            fill(
+                "dial {uri} as {user}@{domain} ({aor}) #{step}/{trial}",
+                &vars()
+            ),
+            "dial sip:100@snom.rocks as 100@snom.rocks (sip:alice@snom.rocks) #3/0"
+        );
+        assert_eq!(fill("{{\"json\": {user}}}", &vars()), "{\"json\": 100}");
+        assert_eq!(fill("{nope} {", &vars()), "{nope} {");
+        assert_eq!(unknown_placeholders("{uri} {nope} {{x}}"), vec!["nope"]);
+    }
+
+    #[test]
+    fn a_uri_names_its_numeric_host() {
+        assert_eq!(
+            numeric_host("sip:100@127.0.30.1:5070;transport=tcp"),
+            Some("127.0.30.1".parse().unwrap())
+        );
+        assert_eq!(
+            numeric_host("sip:100@[::1]:5060"),
+            Some("::1".parse().unwrap())
+        );
+        assert_eq!(numeric_host("sip:100@snom.rocks"), None);
+    }
+}

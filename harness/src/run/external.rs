@@ -1,0 +1,527 @@
+//! A real device carries out a case's steps: srvlab triggers each action (see
+//! [`super::trigger`]), then reads from the wire whether and how the device acted.
+//!
+//! A step is over when the device got a final answer that ends it (a 2xx, or a final response
+//! that is no failover trigger), or when it has been quiet for longer than any correct device
+//! waits between two sends (Timer B plus a margin), or at the step's limit. A device that never
+//! sends the request is recorded as such: the case's verdicts are then inconclusive with the
+//! reason, never a pass.
+
+use std::io::{IsTerminal, Write as _};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::case::{RunOptions, cache_lifetime};
+use super::trigger;
+use crate::model::case::Case;
+use crate::model::lab::{Action, Lab, Vars};
+use crate::model::steps::{Between, Step};
+use crate::timeline::{Event, EventKind};
+use crate::world::World;
+
+/// What the device did over a whole case.
+#[derive(Debug, Default)]
+pub struct Acted {
+    /// What the device got, request by request, as the reference UA's outcomes read.
+    pub outcomes: Vec<String>,
+    /// Why the device could not be judged on some step (it never acted, a trigger failed).
+    pub missed: Vec<String>,
+}
+
+/// Prints a line for the person at the console (a closed stdout is no error).
+pub fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+/// Whether `event` is traffic of the device at `address` (or no traffic at all): on a lab
+/// network other hosts may query the DNS server or probe the SIP ports, and only the device
+/// is judged.
+pub fn concerns_device(event: &Event, address: IpAddr) -> bool {
+    match &event.kind {
+        EventKind::DnsQuery(q) => q.client.ip() == address,
+        EventKind::DnsAnswer(a) => a.client.ip() == address,
+        EventKind::DnsDropped(d) => d.client.ip() == address,
+        EventKind::SipReceived(m) | EventKind::SipSent(m) => m.remote.ip() == address,
+        EventKind::SipMalformed(m) => m.remote.ip() == address,
+        EventKind::Refused(r) => r.remote.ip() == address,
+        EventKind::TcpConnected(c) => c.remote.ip() == address,
+        EventKind::TcpClosed(c) => c.remote.ip() == address,
+        EventKind::PhaseChanged(_)
+        | EventKind::Step { .. }
+        | EventKind::Note { .. }
+        | EventKind::HostDelay { .. } => true,
+    }
+}
+
+/// Carries out the case's steps with the lab's device.
+pub async fn act(case: &Case, options: &RunOptions, world: &World, lab: &Lab) -> Acted {
+    let (sender, events) = mpsc::unbounded_channel();
+    world.timeline().observe(move |event| {
+        let _ = sender.send(event.clone());
+    });
+    let (user, domain) = user_and_domain(&case.uri);
+    let mut driver = Driver {
+        case,
+        options,
+        world,
+        lab,
+        events,
+        vars: Vars {
+            uri: case.uri.clone(),
+            user,
+            domain,
+            aor: case.aor.clone(),
+            device: lab.device.address.to_string(),
+            step: String::new(),
+            trial: "0".into(),
+            request: "0".into(),
+            srvlab: std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "srvlab".into()),
+        },
+        requests: 0,
+        acted: Acted::default(),
+    };
+    for (index, step) in case.steps.iter().enumerate() {
+        driver.vars.step = (index + 1).to_string();
+        driver.step(step, 0).await;
+    }
+    driver.acted
+}
+
+/// `sip:100@snom.rocks;transport=tcp` → ("100", "snom.rocks").
+fn user_and_domain(uri: &str) -> (String, String) {
+    let rest = uri
+        .strip_prefix("sips:")
+        .or_else(|| uri.strip_prefix("sip:"))
+        .unwrap_or(uri);
+    let rest = rest.split([';', '?']).next().unwrap_or(rest);
+    match rest.split_once('@') {
+        Some((user, host)) => (user.to_string(), host.to_string()),
+        None => (String::new(), rest.to_string()),
+    }
+}
+
+struct Driver<'a> {
+    case: &'a Case,
+    options: &'a RunOptions,
+    world: &'a World,
+    lab: &'a Lab,
+    events: mpsc::UnboundedReceiver<Event>,
+    vars: Vars,
+    /// Actions asked of the device so far (`{request}`).
+    requests: u32,
+    acted: Acted,
+}
+
+impl Driver<'_> {
+    fn note(&self, text: String) {
+        self.world.timeline().record(EventKind::Note { text });
+    }
+
+    /// Events recorded so far are of the past: what follows a trigger is read fresh.
+    fn forget_pending(&mut self) {
+        while self.events.try_recv().is_ok() {}
+    }
+
+    /// The next event of the device before `deadline`.
+    async fn next_device_event(&mut self, deadline: Instant) -> Option<Event> {
+        let address = self.lab.device.address;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(event)) if is_traffic(&event) && concerns_device(&event, address) => {
+                    return Some(event);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    fn step<'b>(
+        &'b mut self,
+        step: &'b Step,
+        depth: u32,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'b>> {
+        Box::pin(async move {
+            match step {
+                Step::Register => self.request(Action::Register).await,
+                Step::Call => self.request(Action::Call).await,
+                Step::Options => self.request(Action::Options).await,
+                Step::Registers(n) => {
+                    for _ in 0..*n {
+                        self.request(Action::Register).await;
+                    }
+                }
+                Step::Calls(n) => {
+                    for _ in 0..*n {
+                        self.request(Action::Call).await;
+                    }
+                }
+                Step::Wait(wait) => match wait.resolve(&self.options.profile) {
+                    Some(duration) => wait_showing(duration, &format!("wait {wait}")).await,
+                    None => self.acted.missed.push(format!(
+                        "`wait {wait}`: the profile declares no dirty-host TTL"
+                    )),
+                },
+                Step::Step(name) => self.world.step(name),
+                Step::Zone(path) => match self.case.zone_changes.get(path) {
+                    Some(zones) => match self.world.dns().replace_zones(zones.clone()) {
+                        Ok(()) => self.note(format!("dns: now serving the zone {path}")),
+                        Err(err) => self.acted.missed.push(format!("`zone: {path}`: {err}")),
+                    },
+                    None => self.acted.missed.push(format!(
+                        "`zone: {path}`: the case was not loaded from its file"
+                    )),
+                },
+                Step::Trials(trials) => {
+                    if depth > 2 {
+                        self.acted
+                            .missed
+                            .push("trials nested more than twice".into());
+                        return;
+                    }
+                    for trial in 0..trials.count {
+                        self.vars.trial = trial.to_string();
+                        if trial > 0 {
+                            self.between_trials(trials.between, trial, trials.count)
+                                .await;
+                        }
+                        for inner in &trials.steps {
+                            self.step(inner, depth + 1).await;
+                        }
+                        // A device that does not act at all would make every trial wait its
+                        // full time: one miss is enough to know.
+                        if !self.acted.missed.is_empty() {
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// A real device cannot be replaced by a fresh one: between trials that need a cold
+    /// start it is reset (when the lab can), or srvlab waits until everything it could have
+    /// cached has expired and every dirty mark has run out.
+    async fn between_trials(&mut self, between: Between, trial: u32, count: u32) {
+        let zones_expire = cache_lifetime(&self.world.dns().zones());
+        if between == Between::FreshDevice && self.lab.trigger.template(Action::Reset).is_some() {
+            let fired = self.fire(Action::Reset).await;
+            self.note(format!(
+                "trial {}/{count}: reset the device: {fired}",
+                trial + 1
+            ));
+            return;
+        }
+        let wait = match between {
+            Between::FreshDevice => zones_expire.max(
+                self.options
+                    .profile
+                    .dirty_host_ttl
+                    .map_or(Duration::ZERO, |ttl| ttl + Duration::from_millis(500)),
+            ),
+            Between::TtlExpiry => zones_expire,
+        };
+        wait_showing(
+            wait,
+            &format!(
+                "trial {}/{count}: letting the device's DNS cache and dirty hosts expire",
+                trial + 1
+            ),
+        )
+        .await;
+    }
+
+    async fn fire(&mut self, action: Action) -> String {
+        let limit = self.lab.device.act_within;
+        match trigger::fire(&self.lab.trigger, action, &self.vars, limit, &say).await {
+            Ok(done) | Err(done) => done,
+        }
+    }
+
+    /// One request the device must send, followed until it is over.
+    async fn request(&mut self, action: Action) {
+        let method = match action {
+            Action::Register => "REGISTER",
+            Action::Call => "INVITE",
+            _ => "OPTIONS",
+        };
+        let within = self.lab.device.act_within;
+        self.requests += 1;
+        self.vars.request = self.requests.to_string();
+        self.forget_pending();
+        let asked = Instant::now();
+        let fired = trigger::fire(&self.lab.trigger, action, &self.vars, within, &say).await;
+        let step = self.vars.step.clone();
+        // Whether the device acted is read from the wire, not from the trigger: a program that
+        // drove the device and then exited non-zero (a rejected call) still made it act. After
+        // a failed trigger, a short grace only.
+        let deadline = match &fired {
+            Ok(done) => {
+                self.note(format!("step {step}: {}: {done}", action.name()));
+                asked + within
+            }
+            Err(why) => {
+                self.note(format!(
+                    "step {step}: {} trigger failed: {why}",
+                    action.name()
+                ));
+                say(&format!("    the trigger failed: {why}"));
+                Instant::now() + within.min(Duration::from_secs(2))
+            }
+        };
+        let manual = self.lab.trigger.kind == crate::model::lab::TriggerKind::Manual;
+        let waited = self.wait_for_request(method, deadline, manual).await;
+        if waited == Waited::ResolvedOnly {
+            let what = format!(
+                "step {step} ({}): the device resolved but sent no {method}",
+                action.name()
+            );
+            say(&format!("    {what}"));
+            self.note(what);
+            self.acted.outcomes.push(format!("{method} → none sent"));
+            return;
+        }
+        if waited == Waited::Nothing {
+            let why = match &fired {
+                Ok(_) => format!(
+                    "step {step} ({}): the device ({}) sent no {method} within {within:?}",
+                    action.name(),
+                    self.lab.device.address
+                ),
+                Err(failed) => format!(
+                    "step {step} ({}): the trigger failed ({failed}) and the device ({}) sent no {method}",
+                    action.name(),
+                    self.lab.device.address
+                ),
+            };
+            say(&format!("    {why}"));
+            self.note(why.clone());
+            self.acted.missed.push(why);
+            return;
+        }
+        say(&format!(
+            "    {method} seen from the device after {:.1}s; carrying on",
+            asked.elapsed().as_secs_f64()
+        ));
+        let outcome = self.follow(method).await;
+        self.acted.outcomes.push(format!("{method} → {outcome}"));
+    }
+
+    /// Waits for the device's first `method` (sent, or refused by a closed port); a manual
+    /// trigger shows the person a countdown meanwhile. A device that only resolves (a correct
+    /// one, when DNS says there is no service) has acted too: it gets Timer B after its last
+    /// query to send the request.
+    async fn wait_for_request(
+        &mut self,
+        method: &str,
+        mut deadline: Instant,
+        countdown: bool,
+    ) -> Waited {
+        let tty = std::io::stdout().is_terminal();
+        // On a terminal the countdown rewrites one line each second; in a log a line every
+        // five seconds is enough.
+        let tick = if tty {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(5)
+        };
+        let quiet = self.options.profile.timer_b() + Duration::from_secs(2);
+        let address = self.lab.device.address;
+        let mut resolved = false;
+        let mut next_tick = Instant::now();
+        let end_line = || {
+            if countdown && tty {
+                println!();
+            }
+        };
+        loop {
+            if countdown && Instant::now() >= next_tick {
+                let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+                let line = format!("    waiting for {method} from {address}: {left} s left");
+                if tty {
+                    print!("\r{line}   ");
+                    let _ = std::io::stdout().flush();
+                } else {
+                    say(&line);
+                }
+                next_tick += tick;
+            }
+            let until = if countdown {
+                next_tick.min(deadline)
+            } else {
+                deadline
+            };
+            match self.next_device_event(until).await {
+                Some(event) if request_method(&event) == Some(method) => {
+                    end_line();
+                    return Waited::Request;
+                }
+                Some(event) => {
+                    if matches!(event.kind, EventKind::DnsQuery(_)) {
+                        if !resolved {
+                            // It acted: from now on it is judged, not waited for.
+                            deadline = deadline.max(Instant::now() + quiet);
+                        }
+                        resolved = true;
+                        deadline = deadline.min(Instant::now() + quiet);
+                    }
+                }
+                None if Instant::now() >= deadline => {
+                    end_line();
+                    return if resolved {
+                        Waited::ResolvedOnly
+                    } else {
+                        Waited::Nothing
+                    };
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Follows the device's `method` from its first send until it is over; returns what the
+    /// device got, in the words of the reference UA's outcomes.
+    async fn follow(&mut self, method: &str) -> String {
+        let profile = &self.options.profile;
+        // The longest a correct device stays silent between two sends of one request: Timer
+        // B (an attempt over TCP, or one answered by 100 Trying), plus time to resolve.
+        let quiet = profile.timer_b() + Duration::from_secs(2);
+        let span = quiet * (self.case.servers.len() as u32 + 2);
+        let limit = Instant::now() + span;
+        let failover_codes: Vec<u16> = std::iter::once(503)
+            .chain(profile.failover_codes.iter().copied())
+            .collect();
+        loop {
+            let deadline = (Instant::now() + quiet).min(limit);
+            let Some(event) = self.next_device_event(deadline).await else {
+                return if Instant::now() >= limit {
+                    format!("still going at the step's limit ({span:?})")
+                } else {
+                    format!("no final answer; quiet for {quiet:?}")
+                };
+            };
+            let EventKind::SipSent(response) = &event.kind else {
+                continue;
+            };
+            let (Some(status), Some(cseq)) = (response.summary.status, &response.summary.cseq)
+            else {
+                continue;
+            };
+            let ends = status >= 200
+                && cseq.ends_with(method)
+                && !failover_codes.contains(&status)
+                // A challenge is answered, not the end.
+                && status != 401
+                && status != 407;
+            if !ends {
+                continue;
+            }
+            let outcome = format!(
+                "{status} from {} over {}",
+                response.local, response.transport
+            );
+            if method == "INVITE" && (200..300).contains(&status) {
+                self.hang_up().await;
+            }
+            // ACKs and retransmitted responses still belong to this step.
+            tokio::time::sleep((profile.t1 * 4).max(Duration::from_millis(200))).await;
+            return outcome;
+        }
+    }
+
+    /// An answered call is ended before the next step, and the BYE awaited.
+    async fn hang_up(&mut self) {
+        let step = self.vars.step.clone();
+        if self.lab.trigger.template(Action::Hangup).is_none() {
+            self.note(format!(
+                "step {step}: the lab has no hangup action; waiting for the device to end the call"
+            ));
+        } else {
+            let fired = self.fire(Action::Hangup).await;
+            self.note(format!("step {step}: hangup: {fired}"));
+        }
+        let deadline = Instant::now() + self.lab.device.act_within;
+        while let Some(event) = self.next_device_event(deadline).await {
+            if request_method(&event) == Some("BYE") {
+                return;
+            }
+        }
+        self.note(format!("step {step}: the device sent no BYE"));
+    }
+}
+
+/// What waiting for the device's request came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Waited {
+    Request,
+    /// It queried DNS but sent no request (what L10 asks of it when there is no service).
+    ResolvedOnly,
+    /// Not a packet from it.
+    Nothing,
+}
+
+fn is_traffic(event: &Event) -> bool {
+    !matches!(
+        event.kind,
+        EventKind::PhaseChanged(_)
+            | EventKind::Step { .. }
+            | EventKind::Note { .. }
+            | EventKind::HostDelay { .. }
+    )
+}
+
+/// The method of a request from the device: sent to a server, or refused at its closed port.
+fn request_method(event: &Event) -> Option<&str> {
+    match &event.kind {
+        EventKind::SipReceived(m) => m.summary.method.as_deref(),
+        EventKind::Refused(r) => r.summary.method.as_deref(),
+        _ => None,
+    }
+}
+
+/// Sleeps `duration`, telling the person what for and how long is left (long waits are the
+/// normal state of a run against a real phone).
+pub async fn wait_showing(duration: Duration, what: &str) {
+    if duration < Duration::from_secs(5) {
+        tokio::time::sleep(duration).await;
+        return;
+    }
+    let end = Instant::now() + duration;
+    say(&format!("    {what}: {:.0} s", duration.as_secs_f64()));
+    let step = Duration::from_secs(10);
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(step)).await;
+        let left = end.saturating_duration_since(Instant::now());
+        if !left.is_zero() {
+            say(&format!("    {what}: {:.0} s left", left.as_secs_f64()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uri_gives_its_user_and_domain() {
+        assert_eq!(
+            user_and_domain("sip:100@snom.rocks;transport=tcp"),
+            ("100".into(), "snom.rocks".into())
+        );
+        assert_eq!(
+            user_and_domain("sips:alice@example.test:5061"),
+            ("alice".into(), "example.test:5061".into())
+        );
+    }
+}
