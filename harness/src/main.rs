@@ -81,6 +81,17 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         baseline: Option<PathBuf>,
     },
+    /// Check that a run against a real device can start on this host: the lab's addresses,
+    /// free ports, privileges, the trigger, and whether the device answers; print the
+    /// commands that fix what is missing. Exit 0 only when a run can start.
+    Doctor {
+        /// The lab profile.
+        #[arg(long, value_name = "FILE")]
+        lab: PathBuf,
+        /// The cases the run will use (their ports and addresses are checked too).
+        #[arg(default_value = "cases")]
+        paths: Vec<PathBuf>,
+    },
     /// Bring a case's world up (DNS and scripted SIP servers) for a phone or any SIP client;
     /// print the timeline live; write timeline.jsonl and capture.pcap as events happen.
     Serve {
@@ -190,6 +201,7 @@ fn main() -> ExitCode {
             jobs,
             baseline,
         }),
+        Command::Doctor { lab, paths } => commands::doctor::run(&lab, &paths),
         Command::Validate { paths } => commands::validate::run(&paths),
         Command::Ua {
             list_faults: true, ..

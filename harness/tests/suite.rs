@@ -246,8 +246,11 @@ const MATRIX: &[Row] = &[
     ),
     (
         "wait-timer-b-on-refusal",
-        &["cases/ordering/priority-groups.yaml"],
-        &[("priority-groups", "F2")],
+        &[
+            "cases/ordering/priority-groups.yaml",
+            "cases/failover/refused-primary.yaml",
+        ],
+        &[("priority-groups", "F2"), ("refused-primary", "F2")],
     ),
     (
         "no-dirty-host",
@@ -363,8 +366,11 @@ const MATRIX: &[Row] = &[
 const SHOULD_ONLY: &[Row] = &[
     (
         "wait-timer-b-on-refusal",
-        &["cases/ordering/priority-groups.yaml"],
-        &[("priority-groups", "F2")],
+        &[
+            "cases/ordering/priority-groups.yaml",
+            "cases/failover/refused-primary.yaml",
+        ],
+        &[("priority-groups", "F2"), ("refused-primary", "F2")],
     ),
     (
         "skip-naptr",

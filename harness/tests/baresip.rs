@@ -1,0 +1,204 @@
+//! A SIP user agent none of us wrote, judged end to end: baresip 1.0 (Debian's baresip-core)
+//! in a network namespace of its own, with srvlab's DNS on port 53 there and the servers on
+//! several addresses, driven through its ctrl_tcp module by the command trigger
+//! (fixtures/labs/baresip-netns.yaml), at its real T1 of 500 ms (Timer B 32 s).
+//!
+//! What baresip does, as observed here (README, "What srvlab finds in baresip 1.0"): it fails
+//! over after Timer B and retransmits by the book, but ignores ICMP port unreachable, so a
+//! refused primary costs a call 32 s. The report and pcaps are kept in
+//! target/test-artifacts/baresip/.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::root;
+
+/// The namespace, its resolv.conf folder and baresip, removed whatever happens.
+struct Namespace {
+    name: String,
+    baresip: Option<Child>,
+}
+
+impl Namespace {
+    fn create(name: &str) -> Self {
+        // A namespace left over from a killed run goes first.
+        let _ = Command::new("ip")
+            .args(["netns", "del", name])
+            .stderr(Stdio::null())
+            .status();
+        let made = Command::new("ip").args(["netns", "add", name]).status();
+        assert!(
+            made.is_ok_and(|s| s.success()),
+            "`ip netns add {name}` failed: this test needs root and iproute2"
+        );
+        let up = Command::new("ip")
+            .args(["-n", name, "link", "set", "lo", "up"])
+            .status();
+        assert!(up.is_ok_and(|s| s.success()));
+        Self {
+            name: name.to_string(),
+            baresip: None,
+        }
+    }
+
+    fn exec(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name, program]);
+        command
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        if let Some(mut baresip) = self.baresip.take() {
+            // A second SIGINT makes baresip leave at once, without waiting for pending
+            // transactions (see the README).
+            let _ = Command::new("kill")
+                .args(["-INT", &baresip.id().to_string()])
+                .status();
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = baresip.kill();
+            let _ = baresip.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn artifacts() -> PathBuf {
+    root().join("target/test-artifacts/baresip")
+}
+
+fn verdict(report: &serde_json::Value, case: &str, check: &str) -> (String, String) {
+    let case = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == case)
+        .unwrap_or_else(|| panic!("no case {case}"));
+    let verdict = case["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == check)
+        .unwrap_or_else(|| panic!("no verdict {check} in {case}"));
+    (
+        verdict["status"].as_str().unwrap().to_string(),
+        verdict["sentence"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn baresip_is_judged_by_doctor_and_run_in_a_namespace() {
+    assert!(
+        Path::new("/usr/bin/baresip").exists(),
+        "baresip is missing: apt-get install baresip-core (scripts/test does)"
+    );
+    let mut ns = Namespace::create(&format!("srvlab-bs-{}", std::process::id()));
+    let config = std::env::temp_dir().join(format!("srvlab-baresip-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&config);
+    std::fs::create_dir_all(&config).unwrap();
+    for file in ["config", "accounts"] {
+        std::fs::copy(
+            root().join("fixtures/baresip").join(file),
+            config.join(file),
+        )
+        .unwrap();
+    }
+    let log = std::fs::File::create(config.join("baresip.log")).unwrap();
+    ns.baresip = Some(
+        ns.exec("baresip")
+            .arg("-f")
+            .arg(&config)
+            .current_dir(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start baresip"),
+    );
+
+    // doctor: addresses, ports (53 among them), raw sockets, the trigger's program, and
+    // whether baresip answers OPTIONS (it may take a moment to come up).
+    let mut doctor = None;
+    for _ in 0..20 {
+        let output = ns
+            .exec(env!("CARGO_BIN_EXE_srvlab"))
+            .args(["doctor", "--lab", "fixtures/labs/baresip-netns.yaml"])
+            .args([
+                "cases/failover/refused-primary.yaml",
+                "cases/timers/invite-timer-a.yaml",
+            ])
+            .current_dir(root())
+            .output()
+            .unwrap();
+        let done = output.status.success();
+        doctor = Some(output);
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let doctor = doctor.unwrap();
+    let said = String::from_utf8_lossy(&doctor.stdout);
+    assert!(doctor.status.success(), "doctor:\n{said}");
+    assert!(
+        said.contains("the device answers OPTIONS at 127.0.0.1:5060"),
+        "{said}"
+    );
+
+    let out = artifacts();
+    let _ = std::fs::remove_dir_all(&out);
+    let run = ns
+        .exec(env!("CARGO_BIN_EXE_srvlab"))
+        .args([
+            "run",
+            "--dut",
+            "external",
+            "--lab",
+            "fixtures/labs/baresip-netns.yaml",
+        ])
+        .args([
+            "cases/failover/refused-primary.yaml",
+            "cases/timers/invite-timer-a.yaml",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let _ = std::fs::copy(config.join("baresip.log"), out.join("baresip.log"));
+    // A warning is no failure: exit 0.
+    assert_eq!(run.status.code(), Some(0), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["manifest"]["profile"]["device"], "baresip");
+
+    // It fails over after Timer B, by the book…
+    let (status, sentence) = verdict(&report, "invite-timer-a", "F1");
+    assert_eq!(status, "pass", "{sentence}");
+    assert!(sentence.contains("64·T1 = 32.000 s"), "{sentence}");
+    let (status, sentence) = verdict(&report, "invite-timer-a", "T1");
+    assert_eq!(status, "pass", "{sentence}");
+    assert!(sentence.contains("T1 = 500 ms"), "{sentence}");
+    // …but does not listen to ICMP: a refused primary costs it Timer B.
+    let (status, sentence) = verdict(&report, "refused-primary", "F2");
+    assert_eq!(status, "warn", "{sentence}");
+    assert!(sentence.contains("was refused at"), "{sentence}");
+    assert!(sentence.contains("64.0·T1"), "{sentence}");
+    let (status, sentence) = verdict(&report, "refused-primary", "L11");
+    assert_eq!(status, "pass", "{sentence}");
+    for case in ["refused-primary", "invite-timer-a"] {
+        let pcap = out.join("cases").join(case).join("capture.pcap");
+        assert!(
+            std::fs::metadata(&pcap).is_ok_and(|m| m.len() > 24),
+            "{}",
+            pcap.display()
+        );
+    }
+}

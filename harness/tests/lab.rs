@@ -1,0 +1,255 @@
+//! Lab mode end to end on this machine's loopback: `srvlab run --dut external` with srvlab's
+//! own UA standing in for a phone, made to act by the command trigger, by a scripted "person"
+//! answering the manual trigger's prompt, and not at all (inconclusive, exit 3); `srvlab doctor`
+//! finding what is missing; the http trigger answering a digest challenge.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use support::root;
+
+/// The labs share 127.0.0.1 as the device's address and fixed DNS ports.
+static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    ONE_LAB_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let out = std::env::temp_dir().join(format!("srvlab-lab-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    out
+}
+
+fn report(out: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json"))
+        .expect("JSON")
+}
+
+/// (status, sentence) of a case's check.
+fn verdict(report: &serde_json::Value, case: &str, check: &str) -> (String, String) {
+    let case = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == case)
+        .unwrap_or_else(|| panic!("no case {case}"));
+    let verdict = case["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == check)
+        .unwrap_or_else(|| panic!("no verdict {check} in {case}"));
+    (
+        verdict["status"].as_str().unwrap().to_string(),
+        verdict["sentence"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn a_command_triggered_device_is_judged_on_its_own_traffic() {
+    let _lab = lock();
+    let out = out_dir("command");
+    let output = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+        .args([
+            "run",
+            "--dut",
+            "external",
+            "--lab",
+            "fixtures/labs/loopback-reference.yaml",
+        ])
+        .args([
+            "cases/failover/busy-503.yaml",
+            "cases/failover/seed-crash.yaml",
+        ])
+        .args(["cases/ordering/no-service.yaml", "--out"])
+        .arg(&out)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // Each step is a fresh `srvlab ua` process: a device with no memory, which D1 catches.
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let report = report(&out);
+    assert_eq!(report["manifest"]["dut"], "external");
+    let (status, sentence) = verdict(&report, "seed-crash", "D1");
+    assert_eq!(status, "fail", "{sentence}");
+    assert!(sentence.contains("after it failed"), "{sentence}");
+    // The servers run on the lab's addresses, not the case's.
+    assert!(sentence.contains("127.0.61."), "{sentence}");
+    let (status, sentence) = verdict(&report, "seed-crash", "F1");
+    assert_eq!(status, "pass", "{sentence}");
+    let (status, sentence) = verdict(&report, "busy-503", "F3");
+    assert_eq!(status, "pass", "{sentence}");
+    // A device that resolves and then, rightly, sends nothing has acted: L10 is judged.
+    let (status, sentence) = verdict(&report, "no-service", "L10");
+    assert_eq!(status, "pass", "{sentence}");
+    assert!(stdout.contains("INVITE seen from the device"), "{stdout}");
+}
+
+#[test]
+fn a_device_that_never_acts_is_inconclusive_and_the_run_exits_3() {
+    let _lab = lock();
+    let dir = out_dir("silent-lab");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lab = dir.join("silent.yaml");
+    std::fs::write(
+        &lab,
+        format!(
+            "lab: silent\ndns: 127.0.0.1:5397\naddresses: [127.0.64.1, 127.0.64.2]\ndevice:\n  address: 127.0.0.1\n  profile: {}\n  act_within: 1s\ntrigger:\n  kind: command\n  call: [\"true\"]\n",
+            root().join("fixtures/profiles/reference.yaml").display()
+        ),
+    )
+    .unwrap();
+    let out = out_dir("silent");
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+        .args(["run", "--dut", "external", "--lab"])
+        .arg(&lab)
+        .args(["cases/failover/busy-503.yaml", "--out"])
+        .arg(&out)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // One miss ends the case's waiting: not six calls × the time limit.
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let report = report(&out);
+    for check in ["F3", "L8"] {
+        let (status, sentence) = verdict(&report, "busy-503", check);
+        assert_eq!(status, "inconclusive", "{sentence}");
+        assert!(
+            sentence.contains("the device (127.0.0.1) sent no INVITE within 1s"),
+            "{sentence}"
+        );
+    }
+}
+
+#[test]
+fn a_person_answers_the_manual_prompt_and_the_run_carries_on() {
+    let _lab = lock();
+    let out = out_dir("manual");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+        .args([
+            "run",
+            "--dut",
+            "external",
+            "--lab",
+            "fixtures/labs/loopback-manual.yaml",
+        ])
+        .args(["cases/ordering/priority-groups.yaml", "--out"])
+        .arg(&out)
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(run.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    let mut prompts = 0;
+    let mut countdown = false;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("waiting for INVITE from 127.0.0.1:") && line.ends_with("s left") {
+            countdown = true;
+            // The person reads the prompt, sees the countdown, and dials: the phone here is
+            // srvlab's own UA, pointed at the lab's DNS.
+            let dialled = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+                .args(["ua", "call", "sip:100@prio.test", "--dns", "127.0.0.1:5398"])
+                .args(["--t1", "20", "--seed"])
+                .arg(prompts.to_string())
+                .output()
+                .unwrap();
+            assert!(dialled.status.success(), "{dialled:?}");
+        }
+        if line.starts_with(">>> dial 100 on the phone now (it calls sip:100@prio.test)") {
+            prompts += 1;
+        }
+    }
+    let status = run.wait().unwrap();
+    let all = seen.join("\n");
+    assert!(status.success(), "{all}");
+    assert_eq!(prompts, 3, "one prompt per call of the case:\n{all}");
+    assert!(countdown, "{all}");
+    assert_eq!(
+        all.matches("INVITE seen from the device after").count(),
+        3,
+        "{all}"
+    );
+    let report = report(&out);
+    for check in ["L8", "L11", "F2"] {
+        let (status, sentence) = verdict(&report, "priority-groups", check);
+        assert_eq!(status, "pass", "{check}: {sentence}");
+    }
+}
+
+#[test]
+fn doctor_says_what_is_missing_and_how_to_fix_it() {
+    let _lab = lock();
+    let output = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+        .args(["doctor", "--lab", "fixtures/labs/loopback-reference.yaml"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("a run can start"), "{stdout}");
+
+    let dir = out_dir("doctor");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lab = dir.join("bench.yaml");
+    // 198.51.100.0/24 is documentation space: never this host's, and doctor only binds.
+    std::fs::write(
+        &lab,
+        format!(
+            "lab: bench\ninterface: eth1\ndns: 127.0.0.1:5396\naddresses: [127.0.65.1, 198.51.100.7]\ndevice:\n  address: 127.0.0.1\n  profile: {}\ntrigger:\n  kind: command\n  call: [/nonexistent/dialer, \"{{uri}}\"]\n",
+            root().join("fixtures/profiles/reference.yaml").display()
+        ),
+    )
+    .unwrap();
+    // Something holds the DNS port.
+    let holder = std::net::UdpSocket::bind("127.0.0.1:5396").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+        .args(["doctor", "--lab"])
+        .arg(&lab)
+        .arg("cases/failover/busy-503.yaml")
+        .current_dir(root())
+        .output()
+        .unwrap();
+    drop(holder);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  198.51.100.7 is not an address of this host"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("fix: ip addr add 198.51.100.7/32 dev eth1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("FAIL  DNS port 127.0.0.1:5396 is in use"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("no such program for call: `/nonexistent/dialer`"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("problem(s): a run cannot start"),
+        "{stdout}"
+    );
+}
