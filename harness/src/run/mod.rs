@@ -3,11 +3,14 @@
 //! - [`record`]: timeline.jsonl and capture.pcap written as events happen.
 //! - [`case`]: one case against the reference UA.
 //! - [`report`]: report.json, summary.md, junit.xml.
+//! - [`html`]: report.html, with [`ladder`] diagrams of each case.
 //! - [`baseline`]: known deviations, so that the exit code reflects changes only.
 //! - [`schedule`]: which cases may run at the same time.
 
 pub mod baseline;
 pub mod case;
+pub mod html;
+pub mod ladder;
 pub mod record;
 pub mod report;
 pub mod schedule;

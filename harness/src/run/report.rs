@@ -1,5 +1,5 @@
-//! A run's reports: `report.json` (the canonical, versioned record), `summary.md` for people
-//! and `junit.xml` for CI (one test case per case × check).
+//! A run's reports: `report.json` (the canonical, versioned record), `summary.md` and
+//! `report.html` for people and `junit.xml` for CI (one test case per case × check).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -141,6 +141,20 @@ impl Counts {
     }
 }
 
+/// Why a report.json could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: io::Error },
+    #[error("{path} is not a srvlab report: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("{path} has schema {found:?}; this srvlab reads {SCHEMA:?}")]
+    Schema { path: String, found: String },
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
     pub schema: String,
@@ -171,14 +185,48 @@ impl Report {
         }
     }
 
-    /// Writes report.json, summary.md and junit.xml into `dir`.
+    /// Writes report.json, summary.md, junit.xml and report.html into `dir` (the run folder,
+    /// which holds the cases' timelines).
     pub fn write(&self, dir: &Path) -> io::Result<()> {
-        let json = serde_json::to_string_pretty(self).map_err(io::Error::other)?;
-        std::fs::write(dir.join("report.json"), json + "\n")?;
+        let json = self.json()?;
+        std::fs::write(dir.join("report.json"), &json)?;
         std::fs::write(dir.join("summary.md"), self.markdown())?;
         let junit = self.junit().to_string().map_err(io::Error::other)?;
         std::fs::write(dir.join("junit.xml"), junit)?;
+        // Rendered from report.json as written, exactly as `srvlab report` renders it later:
+        // the same input, the same bytes.
+        let written: Self = serde_json::from_str(&json).map_err(io::Error::other)?;
+        std::fs::write(dir.join("report.html"), written.html(dir)?)?;
         Ok(())
+    }
+
+    /// report.json's text.
+    pub fn json(&self) -> io::Result<String> {
+        Ok(serde_json::to_string_pretty(self).map_err(io::Error::other)? + "\n")
+    }
+
+    /// report.html, with the timelines read from the run folder `dir`.
+    pub fn html(&self, dir: &Path) -> io::Result<String> {
+        super::html::render(self, &super::html::read_timelines(self, dir)).map_err(io::Error::other)
+    }
+
+    /// Reads a run's report.json back; the error names the file.
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let report: Self = serde_json::from_str(&text).map_err(|source| LoadError::Parse {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if report.schema != SCHEMA {
+            return Err(LoadError::Schema {
+                path: path.display().to_string(),
+                found: report.schema,
+            });
+        }
+        Ok(report)
     }
 
     pub fn markdown(&self) -> String {
