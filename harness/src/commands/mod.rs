@@ -11,6 +11,7 @@ macro_rules! say {
 }
 
 pub mod dns;
+pub mod report;
 pub mod run;
 pub mod serve;
 pub mod ua;
