@@ -475,19 +475,24 @@ fn dirty_bars(figures: &serde_json::Value, events: &[Event]) -> Option<String> {
         return None;
     }
     let ttl_ms = figures.get("dirty_host_ttl_ms").and_then(|v| v.as_f64());
+    // One row per server address, as the ladder's columns: a mark covers one address.
+    let row_of =
+        |server: &str, address: &str| format!("{} {address}", server.trim_end_matches('.'));
     let mut servers: Vec<String> = Vec::new();
     let mut requests: BTreeMap<String, Vec<(u64, u64, bool)>> = BTreeMap::new();
     let retransmitted = ladder::retransmissions(events);
     for event in events {
-        let server = match &event.kind {
-            EventKind::SipReceived(m) if m.summary.method.as_deref() != Some("ACK") => &m.server,
-            EventKind::Refused(r) => &r.server,
+        let row = match &event.kind {
+            EventKind::SipReceived(m) if m.summary.method.as_deref() != Some("ACK") => {
+                row_of(&m.server, &m.local.to_string())
+            }
+            EventKind::Refused(r) => row_of(&r.server, &r.local.to_string()),
             _ => continue,
         };
-        if !servers.contains(server) {
-            servers.push(server.clone());
+        if !servers.contains(&row) {
+            servers.push(row.clone());
         }
-        requests.entry(server.clone()).or_default().push((
+        requests.entry(row).or_default().push((
             event.happened_ns(),
             event.seq,
             retransmitted.contains(&event.seq),
@@ -495,20 +500,16 @@ fn dirty_bars(figures: &serde_json::Value, events: &[Event]) -> Option<String> {
     }
     let mut spans: BTreeMap<String, Vec<(f64, f64, String, u64)>> = BTreeMap::new();
     for mark in marks {
-        let server = mark
-            .get("server")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        if !servers.iter().any(|s| s == server) {
-            servers.push(server.to_string());
+        let text = |key: &str| mark.get(key).and_then(|v| v.as_str()).unwrap_or_default();
+        let address = text("target").split_whitespace().last().unwrap_or_default();
+        let row = row_of(text("server"), address);
+        if !servers.contains(&row) {
+            servers.push(row.clone());
         }
-        spans.entry(server.to_string()).or_default().push((
+        spans.entry(row).or_default().push((
             mark.get("from_ms").and_then(|v| v.as_f64()).unwrap_or(0.0),
             mark.get("until_ms").and_then(|v| v.as_f64()).unwrap_or(0.0),
-            mark.get("how")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string(),
+            text("how").to_string(),
             mark.get("seq").and_then(|v| v.as_u64()).unwrap_or(0),
         ));
     }
@@ -517,7 +518,7 @@ fn dirty_bars(figures: &serde_json::Value, events: &[Event]) -> Option<String> {
         .map(|e| e.happened_ns() as f64 / 1e6)
         .chain(spans.values().flatten().map(|s| s.1))
         .fold(1.0_f64, f64::max);
-    const LEFT: f64 = 220.0;
+    const LEFT: f64 = 300.0;
     const WIDTH: f64 = 900.0;
     const ROW: f64 = 34.0;
     let x = |ms: f64| LEFT + WIDTH * ms / end_ms;
@@ -547,7 +548,7 @@ fn dirty_bars(figures: &serde_json::Value, events: &[Event]) -> Option<String> {
             r#"<text class="col" x="{:.1}" y="{:.1}" text-anchor="end">{}</text><rect class="bar" x="{LEFT:.1}" y="{top:.1}" width="{WIDTH:.1}" height="20"/>"#,
             LEFT - 8.0,
             top + 14.0,
-            escape(server.trim_end_matches('.'))
+            escape(server)
         );
         for (from, until, how, _) in spans.get(server).into_iter().flatten() {
             let _ = write!(

@@ -133,16 +133,17 @@ pub fn retransmissions(events: &[Event]) -> BTreeSet<u64> {
         .collect()
 }
 
-/// The Call-ID and method of a request attempt (a received request or a refused one).
-fn attempt_of(event: &Event) -> Option<(&str, Option<&str>, &str)> {
+/// Where a request attempt went (transport and server address), its Call-ID and method: a
+/// received request or a refused one.
+fn attempt_of(event: &Event) -> Option<(String, Option<&str>, &str)> {
     match &event.kind {
         EventKind::SipReceived(m) => Some((
-            m.server.as_str(),
+            format!("{} {}", m.transport, m.local),
             m.summary.call_id.as_deref(),
             m.summary.method.as_deref().unwrap_or(""),
         )),
         EventKind::Refused(r) => Some((
-            r.server.as_str(),
+            format!("{} {}", r.transport, r.local),
             r.summary.call_id.as_deref(),
             r.summary.method.as_deref().unwrap_or(""),
         )),
@@ -150,22 +151,22 @@ fn attempt_of(event: &Event) -> Option<(&str, Option<&str>, &str)> {
     }
 }
 
-/// Sequence numbers of failovers: a request (Call-ID and method) sent to another server than
-/// the one its previous attempt went to. ACKs and CANCELs follow their request, never fail
+/// Sequence numbers of failovers: a request (Call-ID and method) sent to another target
+/// (transport, address, port) than the one its previous attempt went to. ACKs and CANCELs follow their request, never fail
 /// over.
 pub fn failovers(events: &[Event]) -> BTreeSet<u64> {
-    let mut last_server: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut last_target: BTreeMap<(String, String), String> = BTreeMap::new();
     let mut found = BTreeSet::new();
     for event in events {
-        let Some((server, Some(call_id), method)) = attempt_of(event) else {
+        let Some((target, Some(call_id), method)) = attempt_of(event) else {
             continue;
         };
         if method == "ACK" || method == "CANCEL" {
             continue;
         }
         let key = (call_id.to_string(), method.to_string());
-        if let Some(previous) = last_server.insert(key, server.to_string())
-            && previous != server
+        if let Some(previous) = last_target.insert(key, target.clone())
+            && previous != target
         {
             found.insert(event.seq);
         }
@@ -232,9 +233,48 @@ pub struct Column {
     pub detail: String,
 }
 
-/// The ladder's columns: the device, the DNS server, then each SIP server in the order the
-/// timeline first names it.
-pub fn columns(events: &[Event]) -> (Vec<Column>, BTreeMap<String, usize>) {
+/// Which column a SIP server's messages go to: one per server name and address (a host on
+/// two ports is two columns: a dirty-host mark may cover one of them only).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServerColumns {
+    by_address: BTreeMap<(String, String), usize>,
+}
+
+impl ServerColumns {
+    /// The column of `server` at `address`; without an address (a phase change), the
+    /// server's first column.
+    pub fn of(&self, server: &str, address: Option<&str>) -> Option<usize> {
+        match address {
+            Some(address) => self
+                .by_address
+                .get(&(server.to_string(), address.to_string()))
+                .copied(),
+            None => self
+                .by_address
+                .iter()
+                .filter(|((name, _), _)| name == server)
+                .map(|(_, column)| *column)
+                .min(),
+        }
+    }
+}
+
+/// The server and address of the SIP column an event belongs to.
+fn server_of(event: &Event) -> Option<(&str, Option<String>)> {
+    match &event.kind {
+        EventKind::SipReceived(m) | EventKind::SipSent(m) => {
+            Some((&m.server, Some(m.local.to_string())))
+        }
+        EventKind::Refused(r) => Some((&r.server, Some(r.local.to_string()))),
+        EventKind::SipMalformed(m) => Some((&m.server, Some(m.local.to_string()))),
+        EventKind::PhaseChanged(p) => Some((&p.server, None)),
+        _ => None,
+    }
+}
+
+/// The ladder's columns: the device, the DNS server, then each SIP server address in the
+/// order the timeline first names it.
+pub fn columns(events: &[Event]) -> (Vec<Column>, ServerColumns) {
     let dns = events.iter().find_map(|e| match &e.kind {
         EventKind::DnsQuery(q) => Some(q.server.to_string()),
         _ => None,
@@ -249,32 +289,22 @@ pub fn columns(events: &[Event]) -> (Vec<Column>, BTreeMap<String, usize>) {
             detail: dns.unwrap_or_default(),
         },
     ];
-    let mut index = BTreeMap::new();
-    for event in events {
-        let named = match &event.kind {
-            EventKind::SipReceived(m) | EventKind::SipSent(m) => {
-                Some((&m.server, m.local.to_string()))
+    let mut index = ServerColumns::default();
+    // Addresses first; a server only ever named by a phase change gets a column of its own.
+    for with_address in [true, false] {
+        for (server, address) in events.iter().filter_map(server_of) {
+            if address.is_some() != with_address || index.of(server, address.as_deref()).is_some() {
+                continue;
             }
-            EventKind::Refused(r) => Some((&r.server, r.local.to_string())),
-            EventKind::SipMalformed(m) => Some((&m.server, m.local.to_string())),
-            EventKind::PhaseChanged(p) => Some((&p.server, String::new())),
-            _ => None,
-        };
-        let Some((server, address)) = named else {
-            continue;
-        };
-        if let Some(&i) = index.get(server) {
-            let column: &mut Column = &mut columns[i];
-            if column.detail.is_empty() {
-                column.detail = address;
-            }
-            continue;
+            let address = address.unwrap_or_default();
+            index
+                .by_address
+                .insert((server.to_string(), address.clone()), columns.len());
+            columns.push(Column {
+                label: server.trim_end_matches('.').to_string(),
+                detail: address,
+            });
         }
-        index.insert(server.clone(), columns.len());
-        columns.push(Column {
-            label: server.trim_end_matches('.').to_string(),
-            detail: address,
-        });
     }
     (columns, index)
 }
@@ -318,11 +348,14 @@ enum Mark {
 
 fn mark_of(
     event: &Event,
-    servers: &BTreeMap<String, usize>,
+    servers: &ServerColumns,
     retransmitted: &BTreeSet<u64>,
     failed_over: &BTreeSet<u64>,
 ) -> Option<Mark> {
-    let column = |server: &str| servers.get(server).copied();
+    let column = |server: &str| {
+        let (_, address) = server_of(event)?;
+        servers.of(server, address.as_deref())
+    };
     Some(match &event.kind {
         EventKind::DnsQuery(q) => Mark::Arrow {
             from: DEVICE,
@@ -446,7 +479,7 @@ struct Timers {
 
 fn timers(
     events: &[Event],
-    servers: &BTreeMap<String, usize>,
+    servers: &ServerColumns,
     retransmitted: &BTreeSet<u64>,
     t1_ns: u64,
     t2_ns: u64,
@@ -462,7 +495,7 @@ fn timers(
         if retransmitted.contains(&event.seq) || method == "ACK" {
             continue;
         }
-        let Some(&server) = servers.get(&m.server) else {
+        let Some(server) = servers.of(&m.server, Some(&m.local.to_string())) else {
             continue;
         };
         let start = event.happened_ns();
@@ -545,6 +578,13 @@ pub fn svg(case: &str, events: &[Event], t1_ns: u64, t2_ns: u64, max_requests: u
         .collect();
     let timers = timers(drawn, &servers, &retransmitted, t1_ns, t2_ns);
     let mut times: Vec<u64> = marks.iter().map(|(e, _)| e.happened_ns()).collect();
+    // A refusal takes two rows: the attempt, then the ICMP/RST coming back.
+    times.extend(
+        marks
+            .iter()
+            .filter(|(_, mark)| matches!(mark, Mark::Refusal { .. }))
+            .map(|(e, _)| e.happened_ns() + 1),
+    );
     for timer in &timers {
         times.extend(&timer.ticks);
         times.extend(timer.deadline.map(|d| d.0));
@@ -654,7 +694,15 @@ pub fn svg(case: &str, events: &[Event], t1_ns: u64, t2_ns: u64, max_requests: u
                     RefusalSeen::Icmp => "ICMP port unreachable",
                     RefusalSeen::Rst => "TCP RST",
                 };
-                arrow(&mut out, &href, x2, x1, yy + 9.0, back, "refusal", true);
+                // The kernel's answer comes straight back, on a row of its own; its label sits
+                // by the server.
+                let _ = write!(
+                    out,
+                    r##"<a href="#{href}"><line class="refusal" x1="{x2:.1}" y1="{yb:.1}" x2="{x1:.1}" y2="{yb:.1}" marker-end="url(#arrow)"/><text class="label refusal" x="{:.1}" y="{:.1}" text-anchor="end">{back}</text></a>"##,
+                    x2 - 8.0,
+                    y(t + 1) - 3.0,
+                    yb = y(t + 1)
+                );
             }
             Mark::Phase { server, label } => {
                 let _ = write!(
@@ -743,7 +791,16 @@ mod tests {
             kind: EventKind::SipReceived(SipMessage {
                 server: server.into(),
                 transport: Transport::Udp,
-                local: "127.0.0.52:5060".parse().unwrap(),
+                // One address per server name.
+                local: std::net::SocketAddr::from((
+                    [
+                        127,
+                        0,
+                        0,
+                        (server.bytes().map(u32::from).sum::<u32>() % 250 + 1) as u8,
+                    ],
+                    5060,
+                )),
                 remote: "127.0.0.1:40000".parse().unwrap(),
                 summary: SipSummary {
                     method: Some(method.into()),
@@ -825,6 +882,21 @@ mod tests {
         assert_eq!(retransmissions(&events), BTreeSet::from([1, 3]));
         // The move to b. is a failover; a's resends and the ACK are not.
         assert_eq!(failovers(&events), BTreeSet::from([4]));
+    }
+
+    #[test]
+    fn a_server_on_two_addresses_is_two_columns() {
+        let mut other_port = received(1, 10, "a.", "c1", "INVITE", "z2");
+        if let EventKind::SipReceived(m) = &mut other_port.kind {
+            m.local.set_port(5070);
+        }
+        let events = vec![received(0, 0, "a.", "c1", "INVITE", "z1"), other_port];
+        let (columns, servers) = columns(&events);
+        assert_eq!(columns.len(), 4);
+        assert_eq!(servers.of("a.", Some(&columns[3].detail)), Some(3));
+        assert_eq!(servers.of("a.", None), Some(2));
+        // Another port of the same host is another target.
+        assert_eq!(failovers(&events), BTreeSet::from([1]));
     }
 
     #[test]
