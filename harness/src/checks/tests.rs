@@ -47,6 +47,7 @@ fn profile(dirty: Option<u64>) -> Profile {
     Profile {
         device: "reference".into(),
         name: "test".into(),
+        firmware: None,
         t1: Duration::from_millis(20),
         t2: Duration::from_secs(4),
         dirty_host_ttl: dirty.map(Duration::from_secs),

@@ -257,7 +257,7 @@ impl Page {
             profile_name: m.profile.name.clone(),
             profile_file: m.profile.file.clone(),
             dut: m.dut.clone(),
-            firmware: None,
+            firmware: m.profile.firmware.clone(),
             seed: m.seed,
             started: m.started.clone(),
             srvlab: m.srvlab.clone(),

@@ -43,6 +43,9 @@ pub struct ProfileSummary {
     pub fnv1a64: String,
     pub device: String,
     pub name: String,
+    /// The firmware the profile names, when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<String>,
     pub t1_ms: f64,
     pub t2_ms: f64,
     pub dirty_host_ttl_s: Option<f64>,
@@ -80,6 +83,7 @@ impl ProfileSummary {
             fnv1a64: fnv1a64(bytes),
             device: profile.device.clone(),
             name: profile.name.clone(),
+            firmware: profile.firmware.clone(),
             t1_ms: profile.t1.as_secs_f64() * 1000.0,
             t2_ms: profile.t2.as_secs_f64() * 1000.0,
             dirty_host_ttl_s: profile.dirty_host_ttl.map(|d| d.as_secs_f64()),
@@ -236,9 +240,14 @@ impl Report {
         let _ = writeln!(out, "# srvlab run\n");
         let _ = writeln!(
             out,
-            "Device **{}** ({}), T1 = {} ms, seed {}, srvlab {}, started {}.{}\n",
+            "Device **{}** ({}){}, T1 = {} ms, seed {}, srvlab {}, started {}.{}\n",
             m.profile.name,
             m.dut,
+            m.profile
+                .firmware
+                .as_ref()
+                .map(|f| format!(", firmware {f}"))
+                .unwrap_or_default(),
             m.profile.t1_ms,
             m.seed,
             m.srvlab,
@@ -488,6 +497,7 @@ mod tests {
                     fnv1a64: "0123456789abcdef".into(),
                     device: "reference".into(),
                     name: "srvlab reference UA".into(),
+                    firmware: None,
                     t1_ms: 20.0,
                     t2_ms: 4000.0,
                     dirty_host_ttl_s: Some(2.0),
@@ -542,14 +552,16 @@ mod tests {
 
         let file = crate::model::diag::SourceFile::new(
             "p.yaml",
-            "device: y\nt1: 500ms\nretry_after_failed_register: 300s\nfailback_mode: duration\n",
+            "device: y\nfirmware: \"10.1.54 (FW-1234)\"\nt1: 500ms\nretry_after_failed_register: 300s\nfailback_mode: duration\n",
         );
         let profile = Profile::parse(&file).0.unwrap();
         let summary = serde_json::to_value(ProfileSummary::of(&profile, "p.yaml", b"")).unwrap();
         assert_eq!(summary["retry_after_failed_register_s"], 300.0);
         assert_eq!(summary["failback_mode"], "duration");
         assert_eq!(summary["failback_timeout_s"], 3600.0);
+        assert_eq!(summary["firmware"], "10.1.54 (FW-1234)");
         let plain = Profile {
+            firmware: None,
             retry_after_failed_register: None,
             failback_mode: None,
             ..profile
@@ -557,6 +569,7 @@ mod tests {
         let summary = serde_json::to_value(ProfileSummary::of(&plain, "p.yaml", b"")).unwrap();
         assert!(summary.get("retry_after_failed_register_s").is_none());
         assert!(summary.get("failback_mode").is_none());
+        assert!(summary.get("firmware").is_none());
     }
 
     #[test]
