@@ -20,6 +20,8 @@ use crate::timeline::{Event, EventKind, jsonl};
 pub const MAX_LADDER_REQUESTS: usize = 25;
 /// A verdict links at most this many of its evidence events.
 pub const MAX_EVIDENCE_LINKS: usize = 30;
+/// A verdict's figures are shown up to this many characters.
+pub const MAX_FIGURES_CHARS: usize = 4000;
 
 const TEMPLATE: &str = include_str!("templates/report.html.j2");
 
@@ -370,7 +372,7 @@ impl VerdictView {
             evidence,
             evidence_more: v.evidence.len().saturating_sub(MAX_EVIDENCE_LINKS),
             figures: (!v.figures.is_null())
-                .then(|| serde_json::to_string_pretty(&v.figures).unwrap_or_default()),
+                .then(|| shortened(serde_json::to_string_pretty(&v.figures).unwrap_or_default())),
         }
     }
 }
@@ -593,6 +595,20 @@ fn dirty_bars(figures: &serde_json::Value, events: &[Event]) -> Option<String> {
     Some(out)
 }
 
+/// A verdict's figures as shown: a 1000-trial case's lists are cut short (report.json has
+/// them whole).
+fn shortened(mut text: String) -> String {
+    if text.len() > MAX_FIGURES_CHARS {
+        let mut end = MAX_FIGURES_CHARS;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("\n… (cut short; report.json holds every figure)");
+    }
+    text
+}
+
 /// The T2 a case configured (`t2 = 4·T1 = 80ms`), if it did.
 fn case_t2(case: &CaseResult) -> Option<u64> {
     let setting = case.settings.iter().find(|s| s.starts_with("t2 = "))?;
@@ -678,6 +694,15 @@ fn number(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_figures_are_cut_short_on_a_character_boundary() {
+        assert_eq!(shortened("short".into()), "short");
+        let long = "·".repeat(MAX_FIGURES_CHARS);
+        let cut = shortened(long);
+        assert!(cut.ends_with("report.json holds every figure)"));
+        assert!(cut.len() < MAX_FIGURES_CHARS + 60);
+    }
 
     #[test]
     fn numbers_print_the_same_way_every_time() {

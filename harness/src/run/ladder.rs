@@ -585,10 +585,13 @@ pub fn svg(case: &str, events: &[Event], t1_ns: u64, t2_ns: u64, max_requests: u
             .filter(|(_, mark)| matches!(mark, Mark::Refusal { .. }))
             .map(|(e, _)| e.happened_ns() + 1),
     );
-    for timer in &timers {
-        times.extend(&timer.ticks);
-        times.extend(timer.deadline.map(|d| d.0));
-    }
+    // A deadline gets a row for its line and label; the expected resends do not, so that
+    // each tick sits on the true axis beside the copy the device actually sent.
+    times.extend(
+        timers
+            .iter()
+            .filter_map(|timer| timer.deadline.map(|d| d.0)),
+    );
     let axis = TimeAxis::new(&times, t1_ns, &Scale::default());
     let y = |t: u64| TOP + axis.y(t);
     let width = LEFT + COLUMN_WIDTH * columns.len() as f64 + RIGHT;
@@ -632,8 +635,9 @@ pub fn svg(case: &str, events: &[Event], t1_ns: u64, t2_ns: u64, max_requests: u
             let _ = write!(
                 out,
                 r#"<line class="tick" x1="{:.1}" y1="{yt:.1}" x2="{:.1}" y2="{yt:.1}"><title>expected resend (Timer A/E) at {}</title></line>"#,
-                x - 9.0,
-                x + 9.0,
+                // Right of the lifeline, clear of the arrowhead of the copy actually sent.
+                x + 3.0,
+                x + 17.0,
                 seconds(*tick),
                 yt = y(*tick)
             );

@@ -589,6 +589,24 @@ mod tests {
     }
 
     #[test]
+    fn report_html_renders_the_counts_and_says_which_timeline_is_missing() {
+        let report = sample();
+        let nowhere = Path::new("/nonexistent/srvlab-run");
+        let timelines = crate::run::html::read_timelines(&report, nowhere);
+        let html = crate::run::html::render(&report, &timelines).unwrap();
+        assert!(html.contains(r#"<b id="count-fail">1</b>"#), "{html}");
+        assert!(html.contains(r#"<b id="count-error">1</b>"#));
+        // (minijinja's HTML escaping writes "/" as "&#x2f;".)
+        assert!(html.contains("No ladder: cannot read cases&#x2f;seed-crash&#x2f;timeline.jsonl"));
+        // The sentence is escaped, the baseline's known deviation marked.
+        assert!(html.contains("chose 52 again at 0.500 s | while dirty"));
+        assert!(html.contains("FAIL (known)"));
+        assert!(!html.contains(nowhere.to_str().unwrap()));
+        // Nothing but its input decides the bytes.
+        assert_eq!(html, crate::run::html::render(&report, &timelines).unwrap());
+    }
+
+    #[test]
     fn against_a_baseline_only_new_failures_fail_the_run() {
         let mut report = sample();
         assert!(!report.fails());
