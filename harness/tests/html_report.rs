@@ -191,6 +191,25 @@ fn report_html_renders_again_byte_for_byte_and_loads_in_chromium() {
         );
     }
 
+    // Ids are unique, and every link inside the page leads to one.
+    let attribute = |name: &str| -> Vec<String> {
+        let marker = format!(" {name}=\"");
+        page.split(marker.as_str())
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .map(str::to_string)
+            .collect()
+    };
+    let ids = attribute("id");
+    let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "report.html repeats an id");
+    for target in attribute("href").iter().filter_map(|h| h.strip_prefix('#')) {
+        assert!(
+            unique.contains(&target.to_string()),
+            "a link to #{target}, which is nowhere"
+        );
+    }
+
     // The console check can fail: a page with an error shows up in it.
     let probe = out.join("probe.html");
     std::fs::write(

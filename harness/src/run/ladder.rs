@@ -603,10 +603,16 @@ pub fn svg(case: &str, events: &[Event], t1_ns: u64, t2_ns: u64, max_requests: u
         r#"<svg xmlns="http://www.w3.org/2000/svg" class="ladder" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" role="img" aria-label="ladder diagram of {case}">"#,
         case = escape(case)
     );
-    out.push_str(concat!(
-        r#"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse">"#,
-        r#"<path d="M0,0 L10,5 L0,10 z" fill="context-stroke"/></marker></defs>"#
-    ));
+    // One arrowhead per ladder: ids are unique across the page.
+    let head = escape(&format!("arrow-{case}"));
+    let _ = write!(
+        out,
+        concat!(
+            r#"<defs><marker id="{head}" viewBox="0 0 10 10" refX="10" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse">"#,
+            r#"<path d="M0,0 L10,5 L0,10 z" fill="context-stroke"/></marker></defs>"#
+        ),
+        head = head
+    );
     for (i, column) in columns.iter().enumerate() {
         let x = x_of(i);
         let _ = write!(
@@ -681,7 +687,8 @@ pub fn svg(case: &str, events: &[Event], t1_ns: u64, t2_ns: u64, max_requests: u
                 } else {
                     x2
                 };
-                arrow(&mut out, &href, x1, end, yy, label, class, !*lost);
+                let tip = (!*lost).then_some(head.as_str());
+                arrow(&mut out, &href, x1, end, yy, label, class, tip);
                 if *lost {
                     cross(&mut out, end, yy);
                 }
@@ -692,7 +699,7 @@ pub fn svg(case: &str, events: &[Event], t1_ns: u64, t2_ns: u64, max_requests: u
                 seen,
             } => {
                 let (x1, x2) = (x_of(DEVICE), x_of(*server));
-                arrow(&mut out, &href, x1, x2 - 14.0, yy, label, "refused", false);
+                arrow(&mut out, &href, x1, x2 - 14.0, yy, label, "refused", None);
                 cross(&mut out, x2 - 14.0, yy);
                 let back = match seen {
                     RefusalSeen::Icmp => "ICMP port unreachable",
@@ -702,7 +709,7 @@ pub fn svg(case: &str, events: &[Event], t1_ns: u64, t2_ns: u64, max_requests: u
                 // by the server.
                 let _ = write!(
                     out,
-                    r##"<a href="#{href}"><line class="refusal" x1="{x2:.1}" y1="{yb:.1}" x2="{x1:.1}" y2="{yb:.1}" marker-end="url(#arrow)"/><text class="label refusal" x="{:.1}" y="{:.1}" text-anchor="end">{back}</text></a>"##,
+                    r##"<a href="#{href}"><line class="refusal" x1="{x2:.1}" y1="{yb:.1}" x2="{x1:.1}" y2="{yb:.1}" marker-end="url(#{head})"/><text class="label refusal" x="{:.1}" y="{:.1}" text-anchor="end">{back}</text></a>"##,
                     x2 - 8.0,
                     y(t + 1) - 3.0,
                     yb = y(t + 1)
@@ -743,16 +750,13 @@ fn arrow(
     y: f64,
     label: &str,
     class: &str,
-    head: bool,
+    head: Option<&str>,
 ) {
     let _ = write!(
         out,
         r##"<a href="#{href}"><line class="{class}" x1="{x1:.1}" y1="{y:.1}" x2="{x2:.1}" y2="{y:.1}"{}/><text class="label {class}" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text></a>"##,
-        if head {
-            r#" marker-end="url(#arrow)""#
-        } else {
-            ""
-        },
+        head.map(|id| format!(r#" marker-end="url(#{id})""#))
+            .unwrap_or_default(),
         (x1 + x2) / 2.0,
         y - 3.0,
         escape(label)
