@@ -165,6 +165,8 @@ struct WeightsView {
     p_value: Option<String>,
     chi_square: Option<String>,
     df: Option<String>,
+    /// Cells the chi-square test merged (each expected below 5 alone), e.g. "b + z".
+    merged: Vec<String>,
     rows: Vec<WeightRow>,
 }
 
@@ -464,6 +466,21 @@ impl WeightsView {
             p_value: float("p_value", 4),
             chi_square: float("chi_square", 2),
             df: figures.get("df").map(|v| v.to_string()),
+            merged: figures
+                .get("cells")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|cell| cell.get("targets")?.as_array().cloned())
+                .filter(|targets| targets.len() > 1)
+                .map(|targets| {
+                    targets
+                        .iter()
+                        .map(|t| t.as_str().unwrap_or_default().trim_end_matches('.'))
+                        .collect::<Vec<_>>()
+                        .join(" + ")
+                })
+                .collect(),
             rows,
         })
     }
@@ -718,7 +735,8 @@ mod tests {
             "targets": ["a.zero.test.", "b.zero.test.", "z.zero.test."],
             "weights": [60, 40, 0], "probabilities": [0.594, 0.396, 0.0099],
             "observed": [240, 156, 4], "expected": [237.6, 158.4, 3.96],
-            "p_value": 0.91234, "chi_square": 0.1834, "df": 1
+            "p_value": 0.91234, "chi_square": 0.1834, "df": 1,
+            "cells": [{"targets": ["b.zero.test.", "z.zero.test."]}, {"targets": ["a.zero.test."]}]
         });
         let view = WeightsView::of(&figures).unwrap();
         assert_eq!(view.p_value.as_deref(), Some("0.9123"));
@@ -726,5 +744,6 @@ mod tests {
         assert_eq!(view.rows[0].target, "a.zero.test");
         assert_eq!(view.rows[0].observed_pct, "100.0%");
         assert_eq!(view.rows[2].expected, "4.0");
+        assert_eq!(view.merged, ["b.zero.test + z.zero.test"]);
     }
 }
