@@ -92,6 +92,16 @@ enum Command {
         #[arg(default_value = "cases")]
         paths: Vec<PathBuf>,
     },
+    /// Render a run's report again (html, md, junit or json) from its report.json and the
+    /// cases' timelines, offline; writes it into RUN_DIR and prints its path.
+    Report {
+        /// The run folder (holds report.json and cases/).
+        #[arg(value_name = "RUN_DIR")]
+        dir: PathBuf,
+        /// Which report to render.
+        #[arg(long, value_enum, default_value = "html")]
+        format: commands::report::Format,
+    },
     /// Bring a case's world up (DNS and scripted SIP servers) for a phone or any SIP client;
     /// print the timeline live; write timeline.jsonl and capture.pcap as events happen.
     Serve {
@@ -202,6 +212,7 @@ fn main() -> ExitCode {
             baseline,
         }),
         Command::Doctor { lab, paths } => commands::doctor::run(&lab, &paths),
+        Command::Report { dir, format } => commands::report::run(&dir, format),
         Command::Validate { paths } => commands::validate::run(&paths),
         Command::Ua {
             list_faults: true, ..

@@ -61,10 +61,16 @@ pub fn d1(ctx: &Context) -> Verdict {
     let mut later = 0usize;
     let mut bad: Vec<(String, Vec<u64>)> = Vec::new();
     let mut evidence = Vec::new();
+    // Each mark as D1 reads it, for the report's dirty-host bar.
+    let mut mark_spans = Vec::new();
     for failure in &all {
         let Some(avoid) = failure.avoid else { continue };
         marks += 1;
         let until = failure.t_ns.saturating_add(ns(avoid));
+        mark_spans.push(json!({"server": failure.server,
+            "target": format!("{} {}", failure.key.0, failure.key.1),
+            "from_ms": failure.t_ns as f64 / 1e6, "until_ms": until as f64 / 1e6,
+            "how": failure.how, "seq": failure.seq}));
         let own = (failure.request, failure.attempt);
         for (r, request) in requests.iter().enumerate() {
             for (k, attempt) in request.attempts.iter().enumerate() {
@@ -97,7 +103,7 @@ pub fn d1(ctx: &Context) -> Verdict {
         }
     }
     let figures = json!({"dirty_host_ttl_ms": ns(ttl) as f64 / 1e6, "failures": marks,
-        "attempts_during_marks": later, "slack_ms": slack as f64 / 1e6});
+        "attempts_during_marks": later, "slack_ms": slack as f64 / 1e6, "marks": mark_spans});
     if let Some((sentence, seqs)) = bad.first() {
         return Verdict::new("D1", level, Verdict::violation(level), sentence.clone())
             .with_evidence(seqs.clone())

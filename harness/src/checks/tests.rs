@@ -47,6 +47,7 @@ fn profile(dirty: Option<u64>) -> Profile {
     Profile {
         device: "reference".into(),
         name: "test".into(),
+        firmware: None,
         t1: Duration::from_millis(20),
         t2: Duration::from_secs(4),
         dirty_host_ttl: dirty.map(Duration::from_secs),
@@ -846,6 +847,13 @@ fn d1_a_failed_target_is_avoided_for_the_ttl() {
     let verdict = run("D1", &refused_then(3000.0, S52), &profile(Some(2)));
     assert_eq!(verdict.status, Status::Pass);
     assert_eq!(verdict.figures["attempts_during_marks"], 1);
+    // Each mark, for the report's dirty-host bar: from the refusal, for the TTL.
+    let marks = verdict.figures["marks"].as_array().expect("marks");
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    assert_eq!(
+        marks[0]["until_ms"].as_f64().unwrap() - marks[0]["from_ms"].as_f64().unwrap(),
+        2000.0
+    );
     // A failure with nothing after it.
     let mut alone = Tl::default();
     alone

@@ -12,6 +12,7 @@ macro_rules! say {
 
 pub mod dns;
 pub mod doctor;
+pub mod report;
 pub mod run;
 pub mod serve;
 pub mod ua;

@@ -43,6 +43,8 @@ struct RawProfile {
     device: Spanned<String>,
     #[serde(default)]
     name: Option<String>,
+    #[serde(default)]
+    firmware: Option<String>,
     t1: Spanned<DurationSpec>,
     #[serde(default)]
     t2: Option<Spanned<DurationSpec>>,
@@ -105,6 +107,8 @@ pub struct Profile {
     /// `reference`, `snom`, `rfc3261`, … (for reports).
     pub device: String,
     pub name: String,
+    /// The firmware the device runs, as its vendor writes it (for reports).
+    pub firmware: Option<String>,
     pub t1: Duration,
     pub t2: Duration,
     /// The dirty-host TTL the device declares; `None`: it does not avoid failed hosts.
@@ -236,6 +240,7 @@ impl Profile {
         let profile = Self {
             name: raw.name.unwrap_or_else(|| raw.device.value.clone()),
             device: raw.device.value,
+            firmware: raw.firmware,
             t1,
             t2,
             dirty_host_ttl: raw.dirty_host_ttl.map(|d| d.value.0),

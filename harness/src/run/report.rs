@@ -1,5 +1,5 @@
-//! A run's reports: `report.json` (the canonical, versioned record), `summary.md` for people
-//! and `junit.xml` for CI (one test case per case × check).
+//! A run's reports: `report.json` (the canonical, versioned record), `summary.md` and
+//! `report.html` for people and `junit.xml` for CI (one test case per case × check).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -43,6 +43,9 @@ pub struct ProfileSummary {
     pub fnv1a64: String,
     pub device: String,
     pub name: String,
+    /// The firmware the profile names, when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<String>,
     pub t1_ms: f64,
     pub t2_ms: f64,
     pub dirty_host_ttl_s: Option<f64>,
@@ -80,6 +83,7 @@ impl ProfileSummary {
             fnv1a64: fnv1a64(bytes),
             device: profile.device.clone(),
             name: profile.name.clone(),
+            firmware: profile.firmware.clone(),
             t1_ms: profile.t1.as_secs_f64() * 1000.0,
             t2_ms: profile.t2.as_secs_f64() * 1000.0,
             dirty_host_ttl_s: profile.dirty_host_ttl.map(|d| d.as_secs_f64()),
@@ -141,6 +145,20 @@ impl Counts {
     }
 }
 
+/// Why a report.json could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: io::Error },
+    #[error("{path} is not a srvlab report: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("{path} has schema {found:?}; this srvlab reads {SCHEMA:?}")]
+    Schema { path: String, found: String },
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
     pub schema: String,
@@ -171,14 +189,48 @@ impl Report {
         }
     }
 
-    /// Writes report.json, summary.md and junit.xml into `dir`.
+    /// Writes report.json, summary.md, junit.xml and report.html into `dir` (the run folder,
+    /// which holds the cases' timelines).
     pub fn write(&self, dir: &Path) -> io::Result<()> {
-        let json = serde_json::to_string_pretty(self).map_err(io::Error::other)?;
-        std::fs::write(dir.join("report.json"), json + "\n")?;
+        let json = self.json()?;
+        std::fs::write(dir.join("report.json"), &json)?;
         std::fs::write(dir.join("summary.md"), self.markdown())?;
         let junit = self.junit().to_string().map_err(io::Error::other)?;
         std::fs::write(dir.join("junit.xml"), junit)?;
+        // Rendered from report.json as written, exactly as `srvlab report` renders it later:
+        // the same input, the same bytes.
+        let written: Self = serde_json::from_str(&json).map_err(io::Error::other)?;
+        std::fs::write(dir.join("report.html"), written.html(dir)?)?;
         Ok(())
+    }
+
+    /// report.json's text.
+    pub fn json(&self) -> io::Result<String> {
+        Ok(serde_json::to_string_pretty(self).map_err(io::Error::other)? + "\n")
+    }
+
+    /// report.html, with the timelines read from the run folder `dir`.
+    pub fn html(&self, dir: &Path) -> io::Result<String> {
+        super::html::render(self, &super::html::read_timelines(self, dir)).map_err(io::Error::other)
+    }
+
+    /// Reads a run's report.json back; the error names the file.
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let report: Self = serde_json::from_str(&text).map_err(|source| LoadError::Parse {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if report.schema != SCHEMA {
+            return Err(LoadError::Schema {
+                path: path.display().to_string(),
+                found: report.schema,
+            });
+        }
+        Ok(report)
     }
 
     pub fn markdown(&self) -> String {
@@ -188,9 +240,14 @@ impl Report {
         let _ = writeln!(out, "# srvlab run\n");
         let _ = writeln!(
             out,
-            "Device **{}** ({}), T1 = {} ms, seed {}, srvlab {}, started {}.{}\n",
+            "Device **{}** ({}){}, T1 = {} ms, seed {}, srvlab {}, started {}.{}\n",
             m.profile.name,
             m.dut,
+            m.profile
+                .firmware
+                .as_ref()
+                .map(|f| format!(", firmware {f}"))
+                .unwrap_or_default(),
             m.profile.t1_ms,
             m.seed,
             m.srvlab,
@@ -440,6 +497,7 @@ mod tests {
                     fnv1a64: "0123456789abcdef".into(),
                     device: "reference".into(),
                     name: "srvlab reference UA".into(),
+                    firmware: None,
                     t1_ms: 20.0,
                     t2_ms: 4000.0,
                     dirty_host_ttl_s: Some(2.0),
@@ -494,14 +552,16 @@ mod tests {
 
         let file = crate::model::diag::SourceFile::new(
             "p.yaml",
-            "device: y\nt1: 500ms\nretry_after_failed_register: 300s\nfailback_mode: duration\n",
+            "device: y\nfirmware: \"10.1.54 (FW-1234)\"\nt1: 500ms\nretry_after_failed_register: 300s\nfailback_mode: duration\n",
         );
         let profile = Profile::parse(&file).0.unwrap();
         let summary = serde_json::to_value(ProfileSummary::of(&profile, "p.yaml", b"")).unwrap();
         assert_eq!(summary["retry_after_failed_register_s"], 300.0);
         assert_eq!(summary["failback_mode"], "duration");
         assert_eq!(summary["failback_timeout_s"], 3600.0);
+        assert_eq!(summary["firmware"], "10.1.54 (FW-1234)");
         let plain = Profile {
+            firmware: None,
             retry_after_failed_register: None,
             failback_mode: None,
             ..profile
@@ -509,6 +569,7 @@ mod tests {
         let summary = serde_json::to_value(ProfileSummary::of(&plain, "p.yaml", b"")).unwrap();
         assert!(summary.get("retry_after_failed_register_s").is_none());
         assert!(summary.get("failback_mode").is_none());
+        assert!(summary.get("firmware").is_none());
     }
 
     #[test]
@@ -525,6 +586,24 @@ mod tests {
     fn junit_has_one_testcase_per_verdict_and_known_deviations_skipped() {
         let xml = sample().junit().to_string().unwrap();
         insta::assert_snapshot!(xml);
+    }
+
+    #[test]
+    fn report_html_renders_the_counts_and_says_which_timeline_is_missing() {
+        let report = sample();
+        let nowhere = Path::new("/nonexistent/srvlab-run");
+        let timelines = crate::run::html::read_timelines(&report, nowhere);
+        let html = crate::run::html::render(&report, &timelines).unwrap();
+        assert!(html.contains(r#"<b id="count-fail">1</b>"#), "{html}");
+        assert!(html.contains(r#"<b id="count-error">1</b>"#));
+        // (minijinja's HTML escaping writes "/" as "&#x2f;".)
+        assert!(html.contains("No ladder: cannot read cases&#x2f;seed-crash&#x2f;timeline.jsonl"));
+        // The sentence is escaped, the baseline's known deviation marked.
+        assert!(html.contains("chose 52 again at 0.500 s | while dirty"));
+        assert!(html.contains("FAIL (known)"));
+        assert!(!html.contains(nowhere.to_str().unwrap()));
+        // Nothing but its input decides the bytes.
+        assert_eq!(html, crate::run::html::render(&report, &timelines).unwrap());
     }
 
     #[test]
