@@ -253,3 +253,79 @@ fn doctor_says_what_is_missing_and_how_to_fix_it() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_http_trigger_answers_a_digest_challenge() {
+    use srvlab::model::lab::{Action, AuthScheme, HttpAuth, Template, Trigger, TriggerKind, Vars};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // A phone's web server: 401 with a digest challenge, then 200 to a request whose
+        // Authorization names the user and the dialled number's path.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let phone = tokio::spawn(async move {
+            let mut requests = Vec::new();
+            for _ in 0..2 {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let n = stream.read(&mut buf).await.unwrap();
+                let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let answer = if request.contains("Authorization: Digest username=\"admin\"") {
+                    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                } else {
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Digest realm=\"snom\", nonce=\"abc123\", qop=\"auth\"\r\nContent-Length: 0\r\n\r\n"
+                };
+                stream.write_all(answer.as_bytes()).await.unwrap();
+                requests.push(request);
+            }
+            requests
+        });
+        let trigger = Trigger {
+            kind: TriggerKind::Http,
+            actions: [(
+                Action::Call,
+                Template(vec![format!(
+                    "http://127.0.0.1:{port}/command.htm?number={{user}}"
+                )]),
+            )]
+            .into_iter()
+            .collect(),
+            auth: Some(HttpAuth {
+                user: "admin".into(),
+                password: "secret".into(),
+                scheme: AuthScheme::Digest,
+            }),
+        };
+        let vars = Vars {
+            user: "100".into(),
+            ..Vars::default()
+        };
+        let fired = srvlab::run::trigger::fire(
+            &trigger,
+            Action::Call,
+            &vars,
+            Duration::from_secs(5),
+            &|_| {},
+        )
+        .await;
+        assert_eq!(
+            fired,
+            Ok(format!(
+                "GET http://127.0.0.1:{port}/command.htm?number=100 → 200"
+            ))
+        );
+        let requests = phone.await.unwrap();
+        assert!(requests[0].starts_with("GET /command.htm?number=100 HTTP/1.1\r\n"));
+        assert!(
+            requests[1].contains("uri=\"/command.htm?number=100\", qop=auth, nc=00000001"),
+            "{}",
+            requests[1]
+        );
+        // No hangup action: the trigger says so, and the step will be inconclusive.
+        let none =
+            srvlab::run::trigger::fire(&trigger, Action::Hangup, &vars, Duration::from_secs(1), &|_| {})
+                .await;
+        assert!(none.is_err());
+    });
+}
