@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::root;
+use support::{root, verdict};
 
 /// The namespace, its resolv.conf folder and baresip, removed whatever happens.
 struct Namespace {
@@ -71,25 +71,6 @@ impl Drop for Namespace {
 
 fn artifacts() -> PathBuf {
     root().join("target/test-artifacts/baresip")
-}
-
-fn verdict(report: &serde_json::Value, case: &str, check: &str) -> (String, String) {
-    let case = report["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == case)
-        .unwrap_or_else(|| panic!("no case {case}"));
-    let verdict = case["verdicts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["id"] == check)
-        .unwrap_or_else(|| panic!("no verdict {check} in {case}"));
-    (
-        verdict["status"].as_str().unwrap().to_string(),
-        verdict["sentence"].as_str().unwrap().to_string(),
-    )
 }
 
 #[test]

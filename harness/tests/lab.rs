@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use support::root;
+use support::{root, verdict};
 
 /// The labs share 127.0.0.1 as the device's address and fixed DNS ports.
 static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -31,26 +31,6 @@ fn out_dir(name: &str) -> PathBuf {
 fn report(out: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json"))
         .expect("JSON")
-}
-
-/// (status, sentence) of a case's check.
-fn verdict(report: &serde_json::Value, case: &str, check: &str) -> (String, String) {
-    let case = report["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == case)
-        .unwrap_or_else(|| panic!("no case {case}"));
-    let verdict = case["verdicts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["id"] == check)
-        .unwrap_or_else(|| panic!("no verdict {check} in {case}"));
-    (
-        verdict["status"].as_str().unwrap().to_string(),
-        verdict["sentence"].as_str().unwrap().to_string(),
-    )
 }
 
 #[test]

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::case::{RunOptions, cache_lifetime};
 use super::trigger;
-use crate::model::case::Case;
+use crate::model::case::{Behaviour, Case};
 use crate::model::lab::{Action, Lab, Vars};
 use crate::model::steps::{Between, Step};
 use crate::timeline::{Event, EventKind};
@@ -219,13 +219,19 @@ impl Driver<'_> {
             ));
             return;
         }
+        // Dirty marks need waiting out only where some server can fail the device.
+        let can_fail = self.case.servers.iter().any(|server| {
+            server
+                .script
+                .iter()
+                .any(|phase| !matches!(phase.behaviour, Behaviour::Accept { .. }))
+        });
+        let dirty_marks_expire = match self.options.profile.dirty_host_ttl {
+            Some(ttl) if can_fail => ttl + Duration::from_millis(500),
+            _ => Duration::ZERO,
+        };
         let wait = match between {
-            Between::FreshDevice => zones_expire.max(
-                self.options
-                    .profile
-                    .dirty_host_ttl
-                    .map_or(Duration::ZERO, |ttl| ttl + Duration::from_millis(500)),
-            ),
+            Between::FreshDevice => zones_expire.max(dirty_marks_expire),
             Between::TtlExpiry => zones_expire,
         };
         wait_showing(

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use super::case::CaseResult;
 use super::ladder::{self, escape, event_anchor, seconds};
-use super::report::{Report, status_name};
-use crate::checks::{Level, Status, Verdict};
+use super::report::{Report, level_name, status_name};
+use crate::checks::{Status, Verdict};
 use crate::model::duration::DurationSpec;
 use crate::timeline::{Event, EventKind, jsonl};
 
@@ -651,15 +651,6 @@ fn status_class(status: Status) -> &'static str {
         Status::Info => "info",
         Status::Inconclusive => "inconclusive",
         Status::NotApplicable => "not_applicable",
-    }
-}
-
-fn level_name(level: Level) -> &'static str {
-    match level {
-        Level::Must => "MUST",
-        Level::Should => "SHOULD",
-        Level::Info => "INFO",
-        Level::Profile => "PROFILE",
     }
 }
 

@@ -410,7 +410,8 @@ pub fn status_name(status: Status) -> &'static str {
     }
 }
 
-fn level_name(level: Level) -> &'static str {
+/// A level as the checklist writes it.
+pub(crate) fn level_name(level: Level) -> &'static str {
     match level {
         Level::Must => "MUST",
         Level::Should => "SHOULD",

@@ -111,3 +111,23 @@ pub async fn query(
         .await
         .unwrap_or_else(|| panic!("no answer to {name} {qtype} over {transport}"))
 }
+
+/// (status, sentence) of one case's check in a report.json.
+pub fn verdict(report: &serde_json::Value, case: &str, check: &str) -> (String, String) {
+    let case = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == case)
+        .unwrap_or_else(|| panic!("no case {case}"));
+    let verdict = case["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == check)
+        .unwrap_or_else(|| panic!("no verdict {check} in {case}"));
+    (
+        verdict["status"].as_str().unwrap().to_string(),
+        verdict["sentence"].as_str().unwrap().to_string(),
+    )
+}
