@@ -242,21 +242,46 @@ impl Responder {
     }
 }
 
-/// A Contact value without its `expires` parameter (we add the granted one).
+/// A Contact value without its `expires` parameter (we add the granted one). The URI ends at
+/// the `>` that closes the first `<`; parameters are split outside quoted strings, so that a
+/// `+sip.instance="<urn:uuid:…>"` stays whole (baresip sends one).
 fn strip_expires_param(contact: &str) -> String {
-    let (uri_part, params) = match contact.rfind('>') {
-        Some(end) => contact.split_at(end + 1),
-        None => match contact.find(';') {
-            Some(start) => contact.split_at(start),
-            None => (contact, ""),
-        },
-    };
-    let kept: String = params
-        .split(';')
-        .filter(|p| !p.trim().is_empty() && !p.trim().to_ascii_lowercase().starts_with("expires"))
-        .map(|p| format!(";{}", p.trim()))
-        .collect();
+    let contact = contact.trim();
+    let uri_end = match contact.find('<') {
+        Some(open) => contact[open..].find('>').map(|close| open + close + 1),
+        None => contact.find(';'),
+    }
+    .unwrap_or(contact.len());
+    let (uri_part, params) = contact.split_at(uri_end);
+    let mut kept = String::new();
+    for param in split_outside_quotes(params, ';') {
+        let param = param.trim();
+        let name = param.split('=').next().unwrap_or_default().trim();
+        if !param.is_empty() && !name.eq_ignore_ascii_case("expires") {
+            kept.push(';');
+            kept.push_str(param);
+        }
+    }
     format!("{}{kept}", uri_part.trim())
+}
+
+/// `text` split at `separator`, except inside double quotes.
+fn split_outside_quotes(text: &str, separator: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut quoted = false;
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c == separator && !quoted => {
+                parts.push(&text[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
 }
 
 fn contact_uri(local: Local) -> String {
@@ -313,4 +338,27 @@ fn with_body(mut message: Message, content_type: &str, body: Vec<u8>) -> Message
         value: length,
     });
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_contact_loses_only_its_expires_and_keeps_quoted_params_whole() {
+        assert_eq!(
+            strip_expires_param(
+                r#"<sip:alice-0x55@127.0.0.1:5060>;expires=3600;+sip.instance="<urn:uuid:1-2>""#
+            ),
+            r#"<sip:alice-0x55@127.0.0.1:5060>;+sip.instance="<urn:uuid:1-2>""#
+        );
+        assert_eq!(
+            strip_expires_param("sip:bob@192.0.2.4;Expires=60;q=0.5"),
+            "sip:bob@192.0.2.4;q=0.5"
+        );
+        assert_eq!(
+            strip_expires_param("\"A;B\" <sip:a@b;lr>;expires=5"),
+            "\"A;B\" <sip:a@b;lr>"
+        );
+    }
 }
