@@ -345,6 +345,11 @@ const MATRIX: &[Row] = &[
         &[("register-timeout-backoff", "D5")],
     ),
     (
+        "retransmit-over-tcp",
+        &["cases/transport/tcp-failover.yaml"],
+        &[("tcp-failover", "T3")],
+    ),
+    (
         "skip-naptr",
         &["cases/resolution/naptr-tcp-preferred.yaml"],
         &[("naptr-tcp-preferred", "L4")],

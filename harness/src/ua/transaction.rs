@@ -126,7 +126,9 @@ impl ClientTransaction {
             linger,
             doubling: !config.faults.has(Fault::NoRetransmitDoubling),
             interval,
-            retransmit_at: (!reliable).then(|| now.saturating_add(interval)),
+            // RFC 3261 17.1.1.2: Timer A runs only over an unreliable transport.
+            retransmit_at: (!reliable || config.faults.has(Fault::RetransmitOverTcp))
+                .then(|| now.saturating_add(interval)),
             timeout_at: Some(early.map_or(timer_f_at, |early| early.min(timer_f_at))),
             timer_f_at: Some(timer_f_at),
             t2_cap: !config.faults.has(Fault::NoT2Cap),
@@ -513,6 +515,14 @@ mod tests {
         let (sends, timed_out) = schedule(kind, true, &config(t1));
         assert_eq!(sends, Vec::<u128>::new());
         assert_eq!(timed_out, Some(u128::from(t1) * 64));
+    }
+
+    #[test]
+    fn the_retransmit_over_tcp_fault_runs_timer_a_over_tcp() {
+        let config = with_fault(config(20), Fault::RetransmitOverTcp);
+        let (sends, timed_out) = schedule(Kind::Invite, true, &config);
+        assert_eq!(sends, vec![20, 60, 140, 300, 620, 1260]);
+        assert_eq!(timed_out, Some(1280));
     }
 
     #[test]
