@@ -309,3 +309,59 @@ fn the_http_trigger_answers_a_digest_challenge() {
         assert!(none.is_err());
     });
 }
+
+#[test]
+fn a_passive_device_is_judged_on_what_it_does_by_itself() {
+    let _lab = lock();
+    let dir = out_dir("passive-lab");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lab = dir.join("passive.yaml");
+    std::fs::write(
+        &lab,
+        format!(
+            "lab: passive\ndns: 127.0.0.1:5395\naddresses: [127.0.66.1, 127.0.66.2]\ndevice:\n  address: 127.0.0.1\n  profile: {}\n  act_within: 15s\ntrigger:\n  kind: passive\n",
+            root().join("fixtures/profiles/reference.yaml").display()
+        ),
+    )
+    .unwrap();
+    let out = out_dir("passive");
+    let run = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+        .args(["run", "--dut", "external", "--lab"])
+        .arg(&lab)
+        .args(["cases/failover/busy-503.yaml", "--out"])
+        .arg(&out)
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The device makes its six calls on its own schedule, once the lab's world is up (its DNS
+    // listens over TCP too; the servers come up right after it).
+    let up = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect("127.0.0.1:5395").is_err() && Instant::now() < up {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let device = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+        .args([
+            "ua",
+            "call",
+            "sip:100@snom.rocks",
+            "--dns",
+            "127.0.0.1:5395",
+        ])
+        .args(["--t1", "20", "--count", "6", "--seed", "3"])
+        .output()
+        .unwrap();
+    let output = run.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(device.status.success(), "{device:?}");
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let report = report(&out);
+    let (status, sentence) = verdict(&report, "busy-503", "F3");
+    assert_eq!(status, "pass", "{sentence}");
+    assert_eq!(
+        stdout.matches("INVITE seen from the device").count(),
+        6,
+        "{stdout}"
+    );
+}

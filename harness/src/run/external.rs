@@ -261,7 +261,11 @@ impl Driver<'_> {
         let within = self.lab.device.act_within;
         self.requests += 1;
         self.vars.request = self.requests.to_string();
-        self.forget_pending();
+        // What came before a trigger is of the past; a device that acts by itself may have
+        // sent this step's request already, while the last step settled.
+        if self.lab.trigger.kind != crate::model::lab::TriggerKind::Passive {
+            self.forget_pending();
+        }
         let asked = Instant::now();
         let fired = trigger::fire(&self.lab.trigger, action, &self.vars, within, &say).await;
         let step = self.vars.step.clone();
