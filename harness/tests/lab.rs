@@ -59,6 +59,13 @@ fn a_command_triggered_device_is_judged_on_its_own_traffic() {
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     let report = report(&out);
     assert_eq!(report["manifest"]["dut"], "external");
+    assert_eq!(report["manifest"]["lab"]["name"], "loopback-reference");
+    assert_eq!(report["manifest"]["lab"]["device"], "127.0.0.1");
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("Tested in the lab loopback-reference (fixtures/labs/loopback-reference.yaml): device 127.0.0.1, command trigger"),
+        "{summary}"
+    );
     let (status, sentence) = verdict(&report, "seed-crash", "D1");
     assert_eq!(status, "fail", "{sentence}");
     assert!(sentence.contains("after it failed"), "{sentence}");

@@ -14,7 +14,9 @@ use srvlab::run::baseline::Baseline;
 use srvlab::run::case::{
     BETWEEN_CASES, CaseResult, DeviceUnderTest, RunOptions, case_dir, run_case,
 };
-use srvlab::run::report::{CaseFile, Manifest, ProfileSummary, Report, fnv1a64, status_name};
+use srvlab::run::report::{
+    CaseFile, LabSummary, Manifest, ProfileSummary, Report, fnv1a64, status_name,
+};
 use srvlab::run::schedule::Schedule;
 use srvlab::timeline::jsonl::Header;
 use srvlab::ua::{Fault, Faults};
@@ -81,6 +83,10 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         }
         (Dut::Reference, None) => None,
     };
+    if lab.is_some() && !options.faults.is_empty() {
+        eprintln!("srvlab: --fault switches on faults of the reference UA, not of a real device");
+        return Ok(exit_bad_input());
+    }
     if options.dut == Dut::External && lab.is_none() {
         print_diagnostics(&diagnostics);
         return Ok(exit_bad_input());
@@ -189,6 +195,7 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
                 fnv1a64: fnv1a64(c.file.text.as_bytes()),
             })
             .collect(),
+        lab: lab.as_deref().map(LabSummary::of),
     };
     let mut report = Report::new(manifest, results);
     report.baseline = baseline.as_ref().map(|b| b.compare(&report.cases));

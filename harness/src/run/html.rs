@@ -260,7 +260,10 @@ impl Page {
             device: m.profile.device.clone(),
             profile_name: m.profile.name.clone(),
             profile_file: m.profile.file.clone(),
-            dut: m.dut.clone(),
+            dut: m.lab.as_ref().map_or_else(
+                || m.dut.clone(),
+                |lab| format!("{} — {}", m.dut, lab.describe()),
+            ),
             firmware: m.profile.firmware.clone(),
             seed: m.seed,
             started: m.started.clone(),

@@ -30,6 +30,47 @@ pub struct Manifest {
     pub host: String,
     /// Each case file and a hash of its bytes (FNV-1a 64, hex): the same hash, the same case.
     pub cases: Vec<CaseFile>,
+    /// The lab a real device was tested in (`--dut external`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lab: Option<LabSummary>,
+}
+
+/// Where and how a real device was tested: enough for a reader to know which device's
+/// traffic was judged and how it was made to act.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LabSummary {
+    pub name: String,
+    pub file: String,
+    pub fnv1a64: String,
+    /// The device's address: only its traffic was judged.
+    pub device: String,
+    pub dns: Vec<String>,
+    pub trigger: String,
+}
+
+impl LabSummary {
+    pub fn of(lab: &crate::model::lab::Lab) -> Self {
+        Self {
+            name: lab.name.clone(),
+            file: lab.file.path.clone(),
+            fnv1a64: fnv1a64(lab.file.text.as_bytes()),
+            device: lab.device.address.to_string(),
+            dns: lab.dns.iter().map(ToString::to_string).collect(),
+            trigger: lab.trigger.kind.to_string(),
+        }
+    }
+
+    /// "lab bench-1 (labs/bench.yaml): device 192.168.77.20, command trigger, DNS 192.168.77.1:53"
+    pub fn describe(&self) -> String {
+        format!(
+            "lab {} ({}): device {}, {} trigger, DNS {}",
+            self.name,
+            self.file,
+            self.device,
+            self.trigger,
+            self.dns.join(", ")
+        )
+    }
 }
 
 /// The device profile the run was judged against: what the device is configured with and
@@ -258,6 +299,9 @@ impl Report {
                 format!(" Faults on: {}.", m.faults.join(", "))
             }
         );
+        if let Some(lab) = &m.lab {
+            let _ = writeln!(out, "Tested in the {}.\n", lab.describe());
+        }
         let _ = writeln!(
             out,
             "**{} pass, {} fail, {} warn, {} info, {} inconclusive, {} not applicable{}**\n",
@@ -517,6 +561,7 @@ mod tests {
                     file: "cases/seed-crash.yaml".into(),
                     fnv1a64: "fedcba9876543210".into(),
                 }],
+                lab: None,
             },
             cases,
         );
