@@ -365,12 +365,10 @@ impl Lab {
             };
             hosts.insert(name, address.value);
         }
-        let mut seen = BTreeMap::new();
+        let mut seen = std::collections::BTreeSet::new();
         let pool: Vec<IpAddr> = raw.addresses.iter().map(|a| a.value).collect();
         for address in &raw.addresses {
-            if seen.insert(address.value, ()).is_some()
-                || hosts.values().any(|h| *h == address.value)
-            {
+            if !seen.insert(address.value) || hosts.values().any(|h| *h == address.value) {
                 diagnostics.push(Diagnostic::error(
                     Span::of(file, address),
                     format!("{} is given twice", address.value),
@@ -719,6 +717,99 @@ mod tests {
         assert_eq!(fill("{{\"json\": {user}}}", &vars()), "{\"json\": 100}");
         assert_eq!(fill("{nope} {", &vars()), "{nope} {");
         assert_eq!(unknown_placeholders("{uri} {nope} {{x}}"), vec!["nope"]);
+    }
+
+    fn lab(text: &str) -> (Option<Lab>, Diagnostics) {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/labs");
+        Lab::parse(&SourceFile::new("bench.yaml", text), &base)
+    }
+
+    const GOOD: &str = "lab: bench\ndns: 127.0.0.1:5353\naddresses: [127.0.70.1, 127.0.70.2, 127.0.70.3]\ndevice:\n  address: 127.0.0.1\n  profile: ../profiles/reference.yaml\ntrigger:\n  kind: command\n  call: [dial, \"{uri}\"]\n  register: [reg, \"{aor}\"]\n";
+
+    #[test]
+    fn a_lab_file_is_read_and_its_mistakes_located() {
+        let (parsed, found) = lab(GOOD);
+        assert!(!found.has_errors(), "{found}");
+        let parsed = parsed.unwrap();
+        assert_eq!(parsed.device.act_within, DEFAULT_ACT_WITHIN);
+        assert_eq!(
+            parsed.trigger.template(Action::Call).unwrap().0,
+            ["dial", "{uri}"]
+        );
+        assert!(parsed.trigger.template(Action::Hangup).is_none());
+
+        let broken = GOOD
+            .replace("call: [dial, \"{uri}\"]", "call: [dial, \"{number}\"]")
+            .replace("addresses: [127.0.70.1,", "addresses: [127.0.0.1,");
+        let (parsed, found) = lab(&broken);
+        assert!(parsed.is_none());
+        let text = found.to_string();
+        assert!(
+            text.contains("bench.yaml:3:13: error: this is the device's own address"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bench.yaml:9:9: error: unknown placeholder `{number}`"),
+            "{text}"
+        );
+
+        let (_, found) = lab(&GOOD.replace("call: [dial, \"{uri}\"]", "call: \"dial {uri}\""));
+        assert!(found.to_string().contains("a command is a list"), "{found}");
+        let (_, found) = lab(&GOOD.replace("kind: command", "kind: passive"));
+        assert!(
+            found.to_string().contains("a passive trigger does nothing"),
+            "{found}"
+        );
+        let (_, found) = lab(&GOOD.replace("kind: command", "kind: manual"));
+        assert!(
+            found
+                .to_string()
+                .contains("a manual trigger takes one text per action"),
+            "{found}"
+        );
+        let (_, found) = lab(&GOOD.replace("reference.yaml", "missing.yaml"));
+        assert!(
+            found.to_string().contains("no device profile at"),
+            "{found}"
+        );
+        let (_, found) = lab(&GOOD.replace("lab: bench", "lab: bench\nserver: x"));
+        assert!(found.has_errors(), "unknown fields are errors");
+    }
+
+    #[test]
+    fn a_case_moves_to_the_labs_addresses_in_order_of_first_use() {
+        let case_text = "id: c\nzone:\n  origin: x.test.\n  ttl: 60\n  records:\n    - SRV: {name: _sip._udp, priority: 1, weight: 1, port: 5060, target: a}\n    - SRV: {name: _sip._udp, priority: 2, weight: 1, port: 5060, target: b}\n    - A: {name: a, address: 127.0.9.1}\n    - A: {name: b, address: 127.0.9.2}\n    - A: {name: \"@\", address: 127.0.9.3}\nservers:\n  - host: a.x.test.\n    script: [{behaviour: accept}]\n  - host: b.x.test.\n    script: [{behaviour: stall}]\n";
+        let (case, found) = Case::parse(&SourceFile::new("c.yaml", case_text), Path::new("."));
+        let case = case.unwrap_or_else(|| panic!("{found}"));
+        let (parsed, _) = lab(&GOOD.replace("device:", "hosts:\n  b.x.test: 127.0.70.9\ndevice:"));
+        let parsed = parsed.unwrap();
+        let moved = parsed.apply(&case).unwrap();
+        let address = |s: &str| -> IpAddr { s.parse().unwrap() };
+        assert_eq!(moved.servers[0].addresses, [address("127.0.70.1")]);
+        // A fixed host keeps its address, and the pool goes on with the next address in use.
+        assert_eq!(moved.servers[1].addresses, [address("127.0.70.9")]);
+        let records: Vec<_> = moved.zones.zones[0]
+            .records
+            .iter()
+            .filter_map(|r| match r.data {
+                RecordData::A(v4) => Some(IpAddr::V4(v4)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            records,
+            [
+                address("127.0.70.1"),
+                address("127.0.70.9"),
+                address("127.0.70.2")
+            ]
+        );
+        let small = lab(&GOOD.replace("[127.0.70.1, 127.0.70.2, 127.0.70.3]", "[127.0.70.1]"))
+            .0
+            .unwrap();
+        let err = small.apply(&case).unwrap_err().to_string();
+        assert!(err.contains("needs 3 IPv4 address(es)"), "{err}");
+        assert!(err.contains("the lab bench has 1"), "{err}");
     }
 
     #[test]

@@ -343,6 +343,7 @@ impl Driver<'_> {
             Duration::from_secs(5)
         };
         let quiet = self.options.profile.timer_b() + Duration::from_secs(2);
+        let bound = deadline + quiet * (self.case.servers.len() as u32 + 2);
         let address = self.lab.device.address;
         let mut resolved = false;
         let mut next_tick = Instant::now();
@@ -375,12 +376,10 @@ impl Driver<'_> {
                 }
                 Some(event) => {
                     if matches!(event.kind, EventKind::DnsQuery(_)) {
-                        if !resolved {
-                            // It acted: from now on it is judged, not waited for.
-                            deadline = deadline.max(Instant::now() + quiet);
-                        }
+                        // It acted: it has Timer B after its last query to send the request,
+                        // within a bound a device that resolves forever does not pass.
                         resolved = true;
-                        deadline = deadline.min(Instant::now() + quiet);
+                        deadline = deadline.max(Instant::now() + quiet).min(bound);
                     }
                 }
                 None if Instant::now() >= deadline => {
