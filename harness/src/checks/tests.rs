@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::model::diag::SourceFile;
+use crate::model::profile::AddressFamily;
 use crate::model::zone::Zone;
 use crate::timeline::{
     DnsQuery, EventKind, RefusalSeen, Refused, SipMessage, SipSummary, Transport,
@@ -60,6 +61,7 @@ fn profile(dirty: Option<u64>) -> Profile {
         retry_after_failed_register: None,
         failback_mode: None,
         failback_timeout: None,
+        address_families: vec![AddressFamily::Ipv4],
     }
 }
 

@@ -36,10 +36,13 @@ pub enum Fault {
     IgnoreFailoverAfter,
     RefreshRedraws,
     ReregisterAtOnce,
+    #[serde(rename = "ipv4-only")]
+    Ipv4Only,
+    TargetMajorSkip,
 }
 
 impl Fault {
-    pub const ALL: [Self; 23] = [
+    pub const ALL: [Self; 25] = [
         Self::IgnorePriority,
         Self::IgnoreWeights,
         Self::WeightZeroFirst,
@@ -63,6 +66,8 @@ impl Fault {
         Self::IgnoreFailoverAfter,
         Self::RefreshRedraws,
         Self::ReregisterAtOnce,
+        Self::Ipv4Only,
+        Self::TargetMajorSkip,
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +95,8 @@ impl Fault {
             Self::IgnoreFailoverAfter => "ignore-failover-after",
             Self::RefreshRedraws => "refresh-redraws",
             Self::ReregisterAtOnce => "reregister-at-once",
+            Self::Ipv4Only => "ipv4-only",
+            Self::TargetMajorSkip => "target-major-skip",
         }
     }
 
@@ -162,6 +169,12 @@ impl Fault {
             }
             Self::ReregisterAtOnce => {
                 "registers again at once after a registration failed at every target (the registration storm after an outage)"
+            }
+            Self::Ipv4Only => {
+                "never queries AAAA nor sends over IPv6 although configured dual stack (an IPv6 switch never wired to the resolver)"
+            }
+            Self::TargetMajorSkip => {
+                "moves to the next SRV target once the first address of a target failed, skipping its other addresses (the other family)"
             }
         }
     }
