@@ -13,6 +13,7 @@ use crate::timeline::{
 };
 use crate::ua::Rng;
 
+mod dual_stack_checks;
 mod registration_checks;
 mod timer_checks;
 
