@@ -5,10 +5,13 @@
 //!
 //! Without the privilege this says so, once, on the timeline and to the caller: nothing is
 //! recorded silently.
+//!
+//! IPv6: a raw ICMPv6 socket sees the port unreachable (type 1 code 4) for refused UDP over
+//! IPv6. TCP over IPv6 refusals (RST) are not watched yet.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
@@ -67,21 +70,37 @@ pub struct RefusalWatcher {
 pub struct WatchError(io::Error);
 
 impl RefusalWatcher {
-    /// Opens the raw sockets (IPv4 ICMP and TCP) and starts reading them.
+    /// Opens the raw sockets (IPv4 ICMP and TCP, ICMPv6) and starts reading them.
     pub fn start(timeline: Timeline) -> Result<Self, WatchError> {
-        let icmp = raw_socket(Protocol::ICMPV4).map_err(WatchError)?;
-        let tcp = raw_socket(Protocol::TCP).map_err(WatchError)?;
+        let icmp = raw_socket(Domain::IPV4, Protocol::ICMPV4).map_err(WatchError)?;
+        let tcp = raw_socket(Domain::IPV4, Protocol::TCP).map_err(WatchError)?;
+        let mut sockets: Vec<(std::net::UdpSocket, Transport, Parser)> = vec![
+            (icmp, Transport::Udp, parse_icmp_port_unreachable),
+            (tcp, Transport::Tcp, parse_rst),
+        ];
+        // A host without IPv6 (or a namespace with it switched off) still watches IPv4.
+        match raw_socket(Domain::IPV6, Protocol::ICMPV6) {
+            Ok(icmp6) => sockets.push((icmp6, Transport::Udp, parse_icmpv6_port_unreachable)),
+            Err(err) => {
+                timeline.record(EventKind::Note {
+                    text: format!(
+                        "refusals: no raw ICMPv6 socket ({err}): refused UDP over IPv6 is not observed"
+                    ),
+                });
+            }
+        }
         let ports = RefusingPorts::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let threads = [(icmp, Transport::Udp), (tcp, Transport::Tcp)]
+        let threads = sockets
             .into_iter()
-            .map(|(socket, transport)| {
+            .enumerate()
+            .map(|(i, (socket, transport, parse))| {
                 let ports = ports.clone();
                 let stop = stop.clone();
                 let timeline = timeline.clone();
                 std::thread::Builder::new()
-                    .name(format!("srvlab-refusals-{transport}"))
-                    .spawn(move || read_loop(&socket, transport, &ports, &stop, &timeline))
+                    .name(format!("srvlab-refusals-{transport}-{i}"))
+                    .spawn(move || read_loop(&socket, transport, parse, &ports, &stop, &timeline))
                     .map_err(WatchError)
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -102,9 +121,12 @@ impl Drop for RefusalWatcher {
     }
 }
 
-/// A raw IPv4 socket; a std `UdpSocket` is just a datagram fd, which lets us read it safely.
-fn raw_socket(protocol: Protocol) -> io::Result<std::net::UdpSocket> {
-    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(protocol))?;
+/// How a raw socket's packet is read as a refusal.
+type Parser = fn(&[u8]) -> Option<SeenRefusal>;
+
+/// A raw socket; a std `UdpSocket` is just a datagram fd, which lets us read it safely.
+fn raw_socket(domain: Domain, protocol: Protocol) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(domain, Type::RAW, Some(protocol))?;
     // Short, so that the thread notices when it should stop.
     socket.set_read_timeout(Some(Duration::from_millis(100)))?;
     // The kernel's receive time: this thread may read the packet after the device has already
@@ -116,6 +138,7 @@ fn raw_socket(protocol: Protocol) -> io::Result<std::net::UdpSocket> {
 fn read_loop(
     socket: &std::net::UdpSocket,
     transport: Transport,
+    parse: Parser,
     ports: &RefusingPorts,
     stop: &AtomicBool,
     timeline: &Timeline,
@@ -142,10 +165,7 @@ fn read_loop(
             }
         };
         let packet = &buf[..len];
-        let seen = match transport {
-            Transport::Udp => parse_icmp_port_unreachable(packet),
-            Transport::Tcp => parse_rst(packet),
-        };
+        let seen = parse(packet);
         if let Some(seen) = seen
             && let Some(server) = ports.server(seen.local, transport)
         {
@@ -224,6 +244,27 @@ pub fn parse_icmp_port_unreachable(packet: &[u8]) -> Option<SeenRefusal> {
     })
 }
 
+/// An ICMPv6 destination unreachable / port unreachable (type 1 code 4) quoting a UDP
+/// datagram. A raw IPv6 socket delivers the ICMPv6 message without the IPv6 header in front
+/// (unlike IPv4); the quoted datagram's IPv6 header names both ends.
+pub fn parse_icmpv6_port_unreachable(packet: &[u8]) -> Option<SeenRefusal> {
+    if packet.first() != Some(&1) || packet.get(1) != Some(&4) {
+        return None;
+    }
+    let quoted = packet.get(8..)?;
+    if quoted.first()? >> 4 != 6 || quoted.get(6) != Some(&17) {
+        return None; // not IPv6, or not UDP right after the fixed header
+    }
+    let device: [u8; 16] = quoted.get(8..24)?.try_into().ok()?;
+    let refused: [u8; 16] = quoted.get(24..40)?.try_into().ok()?;
+    let udp = quoted.get(40..)?;
+    Some(SeenRefusal {
+        local: SocketAddr::new(Ipv6Addr::from(refused).into(), port_at(udp, 2)?),
+        remote: SocketAddr::new(Ipv6Addr::from(device).into(), port_at(udp, 0)?),
+        payload: udp.get(8..).unwrap_or_default().to_vec(),
+    })
+}
+
 /// A TCP segment with RST and ACK set: the kernel's answer to a SYN for a closed port.
 /// It goes from the refused port to the device.
 pub fn parse_rst(packet: &[u8]) -> Option<SeenRefusal> {
@@ -288,6 +329,34 @@ mod tests {
             let _ = parse_icmp_port_unreachable(&packet[..cut]);
         }
         assert_eq!(parse_icmp_port_unreachable(&[]), None);
+    }
+
+    #[test]
+    fn an_icmpv6_port_unreachable_names_the_refused_port_and_quotes_the_request() {
+        let payload = b"INVITE sip:100@v6.test SIP/2.0\r\nCall-ID: abc\r\n";
+        let mut udp = vec![0x13, 0x88, 0x16, 0x46, 0, 0, 0, 0]; // 5000 → 5702
+        udp.extend_from_slice(payload);
+        let device: Ipv6Addr = "fd00::9".parse().unwrap();
+        let refused: Ipv6Addr = "::1".parse().unwrap();
+        let mut quoted = vec![0x60, 0, 0, 0, 0, 0, 17, 64];
+        quoted[4..6].copy_from_slice(&u16::try_from(udp.len()).unwrap().to_be_bytes());
+        quoted.extend_from_slice(&device.octets());
+        quoted.extend_from_slice(&refused.octets());
+        quoted.extend_from_slice(&udp);
+        let mut packet = vec![1, 4, 0, 0, 0, 0, 0, 0];
+        packet.extend_from_slice(&quoted);
+        let seen = parse_icmpv6_port_unreachable(&packet).unwrap();
+        assert_eq!(seen.local, "[::1]:5702".parse().unwrap());
+        assert_eq!(seen.remote, "[fd00::9]:5000".parse().unwrap());
+        assert_eq!(seen.payload, payload);
+        // Other ICMPv6 (echo reply, no route) and garbage are not refusals.
+        let mut other = packet.clone();
+        other[1] = 0;
+        assert_eq!(parse_icmpv6_port_unreachable(&other), None);
+        for cut in 0..packet.len() - payload.len() - 8 {
+            let _ = parse_icmpv6_port_unreachable(&packet[..cut]);
+        }
+        assert_eq!(parse_icmpv6_port_unreachable(&[]), None);
     }
 
     #[test]
