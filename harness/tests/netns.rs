@@ -130,7 +130,7 @@ fn a_dual_stack_world_on_fd00_addresses_in_a_namespace() {
         "{timeline}"
     );
     assert!(
-        timeline.contains("\"local\":\"127.0.42.21:5060\""),
+        timeline.contains("\"local\":\"127.0.42.121:5060\""),
         "{timeline}"
     );
 

@@ -4,14 +4,16 @@
 //! order). Which family comes first is the device's policy, never judged.
 //!
 //! Only a dual-stack profile is judged: a device that declares one family does what it says
-//! by using it alone. Requests judged are the opening ones, as for L11.
+//! by using it alone. Requests judged are the opening ones, as for L11; an address the device
+//! held dirty (D1) when it moved on counts as tried.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use hickory_server::proto::rr::Name;
 use serde_json::json;
 
 use super::Context;
+use super::failures::{failures, is_dirty};
 use super::lookups::{name_of, queries};
 use super::resolution::resolved_set;
 use super::targets::{SrvTarget, srv_queried, srv_records};
@@ -49,7 +51,9 @@ pub fn l13(ctx: &Context) -> Verdict {
     let mut moves = 0usize;
 
     // Both families of a target before the next target.
-    for request in ctx.requests().iter().filter(|r| r.opening) {
+    let requests = ctx.requests();
+    let all_failures = failures(ctx, &requests);
+    for request in requests.iter().filter(|r| r.opening) {
         let Some(records) = request.attempts.iter().find_map(|a| resolved_set(ctx, a)) else {
             continue;
         };
@@ -67,13 +71,18 @@ pub fn l13(ctx: &Context) -> Verdict {
                 .filter(|a| left.matches(a))
                 .map(|a| a.address.ip())
                 .collect();
+            let attempt = &request.attempts[k + 1];
+            let dirty = |ip: IpAddr| {
+                let key = (attempt.transport, SocketAddr::new(ip, left.port));
+                is_dirty(&all_failures, key, attempt.first_sent())
+            };
             let untried: Vec<IpAddr> = left
                 .addresses
                 .iter()
                 .copied()
-                .filter(|ip| declared.contains(&AddressFamily::of(*ip)) && !tried.contains(ip))
+                .filter(|ip| declared.contains(&AddressFamily::of(*ip)))
+                .filter(|ip| !tried.contains(ip) && !dirty(*ip))
                 .collect();
-            let attempt = &request.attempts[k + 1];
             if untried.is_empty() {
                 evidence.push(attempt.first_seq());
             } else {
@@ -98,8 +107,7 @@ pub fn l13(ctx: &Context) -> Verdict {
     // A declared IPv6 is used: every SRV target with AAAA records that the device reached
     // for (looked up or sent to) had its AAAA asked for, or its IPv6 address tried.
     let all_queries = queries(ctx);
-    let attempted: Vec<IpAddr> = ctx
-        .requests()
+    let attempted: Vec<IpAddr> = requests
         .iter()
         .flat_map(|r| r.attempts.iter().map(|a| a.address.ip()))
         .collect();
@@ -173,13 +181,18 @@ pub fn l13(ctx: &Context) -> Verdict {
         )
         .with_figures(figures);
     }
+    let order = if moves == 0 {
+        "no request moved between SRV targets".to_owned()
+    } else {
+        format!(
+            "{moves} move(s) to another SRV target, each after every address of the target left (both families) was tried"
+        )
+    };
     Verdict::new(
         "L13",
         level,
         Status::Pass,
-        format!(
-            "{moves} move(s) to another SRV target, each after every address of the target left (both families) was tried; IPv6 used for {with_aaaa} target(s) with AAAA"
-        ),
+        format!("{order}; AAAA looked up or IPv6 used for {with_aaaa} target(s) with AAAA records"),
     )
     .with_evidence(evidence)
     .with_figures(figures)

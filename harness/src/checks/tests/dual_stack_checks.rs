@@ -113,3 +113,27 @@ fn l13_is_inconclusive_when_nothing_dual_stack_was_reached() {
     tl.query(DUAL_UDP, "SRV", 0.0);
     assert_eq!(l13(&tl, &dual_profile()).status, Status::Inconclusive);
 }
+
+#[test]
+fn l13_lets_a_device_skip_an_address_it_holds_dirty() {
+    // The first call found one's IPv4 address refused (dirty for 2 s); the second leaves it
+    // out after one's IPv6 address failed too.
+    let mut tl = Tl::default();
+    tl.query(DUAL_UDP, "SRV", 0.0)
+        .query("one.dual.test.", "A", 1.0)
+        .invite(ONE_V4, "a1", "c0", 2.0)
+        .refused_udp(ONE_V4, "a1", "c0", 2.5)
+        .query("one.dual.test.", "AAAA", 3.0)
+        .invite(ONE_V6, "a2", "c0", 4.0)
+        .refused_udp(ONE_V6, "a2", "c0", 4.5)
+        .invite(TWO, "a3", "c0", 5.0)
+        .respond(TWO, 200, "a3", "c0", 6.0)
+        .step("second call", 100.0)
+        .invite(ONE_V6, "b1", "c1", 101.0)
+        .refused_udp(ONE_V6, "b1", "c1", 101.5)
+        .invite(TWO, "b2", "c1", 102.0)
+        .respond(TWO, 200, "b2", "c1", 103.0);
+    let verdict = l13(&tl, &dual_profile());
+    assert_eq!(verdict.status, Status::Pass, "{}", verdict.sentence);
+    assert_eq!(verdict.figures["target_moves"], 2);
+}
