@@ -369,12 +369,17 @@ const MATRIX: &[Row] = &[
             ("aaaa-only", "L13"),
             ("srv-major", "L13"),
             ("srv-major-refused", "L13"),
+            ("srv-major-timeout", "L13"),
         ],
     ),
     (
         "target-major-skip",
         &["cases/dual-stack"],
-        &[("srv-major", "L13"), ("srv-major-refused", "L13")],
+        &[
+            ("srv-major", "L13"),
+            ("srv-major-refused", "L13"),
+            ("srv-major-timeout", "L13"),
+        ],
     ),
 ];
 
