@@ -369,6 +369,7 @@ const MATRIX: &[Row] = &[
             ("aaaa-only", "L13"),
             ("srv-major", "L13"),
             ("srv-major-refused", "L13"),
+            ("srv-major-refused-tcp", "L13"),
             ("srv-major-timeout", "L13"),
         ],
     ),
@@ -378,6 +379,7 @@ const MATRIX: &[Row] = &[
         &[
             ("srv-major", "L13"),
             ("srv-major-refused", "L13"),
+            ("srv-major-refused-tcp", "L13"),
             ("srv-major-timeout", "L13"),
         ],
     ),

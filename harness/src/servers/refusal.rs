@@ -7,7 +7,8 @@
 //! recorded silently.
 //!
 //! IPv6: a raw ICMPv6 socket sees the port unreachable (type 1 code 4) for refused UDP over
-//! IPv6. TCP over IPv6 refusals (RST) are not watched yet.
+//! IPv6, and a raw IPv6 TCP socket the RST, whose addresses come from the socket (the source,
+//! and IPV6_PKTINFO's destination) since a raw IPv6 socket delivers no IPv6 header.
 
 use std::collections::HashMap;
 use std::io;
@@ -75,16 +76,26 @@ impl RefusalWatcher {
         let icmp = raw_socket(Domain::IPV4, Protocol::ICMPV4).map_err(WatchError)?;
         let tcp = raw_socket(Domain::IPV4, Protocol::TCP).map_err(WatchError)?;
         let mut sockets: Vec<(std::net::UdpSocket, Transport, Parser)> = vec![
-            (icmp, Transport::Udp, parse_icmp_port_unreachable),
-            (tcp, Transport::Tcp, parse_rst),
+            (icmp, Transport::Udp, |p, _| parse_icmp_port_unreachable(p)),
+            (tcp, Transport::Tcp, |p, _| parse_rst(p)),
         ];
         // A host without IPv6 (or a namespace with it switched off) still watches IPv4.
-        match raw_socket(Domain::IPV6, Protocol::ICMPV6) {
-            Ok(icmp6) => sockets.push((icmp6, Transport::Udp, parse_icmpv6_port_unreachable)),
+        let ipv6 = raw_socket(Domain::IPV6, Protocol::ICMPV6).and_then(|icmp6| {
+            let tcp6 = raw_socket(Domain::IPV6, Protocol::TCP)?;
+            super::stamp::enable_destination(&tcp6)?;
+            Ok((icmp6, tcp6))
+        });
+        match ipv6 {
+            Ok((icmp6, tcp6)) => {
+                sockets.push((icmp6, Transport::Udp, |p, _| {
+                    parse_icmpv6_port_unreachable(p)
+                }));
+                sockets.push((tcp6, Transport::Tcp, parse_rst_v6));
+            }
             Err(err) => {
                 timeline.record(EventKind::Note {
                     text: format!(
-                        "refusals: no raw ICMPv6 socket ({err}): refused UDP over IPv6 is not observed"
+                        "refusals: no raw IPv6 sockets ({err}): refusals over IPv6 are not observed"
                     ),
                 });
             }
@@ -121,8 +132,14 @@ impl Drop for RefusalWatcher {
     }
 }
 
-/// How a raw socket's packet is read as a refusal.
-type Parser = fn(&[u8]) -> Option<SeenRefusal>;
+/// How a raw socket's packet is read as a refusal, with the addresses the socket told.
+type Parser = fn(&[u8], &Addresses) -> Option<SeenRefusal>;
+
+/// Where a raw packet came from and went, as the socket (not the packet) says.
+pub struct Addresses {
+    pub source: Option<SocketAddr>,
+    pub destination: Option<Ipv6Addr>,
+}
 
 /// A raw socket; a std `UdpSocket` is just a datagram fd, which lets us read it safely.
 fn raw_socket(domain: Domain, protocol: Protocol) -> io::Result<std::net::UdpSocket> {
@@ -145,8 +162,16 @@ fn read_loop(
 ) {
     let mut buf = vec![0u8; 65536];
     while !stop.load(Ordering::Relaxed) {
-        let (len, stamp) = match super::stamp::receive(socket, &mut buf) {
-            Ok((len, _, stamp)) => (len, stamp),
+        let (len, addresses, stamp) = match super::stamp::receive_with_destination(socket, &mut buf)
+        {
+            Ok((len, source, destination, stamp)) => (
+                len,
+                Addresses {
+                    source,
+                    destination,
+                },
+                stamp,
+            ),
             Err(err)
                 if matches!(
                     err.kind(),
@@ -165,7 +190,7 @@ fn read_loop(
             }
         };
         let packet = &buf[..len];
-        let seen = parse(packet);
+        let seen = parse(packet, &addresses);
         if let Some(seen) = seen
             && let Some(server) = ports.server(seen.local, transport)
         {
@@ -274,7 +299,18 @@ pub fn parse_rst(packet: &[u8]) -> Option<SeenRefusal> {
     }
     let from = ipv4_at(packet, 12)?;
     let to = ipv4_at(packet, 16)?;
-    let tcp = packet.get(header..)?;
+    rst_segment(packet.get(header..)?, from.into(), to.into())
+}
+
+/// [`parse_rst`] over IPv6: `segment` is the TCP segment alone, its addresses the socket's.
+pub fn parse_rst_v6(segment: &[u8], addresses: &Addresses) -> Option<SeenRefusal> {
+    let from = addresses.source?.ip();
+    let to = addresses.destination?;
+    rst_segment(segment, from, to.into())
+}
+
+/// A RST/ACK answering a SYN, from `from` (the refused port) to `to` (the device).
+fn rst_segment(tcp: &[u8], from: IpAddr, to: IpAddr) -> Option<SeenRefusal> {
     let flags = *tcp.get(13)?;
     const RST: u8 = 0x04;
     const ACK: u8 = 0x10;
@@ -288,8 +324,8 @@ pub fn parse_rst(packet: &[u8]) -> Option<SeenRefusal> {
         return None;
     }
     Some(SeenRefusal {
-        local: SocketAddr::new(from.into(), port_at(tcp, 0)?),
-        remote: SocketAddr::new(to.into(), port_at(tcp, 2)?),
+        local: SocketAddr::new(from, port_at(tcp, 0)?),
+        remote: SocketAddr::new(to, port_at(tcp, 2)?),
         payload: Vec::new(),
     })
 }
@@ -375,5 +411,18 @@ mod tests {
         let seen = parse_rst(&packet).unwrap();
         assert_eq!(seen.local, "127.0.0.34:5060".parse().unwrap());
         assert_eq!(seen.remote, "127.0.0.1:40000".parse().unwrap());
+        // Over IPv6 the segment comes alone; the socket names both ends.
+        let addresses = Addresses {
+            source: Some("[fd00::1]:0".parse().unwrap()),
+            destination: Some("fd00::9".parse().unwrap()),
+        };
+        let seen = parse_rst_v6(&packet[20..], &addresses).unwrap();
+        assert_eq!(seen.local, "[fd00::1]:5060".parse().unwrap());
+        assert_eq!(seen.remote, "[fd00::9]:40000".parse().unwrap());
+        let unknown = Addresses {
+            destination: None,
+            ..addresses
+        };
+        assert_eq!(parse_rst_v6(&packet[20..], &unknown), None);
     }
 }
