@@ -364,6 +364,30 @@ const MATRIX: &[Row] = &[
         &["cases/resolution/transport-param.yaml"],
         &[("transport-param", "L3")],
     ),
+    (
+        // The dual-stack cases declare IPv6 (`profile:`); the other cases' devices use IPv4
+        // alone, which this fault does not change. aaaa-only then has no request at all (L8
+        // inconclusive, not failed).
+        "ipv4-only",
+        &["cases/dual-stack"],
+        &[
+            ("aaaa-only", "L13"),
+            ("srv-major", "L13"),
+            ("srv-major-refused", "L13"),
+            ("srv-major-refused-tcp", "L13"),
+            ("srv-major-timeout", "L13"),
+        ],
+    ),
+    (
+        "target-major-skip",
+        &["cases/dual-stack"],
+        &[
+            ("srv-major", "L13"),
+            ("srv-major-refused", "L13"),
+            ("srv-major-refused-tcp", "L13"),
+            ("srv-major-timeout", "L13"),
+        ],
+    ),
 ];
 
 /// Faults whose only symptom is a SHOULD row warn (exit 0) when the profile makes no claim

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use super::*;
 use crate::model::diag::SourceFile;
+use crate::model::profile::AddressFamily;
 use crate::model::zone::Zone;
 use crate::timeline::{
     DnsQuery, EventKind, RefusalSeen, Refused, SipMessage, SipSummary, Transport,
 };
 use crate::ua::Rng;
 
+mod dual_stack_checks;
 mod registration_checks;
 mod timer_checks;
 
@@ -60,6 +62,7 @@ fn profile(dirty: Option<u64>) -> Profile {
         retry_after_failed_register: None,
         failback_mode: None,
         failback_timeout: None,
+        address_families: vec![AddressFamily::Ipv4],
     }
 }
 

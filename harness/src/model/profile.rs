@@ -17,6 +17,7 @@
 //! retry_after_failed_register: 300s   # Snom: re-REGISTER this long (±10 %) after a failed one (D5)
 //! failback_mode: duration   # Yealink/Polycom: how long requests stay with the registrar (D4, D6)
 //! failback_timeout: 3600s   # with failback_mode: duration (Yealink's default 3600 s; 0 = never)
+//! address_families: [ipv6, ipv4]  # dual stack, IPv6 first (RFC 7984; absent: IPv4 only) (L13)
 //! ```
 //!
 //! A case may need the device configured in a certain way ([`ProfileSettings`], its
@@ -68,7 +69,42 @@ struct RawProfile {
     failback_mode: Option<Spanned<FailbackMode>>,
     #[serde(default)]
     failback_timeout: Option<Spanned<DurationSpec>>,
+    #[serde(default)]
+    address_families: Option<Spanned<Vec<AddressFamily>>>,
 }
+
+/// An IP version a device resolves (A for IPv4, AAAA for IPv6) and sends over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressFamily {
+    Ipv4,
+    Ipv6,
+}
+
+impl AddressFamily {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ipv4 => "ipv4",
+            Self::Ipv6 => "ipv6",
+        }
+    }
+
+    pub fn of(ip: std::net::IpAddr) -> Self {
+        match ip {
+            std::net::IpAddr::V4(_) => Self::Ipv4,
+            std::net::IpAddr::V6(_) => Self::Ipv6,
+        }
+    }
+}
+
+impl fmt::Display for AddressFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a device that declares nothing uses: IPv4 alone, as every device did before RFC 7984.
+pub const DEFAULT_ADDRESS_FAMILIES: [AddressFamily; 1] = [AddressFamily::Ipv4];
 
 /// Yealink's `account.X.sip_server.Y.failback_mode` (Polycom's `failBack.mode`): when a
 /// device that registered with one server goes back to drawing from the top of the list.
@@ -135,6 +171,10 @@ pub struct Profile {
     /// With `failback_mode: duration`: how long (0: until the next failover). `None`: the
     /// vendor default, [`DEFAULT_FAILBACK_TIMEOUT`].
     pub failback_timeout: Option<Duration>,
+    /// The IP versions the device resolves and uses, in its order of preference for the
+    /// addresses of one SRV target (RFC 7984); IPv4 alone unless declared. Both: dual stack,
+    /// judged by L13.
+    pub address_families: Vec<AddressFamily>,
 }
 
 /// A profile field a rule is about, so that a diagnostic can point at it.
@@ -144,12 +184,20 @@ pub enum Field {
     T2,
     FailoverAfter,
     FailbackTimeout,
+    AddressFamilies,
 }
 
 impl Profile {
     /// Whether the device is expected to query NAPTR at all.
     pub fn queries_naptr(&self) -> bool {
         self.naptr != Some(false)
+    }
+
+    /// Whether the device declares both IPv4 and IPv6 (RFC 7984): L13 holds it to trying
+    /// both families of a target before the next.
+    pub fn dual_stack(&self) -> bool {
+        self.address_families.contains(&AddressFamily::Ipv4)
+            && self.address_families.contains(&AddressFamily::Ipv6)
     }
 
     /// Timer B and Timer F: 64·T1.
@@ -205,6 +253,20 @@ impl Profile {
                 "failback_timeout applies to `failback_mode: duration` only".to_owned(),
             ));
         }
+        if self.address_families.is_empty() {
+            problems.push((
+                Field::AddressFamilies,
+                "a device uses at least one address family (ipv4, ipv6)".to_owned(),
+            ));
+        }
+        for (i, family) in self.address_families.iter().enumerate() {
+            if self.address_families[..i].contains(family) {
+                problems.push((
+                    Field::AddressFamilies,
+                    format!("address family {family} is listed twice"),
+                ));
+            }
+        }
         problems
     }
 
@@ -256,6 +318,10 @@ impl Profile {
                 .map(|d| d.value.0),
             failback_mode: raw.failback_mode.as_ref().map(|m| m.value),
             failback_timeout: raw.failback_timeout.as_ref().map(|d| d.value.0),
+            address_families: raw
+                .address_families
+                .as_ref()
+                .map_or_else(|| DEFAULT_ADDRESS_FAMILIES.to_vec(), |f| f.value.clone()),
         };
         for (field, message) in profile.problems() {
             let span = match field {
@@ -263,6 +329,7 @@ impl Profile {
                 Field::T2 => raw.t2.as_ref().map(|t| Span::of(file, t)),
                 Field::FailoverAfter => raw.failover_after.as_ref().map(|d| Span::of(file, d)),
                 Field::FailbackTimeout => raw.failback_timeout.as_ref().map(|d| Span::of(file, d)),
+                Field::AddressFamilies => raw.address_families.as_ref().map(|f| Span::of(file, f)),
             };
             // T2 left out is RFC 3261's 4 s, whatever T1 is: no rule to break.
             if let Some(span) = span {
@@ -362,6 +429,8 @@ pub struct ProfileSettings {
     pub retry_after_failed_register: Option<DurationSpec>,
     pub failback_mode: Option<FailbackMode>,
     pub failback_timeout: Option<DurationSpec>,
+    /// A dual-stack case needs the device to use IPv6 (and in which order).
+    pub address_families: Option<Vec<AddressFamily>>,
 }
 
 /// [`ProfileSettings`] as written, with locations.
@@ -378,6 +447,8 @@ pub(crate) struct RawSettings {
     failback_mode: Option<Spanned<FailbackMode>>,
     #[serde(default)]
     failback_timeout: Option<Spanned<DurationSpec>>,
+    #[serde(default)]
+    address_families: Option<Spanned<Vec<AddressFamily>>>,
 }
 
 impl RawSettings {
@@ -429,6 +500,7 @@ impl RawSettings {
             retry_after_failed_register: self.retry_after_failed_register.map(|s| s.value),
             failback_mode: self.failback_mode.map(|s| s.value),
             failback_timeout: self.failback_timeout.map(|s| s.value),
+            address_families: self.address_families.map(|s| s.value),
         }
     }
 }
@@ -466,6 +538,9 @@ impl ProfileSettings {
         if let Some(timeout) = self.failback_timeout {
             profile.failback_timeout = Some(timeout.0);
         }
+        if let Some(families) = &self.address_families {
+            profile.address_families = families.clone();
+        }
         let problems = profile.problems();
         if problems.is_empty() {
             Ok(profile)
@@ -499,6 +574,47 @@ impl ProfileSettings {
         if let Some(timeout) = self.failback_timeout {
             lines.push(format!("failback_timeout = {timeout}"));
         }
+        if let Some(families) = &self.address_families {
+            let names: Vec<&str> = families.iter().map(|f| f.name()).collect();
+            lines.push(format!("address_families = [{}]", names.join(", ")));
+        }
         lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (Option<Profile>, Diagnostics) {
+        Profile::parse(&SourceFile::new("p.yaml", text))
+    }
+
+    #[test]
+    fn address_families_default_to_ipv4_and_keep_their_order() {
+        let (profile, _) = parse("device: x\nt1: 500ms\n");
+        let profile = profile.expect("valid");
+        assert_eq!(profile.address_families, [AddressFamily::Ipv4]);
+        assert!(!profile.dual_stack());
+        let (profile, _) = parse("device: x\nt1: 500ms\naddress_families: [ipv6, ipv4]\n");
+        let profile = profile.expect("valid");
+        assert_eq!(
+            profile.address_families,
+            [AddressFamily::Ipv6, AddressFamily::Ipv4]
+        );
+        assert!(profile.dual_stack());
+    }
+
+    #[test]
+    fn address_families_must_be_some_and_distinct() {
+        for text in ["[]", "[ipv4, ipv4]"] {
+            let (profile, diagnostics) =
+                parse(&format!("device: x\nt1: 500ms\naddress_families: {text}\n"));
+            assert!(profile.is_none(), "{text}");
+            assert!(
+                diagnostics.to_string().contains("address famil"),
+                "{text}: {diagnostics}"
+            );
+        }
     }
 }

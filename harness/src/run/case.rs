@@ -99,6 +99,7 @@ pub fn ua_config(profile: &Profile, seed: u64, faults: &Faults) -> UaConfig {
             .unwrap_or(defaults.retry_after_failed_register),
         failback_mode: profile.failback_mode,
         failback_timeout: profile.failback_window(),
+        address_families: profile.address_families.clone(),
         seed,
         faults: faults.clone(),
         ..defaults

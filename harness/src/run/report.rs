@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::baseline::Comparison;
 use super::case::CaseResult;
 use crate::checks::{Level, Status};
-use crate::model::profile::Profile;
+use crate::model::profile::{DEFAULT_ADDRESS_FAMILIES, Profile};
 
 /// The report schema's version; readers refuse what they do not know.
 pub const SCHEMA: &str = "srvlab-report/1";
@@ -107,6 +107,9 @@ pub struct ProfileSummary {
     pub failback_mode: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failback_timeout_s: Option<f64>,
+    /// The IP versions the device uses, in its order (L13), when it declares more than IPv4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_families: Option<Vec<String>>,
 }
 
 impl ProfileSummary {
@@ -140,6 +143,13 @@ impl ProfileSummary {
                 .failback_mode
                 .filter(|m| *m == crate::model::profile::FailbackMode::Duration)
                 .map(|_| profile.failback_window().map_or(0.0, |w| w.as_secs_f64())),
+            address_families: (profile.address_families != DEFAULT_ADDRESS_FAMILIES).then(|| {
+                profile
+                    .address_families
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect()
+            }),
         }
     }
 }
@@ -553,6 +563,7 @@ mod tests {
                     retry_after_failed_register_s: None,
                     failback_mode: None,
                     failback_timeout_s: None,
+                    address_families: None,
                 },
                 faults: vec!["no-dirty-host".into()],
                 host: "lab".into(),

@@ -5,10 +5,14 @@
 //!
 //! Without the privilege this says so, once, on the timeline and to the caller: nothing is
 //! recorded silently.
+//!
+//! IPv6: a raw ICMPv6 socket sees the port unreachable (type 1 code 4) for refused UDP over
+//! IPv6, and a raw IPv6 TCP socket the RST, whose addresses come from the socket (the source,
+//! and IPV6_PKTINFO's destination) since a raw IPv6 socket delivers no IPv6 header.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
@@ -67,21 +71,47 @@ pub struct RefusalWatcher {
 pub struct WatchError(io::Error);
 
 impl RefusalWatcher {
-    /// Opens the raw sockets (IPv4 ICMP and TCP) and starts reading them.
+    /// Opens the raw sockets (IPv4 ICMP and TCP, ICMPv6) and starts reading them.
     pub fn start(timeline: Timeline) -> Result<Self, WatchError> {
-        let icmp = raw_socket(Protocol::ICMPV4).map_err(WatchError)?;
-        let tcp = raw_socket(Protocol::TCP).map_err(WatchError)?;
+        let icmp = raw_socket(Domain::IPV4, Protocol::ICMPV4).map_err(WatchError)?;
+        let tcp = raw_socket(Domain::IPV4, Protocol::TCP).map_err(WatchError)?;
+        let mut sockets: Vec<(std::net::UdpSocket, Transport, Parser)> = vec![
+            (icmp, Transport::Udp, |p, _| parse_icmp_port_unreachable(p)),
+            (tcp, Transport::Tcp, |p, _| parse_rst(p)),
+        ];
+        // A host without IPv6 (or a namespace with it switched off) still watches IPv4.
+        let ipv6 = raw_socket(Domain::IPV6, Protocol::ICMPV6).and_then(|icmp6| {
+            let tcp6 = raw_socket(Domain::IPV6, Protocol::TCP)?;
+            super::stamp::enable_destination(&tcp6)?;
+            Ok((icmp6, tcp6))
+        });
+        match ipv6 {
+            Ok((icmp6, tcp6)) => {
+                sockets.push((icmp6, Transport::Udp, |p, _| {
+                    parse_icmpv6_port_unreachable(p)
+                }));
+                sockets.push((tcp6, Transport::Tcp, parse_rst_v6));
+            }
+            Err(err) => {
+                timeline.record(EventKind::Note {
+                    text: format!(
+                        "refusals: no raw IPv6 sockets ({err}): refusals over IPv6 are not observed"
+                    ),
+                });
+            }
+        }
         let ports = RefusingPorts::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let threads = [(icmp, Transport::Udp), (tcp, Transport::Tcp)]
+        let threads = sockets
             .into_iter()
-            .map(|(socket, transport)| {
+            .enumerate()
+            .map(|(i, (socket, transport, parse))| {
                 let ports = ports.clone();
                 let stop = stop.clone();
                 let timeline = timeline.clone();
                 std::thread::Builder::new()
-                    .name(format!("srvlab-refusals-{transport}"))
-                    .spawn(move || read_loop(&socket, transport, &ports, &stop, &timeline))
+                    .name(format!("srvlab-refusals-{transport}-{i}"))
+                    .spawn(move || read_loop(&socket, transport, parse, &ports, &stop, &timeline))
                     .map_err(WatchError)
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -102,9 +132,18 @@ impl Drop for RefusalWatcher {
     }
 }
 
-/// A raw IPv4 socket; a std `UdpSocket` is just a datagram fd, which lets us read it safely.
-fn raw_socket(protocol: Protocol) -> io::Result<std::net::UdpSocket> {
-    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(protocol))?;
+/// How a raw socket's packet is read as a refusal, with the addresses the socket told.
+type Parser = fn(&[u8], &Addresses) -> Option<SeenRefusal>;
+
+/// Where a raw packet came from and went, as the socket (not the packet) says.
+pub struct Addresses {
+    pub source: Option<SocketAddr>,
+    pub destination: Option<Ipv6Addr>,
+}
+
+/// A raw socket; a std `UdpSocket` is just a datagram fd, which lets us read it safely.
+fn raw_socket(domain: Domain, protocol: Protocol) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(domain, Type::RAW, Some(protocol))?;
     // Short, so that the thread notices when it should stop.
     socket.set_read_timeout(Some(Duration::from_millis(100)))?;
     // The kernel's receive time: this thread may read the packet after the device has already
@@ -116,14 +155,23 @@ fn raw_socket(protocol: Protocol) -> io::Result<std::net::UdpSocket> {
 fn read_loop(
     socket: &std::net::UdpSocket,
     transport: Transport,
+    parse: Parser,
     ports: &RefusingPorts,
     stop: &AtomicBool,
     timeline: &Timeline,
 ) {
     let mut buf = vec![0u8; 65536];
     while !stop.load(Ordering::Relaxed) {
-        let (len, stamp) = match super::stamp::receive(socket, &mut buf) {
-            Ok((len, _, stamp)) => (len, stamp),
+        let (len, addresses, stamp) = match super::stamp::receive_with_destination(socket, &mut buf)
+        {
+            Ok((len, source, destination, stamp)) => (
+                len,
+                Addresses {
+                    source,
+                    destination,
+                },
+                stamp,
+            ),
             Err(err)
                 if matches!(
                     err.kind(),
@@ -142,10 +190,7 @@ fn read_loop(
             }
         };
         let packet = &buf[..len];
-        let seen = match transport {
-            Transport::Udp => parse_icmp_port_unreachable(packet),
-            Transport::Tcp => parse_rst(packet),
-        };
+        let seen = parse(packet, &addresses);
         if let Some(seen) = seen
             && let Some(server) = ports.server(seen.local, transport)
         {
@@ -224,6 +269,27 @@ pub fn parse_icmp_port_unreachable(packet: &[u8]) -> Option<SeenRefusal> {
     })
 }
 
+/// An ICMPv6 destination unreachable / port unreachable (type 1 code 4) quoting a UDP
+/// datagram. A raw IPv6 socket delivers the ICMPv6 message without the IPv6 header in front
+/// (unlike IPv4); the quoted datagram's IPv6 header names both ends.
+pub fn parse_icmpv6_port_unreachable(packet: &[u8]) -> Option<SeenRefusal> {
+    if packet.first() != Some(&1) || packet.get(1) != Some(&4) {
+        return None;
+    }
+    let quoted = packet.get(8..)?;
+    if quoted.first()? >> 4 != 6 || quoted.get(6) != Some(&17) {
+        return None; // not IPv6, or not UDP right after the fixed header
+    }
+    let device: [u8; 16] = quoted.get(8..24)?.try_into().ok()?;
+    let refused: [u8; 16] = quoted.get(24..40)?.try_into().ok()?;
+    let udp = quoted.get(40..)?;
+    Some(SeenRefusal {
+        local: SocketAddr::new(Ipv6Addr::from(refused).into(), port_at(udp, 2)?),
+        remote: SocketAddr::new(Ipv6Addr::from(device).into(), port_at(udp, 0)?),
+        payload: udp.get(8..).unwrap_or_default().to_vec(),
+    })
+}
+
 /// A TCP segment with RST and ACK set: the kernel's answer to a SYN for a closed port.
 /// It goes from the refused port to the device.
 pub fn parse_rst(packet: &[u8]) -> Option<SeenRefusal> {
@@ -233,7 +299,18 @@ pub fn parse_rst(packet: &[u8]) -> Option<SeenRefusal> {
     }
     let from = ipv4_at(packet, 12)?;
     let to = ipv4_at(packet, 16)?;
-    let tcp = packet.get(header..)?;
+    rst_segment(packet.get(header..)?, from.into(), to.into())
+}
+
+/// [`parse_rst`] over IPv6: `segment` is the TCP segment alone, its addresses the socket's.
+pub fn parse_rst_v6(segment: &[u8], addresses: &Addresses) -> Option<SeenRefusal> {
+    let from = addresses.source?.ip();
+    let to = addresses.destination?;
+    rst_segment(segment, from, to.into())
+}
+
+/// A RST/ACK answering a SYN, from `from` (the refused port) to `to` (the device).
+fn rst_segment(tcp: &[u8], from: IpAddr, to: IpAddr) -> Option<SeenRefusal> {
     let flags = *tcp.get(13)?;
     const RST: u8 = 0x04;
     const ACK: u8 = 0x10;
@@ -247,8 +324,8 @@ pub fn parse_rst(packet: &[u8]) -> Option<SeenRefusal> {
         return None;
     }
     Some(SeenRefusal {
-        local: SocketAddr::new(from.into(), port_at(tcp, 0)?),
-        remote: SocketAddr::new(to.into(), port_at(tcp, 2)?),
+        local: SocketAddr::new(from, port_at(tcp, 0)?),
+        remote: SocketAddr::new(to, port_at(tcp, 2)?),
         payload: Vec::new(),
     })
 }
@@ -291,6 +368,34 @@ mod tests {
     }
 
     #[test]
+    fn an_icmpv6_port_unreachable_names_the_refused_port_and_quotes_the_request() {
+        let payload = b"INVITE sip:100@v6.test SIP/2.0\r\nCall-ID: abc\r\n";
+        let mut udp = vec![0x13, 0x88, 0x16, 0x46, 0, 0, 0, 0]; // 5000 → 5702
+        udp.extend_from_slice(payload);
+        let device: Ipv6Addr = "fd00::9".parse().unwrap();
+        let refused: Ipv6Addr = "::1".parse().unwrap();
+        let mut quoted = vec![0x60, 0, 0, 0, 0, 0, 17, 64];
+        quoted[4..6].copy_from_slice(&u16::try_from(udp.len()).unwrap().to_be_bytes());
+        quoted.extend_from_slice(&device.octets());
+        quoted.extend_from_slice(&refused.octets());
+        quoted.extend_from_slice(&udp);
+        let mut packet = vec![1, 4, 0, 0, 0, 0, 0, 0];
+        packet.extend_from_slice(&quoted);
+        let seen = parse_icmpv6_port_unreachable(&packet).unwrap();
+        assert_eq!(seen.local, "[::1]:5702".parse().unwrap());
+        assert_eq!(seen.remote, "[fd00::9]:5000".parse().unwrap());
+        assert_eq!(seen.payload, payload);
+        // Other ICMPv6 (echo reply, no route) and garbage are not refusals.
+        let mut other = packet.clone();
+        other[1] = 0;
+        assert_eq!(parse_icmpv6_port_unreachable(&other), None);
+        for cut in 0..packet.len() - payload.len() - 8 {
+            let _ = parse_icmpv6_port_unreachable(&packet[..cut]);
+        }
+        assert_eq!(parse_icmpv6_port_unreachable(&[]), None);
+    }
+
+    #[test]
     fn only_rst_ack_is_a_refusal() {
         let mut tcp = vec![0u8; 20];
         tcp[0..2].copy_from_slice(&5060u16.to_be_bytes());
@@ -306,5 +411,18 @@ mod tests {
         let seen = parse_rst(&packet).unwrap();
         assert_eq!(seen.local, "127.0.0.34:5060".parse().unwrap());
         assert_eq!(seen.remote, "127.0.0.1:40000".parse().unwrap());
+        // Over IPv6 the segment comes alone; the socket names both ends.
+        let addresses = Addresses {
+            source: Some("[fd00::1]:0".parse().unwrap()),
+            destination: Some("fd00::9".parse().unwrap()),
+        };
+        let seen = parse_rst_v6(&packet[20..], &addresses).unwrap();
+        assert_eq!(seen.local, "[fd00::1]:5060".parse().unwrap());
+        assert_eq!(seen.remote, "[fd00::9]:40000".parse().unwrap());
+        let unknown = Addresses {
+            destination: None,
+            ..addresses
+        };
+        assert_eq!(parse_rst_v6(&packet[20..], &unknown), None);
     }
 }

@@ -2,7 +2,7 @@
 //! when a task or thread of ours got around to reading it.
 
 use std::io::{self, IoSliceMut};
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,12 +16,31 @@ pub fn enable(socket: &impl AsFd) -> io::Result<()> {
     setsockopt(socket, sockopt::ReceiveTimestampns, &true).map_err(io::Error::from)
 }
 
+/// Asks the kernel to say where each packet received on the IPv6 `socket` was going
+/// (IPV6_PKTINFO): a raw IPv6 socket delivers no IPv6 header to read it from.
+pub fn enable_destination(socket: &impl AsFd) -> io::Result<()> {
+    setsockopt(socket, sockopt::Ipv6RecvPacketInfo, &true).map_err(io::Error::from)
+}
+
 /// One packet: its length, its source (for sockets that have one) and the kernel's stamp.
 pub fn receive(
     socket: &impl AsRawFd,
     buf: &mut [u8],
 ) -> io::Result<(usize, Option<SocketAddr>, Option<SystemTime>)> {
-    let mut control = nix::cmsg_space!(TimeSpec);
+    receive_with_destination(socket, buf).map(|(len, source, _, stamp)| (len, source, stamp))
+}
+
+/// A packet's length, source, destination (IPv6, when asked for) and kernel stamp.
+pub type Received = (
+    usize,
+    Option<SocketAddr>,
+    Option<Ipv6Addr>,
+    Option<SystemTime>,
+);
+
+/// [`receive`], with the destination address when [`enable_destination`] asked for it.
+pub fn receive_with_destination(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Received> {
+    let mut control = nix::cmsg_space!(TimeSpec, nix::libc::in6_pktinfo);
     let mut iov = [IoSliceMut::new(buf)];
     let message = recvmsg::<SockaddrStorage>(
         socket.as_raw_fd(),
@@ -31,6 +50,14 @@ pub fn receive(
     )
     .map_err(io::Error::from)?;
     let source = message.address.as_ref().and_then(socket_addr);
+    let destination = message.cmsgs().ok().and_then(|mut cmsgs| {
+        cmsgs.find_map(|cmsg| match cmsg {
+            ControlMessageOwned::Ipv6PacketInfo(info) => {
+                Some(Ipv6Addr::from(info.ipi6_addr.s6_addr))
+            }
+            _ => None,
+        })
+    });
     let stamp = message.cmsgs().ok().and_then(|mut cmsgs| {
         cmsgs.find_map(|cmsg| match cmsg {
             ControlMessageOwned::ScmTimestampns(ts) => Some(
@@ -43,7 +70,7 @@ pub fn receive(
             _ => None,
         })
     });
-    Ok((message.bytes, source, stamp))
+    Ok((message.bytes, source, destination, stamp))
 }
 
 /// How long a probe waits before it reads its own datagram.

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use super::fault::Faults;
-use crate::model::profile::{DEFAULT_FAILBACK_TIMEOUT, FailbackMode};
+use crate::model::profile::{
+    AddressFamily, DEFAULT_ADDRESS_FAMILIES, DEFAULT_FAILBACK_TIMEOUT, FailbackMode,
+};
 use crate::timeline::Transport;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -41,6 +43,9 @@ pub struct UaConfig {
     /// With [`FailbackMode::Duration`]: how long requests stay with the registrar after it
     /// took over; `None`: until it fails (Yealink's 0).
     pub failback_timeout: Option<Duration>,
+    /// The IP versions the UA looks up (A, AAAA) and sends over, in its order of preference
+    /// among the addresses of one target (RFC 7984); IPv4 alone by default.
+    pub address_families: Vec<AddressFamily>,
     pub faults: Faults,
     /// Seed of the generator behind every random choice (weighted draws, tags, branches).
     pub seed: u64,
@@ -62,6 +67,7 @@ impl Default for UaConfig {
             retry_after_failed_register: Duration::from_secs(300),
             failback_mode: None,
             failback_timeout: Some(DEFAULT_FAILBACK_TIMEOUT),
+            address_families: DEFAULT_ADDRESS_FAMILIES.to_vec(),
             faults: Faults::none(),
             seed: 1,
         }

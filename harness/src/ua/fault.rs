@@ -37,10 +37,13 @@ pub enum Fault {
     RefreshRedraws,
     ReregisterAtOnce,
     RetransmitOverTcp,
+    #[serde(rename = "ipv4-only")]
+    Ipv4Only,
+    TargetMajorSkip,
 }
 
 impl Fault {
-    pub const ALL: [Self; 24] = [
+    pub const ALL: [Self; 26] = [
         Self::IgnorePriority,
         Self::IgnoreWeights,
         Self::WeightZeroFirst,
@@ -65,6 +68,8 @@ impl Fault {
         Self::RefreshRedraws,
         Self::ReregisterAtOnce,
         Self::RetransmitOverTcp,
+        Self::Ipv4Only,
+        Self::TargetMajorSkip,
     ];
 
     pub fn name(self) -> &'static str {
@@ -93,6 +98,8 @@ impl Fault {
             Self::RefreshRedraws => "refresh-redraws",
             Self::ReregisterAtOnce => "reregister-at-once",
             Self::RetransmitOverTcp => "retransmit-over-tcp",
+            Self::Ipv4Only => "ipv4-only",
+            Self::TargetMajorSkip => "target-major-skip",
         }
     }
 
@@ -168,6 +175,12 @@ impl Fault {
             }
             Self::RetransmitOverTcp => {
                 "retransmits over TCP as it would over UDP (Timer A/E run whatever the transport; TCP already delivers)"
+            }
+            Self::Ipv4Only => {
+                "never queries AAAA nor sends over IPv6 although configured dual stack (an IPv6 switch never wired to the resolver)"
+            }
+            Self::TargetMajorSkip => {
+                "moves to the next SRV target once the first address of a target failed, skipping its other addresses (the other family)"
             }
         }
     }

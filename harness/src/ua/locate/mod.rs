@@ -15,6 +15,10 @@
 //!   SRV records lead to it.
 //! - A query is asked at most once per resolution: an answer the caller did not store (a
 //!   SERVFAIL passed to `DnsCache::insert`) counts as a failure, so `next` cannot loop.
+//! - L13 (RFC 7984, RFC 3263 §4.2): a dual-stack UA looks up a host's AAAA and A in the
+//!   configured family order, lazily, and tries every address of one SRV target (both
+//!   families) before it draws the next target: "SRV-major" order. An AAAA that came in the
+//!   SRV answer's additional section is used without a query, like an A.
 
 mod naptr;
 mod srv;
@@ -35,6 +39,7 @@ use super::fault::{Fault, Faults};
 use super::rng::Rng;
 use super::target::{SrvOrigin, Target, TargetKey};
 use super::uri::{Host, Scheme, SipUri};
+use crate::model::profile::AddressFamily;
 use crate::timeline::Transport;
 
 /// What the caller does next.
@@ -69,9 +74,11 @@ pub struct Resolution {
     /// RFC 3263 §4.1's transport when nothing chose one: UDP for sip if enabled.
     default_transport: Transport,
     transports: Vec<Transport>,
-    /// Address record types looked up per host, in order. A only: AAAA (RFC 3263 §4.2,
-    /// RFC 7984) joins here once the configuration has an IPv6 switch.
+    /// Address record types looked up per host, in the configured family order (RFC 3263
+    /// §4.2, RFC 7984): A for IPv4, AAAA for IPv6.
     address_types: Vec<RecordType>,
+    /// Fault `target-major-skip`: the host whose first address was handed out last.
+    last_host: Option<Name>,
     stage: Stage,
     /// Targets found and not yet handed out, in the order to try them.
     ready: VecDeque<Target>,
@@ -175,7 +182,8 @@ impl Resolution {
             scheme: uri.scheme,
             default_transport: default_transport.unwrap_or(Transport::Udp),
             transports: config.transports.clone(),
-            address_types: vec![RecordType::A],
+            address_types: address_types(config),
+            last_host: None,
             stage: Stage::Done { why: String::new() },
             ready: VecDeque::new(),
             deferred: VecDeque::new(),
@@ -211,6 +219,19 @@ impl Resolution {
                     self.note(format!("D1: {target} is dirty: put aside"));
                     self.deferred.push_back(target);
                     continue;
+                }
+                if self.faults.has(Fault::TargetMajorSkip)
+                    && target.srv.is_some()
+                    && target.host.is_some()
+                    && target.host == self.last_host
+                {
+                    self.note(format!(
+                        "fault target-major-skip: {target} skipped, its host's first address was tried"
+                    ));
+                    continue;
+                }
+                if target.srv.is_some() {
+                    self.last_host.clone_from(&target.host);
                 }
                 self.note(format!("try {target}"));
                 return Next::Target(target);
@@ -434,6 +455,16 @@ impl Resolution {
                 transport,
                 current: Some(mut job),
             } => {
+                if self.faults.has(Fault::TargetMajorSkip)
+                    && job.step > 0
+                    && self.last_host.as_ref() == Some(&job.host)
+                {
+                    self.note(format!(
+                        "fault target-major-skip: the other addresses of {} are not looked up",
+                        job.host
+                    ));
+                    job.step = self.address_types.len();
+                }
                 let current = match self.look_up(cache, &mut job, now, started) {
                     JobStep::Ask(name, rtype) => {
                         let stage = Stage::Srv {
@@ -773,6 +804,27 @@ impl AddressJob {
             srv,
             step: 0,
         }
+    }
+}
+
+/// The address record types of the configured families, in their order (fault `ipv4-only`:
+/// A alone, whatever is configured).
+fn address_types(config: &UaConfig) -> Vec<RecordType> {
+    if config.faults.has(Fault::Ipv4Only) {
+        return vec![RecordType::A];
+    }
+    let types: Vec<RecordType> = config
+        .address_families
+        .iter()
+        .map(|family| match family {
+            AddressFamily::Ipv4 => RecordType::A,
+            AddressFamily::Ipv6 => RecordType::AAAA,
+        })
+        .collect();
+    if types.is_empty() {
+        vec![RecordType::A]
+    } else {
+        types
     }
 }
 

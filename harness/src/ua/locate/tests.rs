@@ -8,6 +8,7 @@ use hickory_server::proto::op::Message;
 use hickory_server::proto::rr::{Name, Record, RecordType};
 
 use super::{Next, Resolution};
+use crate::model::profile::AddressFamily;
 use crate::timeline::Transport;
 use crate::ua::config::UaConfig;
 use crate::ua::dirty::DirtyHosts;
@@ -1324,4 +1325,179 @@ fn the_trace_explains_the_order() {
     ] {
         assert!(trace.contains(expected), "missing {expected:?} in\n{trace}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// L13: dual stack (RFC 3263 §4.2, RFC 7984): both families of a target before the next.
+
+/// Priority 10: sip1 with AAAA fd00::1 and A 127.0.0.1; priority 20: sip2 with A 127.0.0.2.
+fn dual_stack_zone(additionals: Vec<Record>) -> Zone {
+    Zone::default()
+        .with(
+            UDP,
+            RecordType::SRV,
+            answer_with_additionals(
+                vec![
+                    srv(UDP, 300, 10, 0, 5060, "sip1.example.test."),
+                    srv(UDP, 300, 20, 0, 5061, "sip2.example.test."),
+                ],
+                additionals,
+            ),
+        )
+        .records(
+            "sip1.example.test.",
+            RecordType::AAAA,
+            vec![a("sip1.example.test.", 300, "fd00::1")],
+        )
+        .records(
+            "sip1.example.test.",
+            RecordType::A,
+            vec![a("sip1.example.test.", 300, "127.0.0.1")],
+        )
+        .records(
+            "sip2.example.test.",
+            RecordType::A,
+            vec![a("sip2.example.test.", 300, "127.0.0.2")],
+        )
+}
+
+fn with_families(families: &[AddressFamily], faults: Faults) -> UaConfig {
+    UaConfig {
+        address_families: families.to_vec(),
+        faults,
+        ..UaConfig::default()
+    }
+}
+
+const DUAL: [AddressFamily; 2] = [AddressFamily::Ipv6, AddressFamily::Ipv4];
+const URI_UDP: &str = "sip:example.test;transport=udp";
+
+#[test]
+fn l13_dual_stack_tries_both_families_of_a_target_before_the_next() {
+    let mut ua = Ua::with_config(
+        dual_stack_zone(Vec::new()),
+        with_families(&DUAL, Faults::none()),
+    );
+    let events = ua.resolve_all(URI_UDP, secs(0));
+    assert_eq!(
+        targets(&events),
+        [
+            "udp [fd00::1]:5060",
+            "udp 127.0.0.1:5060",
+            "udp 127.0.0.2:5061"
+        ]
+    );
+    assert_eq!(
+        queries(&events),
+        [
+            q("SRV", UDP),
+            q("AAAA", "sip1.example.test."),
+            q("A", "sip1.example.test."),
+            q("AAAA", "sip2.example.test."),
+            q("A", "sip2.example.test."),
+        ]
+    );
+}
+
+#[test]
+fn l13_the_family_order_is_the_configured_one() {
+    let ipv4_first = [AddressFamily::Ipv4, AddressFamily::Ipv6];
+    let mut ua = Ua::with_config(
+        dual_stack_zone(Vec::new()),
+        with_families(&ipv4_first, Faults::none()),
+    );
+    let events = ua.resolve_all(URI_UDP, secs(0));
+    assert_eq!(
+        targets(&events),
+        [
+            "udp 127.0.0.1:5060",
+            "udp [fd00::1]:5060",
+            "udp 127.0.0.2:5061"
+        ]
+    );
+}
+
+#[test]
+fn l13_an_ipv4_only_ua_never_asks_for_aaaa() {
+    let mut ua = Ua::new(dual_stack_zone(Vec::new()));
+    let events = ua.resolve_all(URI_UDP, secs(0));
+    assert_eq!(
+        targets(&events),
+        ["udp 127.0.0.1:5060", "udp 127.0.0.2:5061"]
+    );
+    assert!(
+        !queries(&events)
+            .iter()
+            .any(|e| matches!(e, Ev::Query(text) if text.starts_with("AAAA")))
+    );
+}
+
+#[test]
+fn l13_an_aaaa_in_the_srv_answer_is_used_without_a_query() {
+    let additionals = vec![
+        a("sip1.example.test.", 300, "fd00::1"),
+        a("sip1.example.test.", 300, "127.0.0.1"),
+    ];
+    let mut ua = Ua::with_config(
+        dual_stack_zone(additionals),
+        with_families(&DUAL, Faults::none()),
+    );
+    let events = ua.resolve_all(URI_UDP, secs(0));
+    assert_eq!(
+        queries(&events),
+        [
+            q("SRV", UDP),
+            q("AAAA", "sip2.example.test."),
+            q("A", "sip2.example.test."),
+        ]
+    );
+    assert_eq!(targets(&events)[0], "udp [fd00::1]:5060");
+}
+
+#[test]
+fn l13_an_aaaa_only_target_is_reached_over_ipv6() {
+    let zone = Zone::default()
+        .records(
+            UDP,
+            RecordType::SRV,
+            vec![srv(UDP, 300, 10, 0, 5060, "sip1.example.test.")],
+        )
+        .records(
+            "sip1.example.test.",
+            RecordType::AAAA,
+            vec![a("sip1.example.test.", 300, "fd00::1")],
+        );
+    let mut ua = Ua::with_config(zone, with_families(&DUAL, Faults::none()));
+    let events = ua.resolve_all(URI_UDP, secs(0));
+    assert_eq!(targets(&events), ["udp [fd00::1]:5060"]);
+}
+
+#[test]
+fn fault_ipv4_only_ignores_the_configured_ipv6() {
+    let mut ua = Ua::with_config(
+        dual_stack_zone(Vec::new()),
+        with_families(&DUAL, Faults::one(Fault::Ipv4Only)),
+    );
+    let events = ua.resolve_all(URI_UDP, secs(0));
+    assert_eq!(
+        targets(&events),
+        ["udp 127.0.0.1:5060", "udp 127.0.0.2:5061"]
+    );
+}
+
+#[test]
+fn fault_target_major_skip_leaves_a_target_after_its_first_address() {
+    let mut ua = Ua::with_config(
+        dual_stack_zone(Vec::new()),
+        with_families(&DUAL, Faults::one(Fault::TargetMajorSkip)),
+    );
+    let events = ua.resolve_all(URI_UDP, secs(0));
+    assert_eq!(
+        targets(&events),
+        ["udp [fd00::1]:5060", "udp 127.0.0.2:5061"]
+    );
+    assert!(
+        !events.contains(&q("A", "sip1.example.test.")),
+        "{events:?}"
+    );
 }
