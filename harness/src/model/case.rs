@@ -6,8 +6,8 @@
 //! zone: ../fixtures/zones/snom-rocks.yaml      # a path (relative to this file) or a zone inline
 //! servers:
 //!   - host: sipserver52.snom.rocks.
-//!     transports: [udp, tcp]                   # default: both
-//!     port: 5060                               # default 5060
+//!     transports: [udp, tcp]                   # default: udp and tcp; tls too
+//!     port: 5060                               # default 5060 (5061 for tls only)
 //!     script:
 //!       - {behaviour: accept, until: {after: 5m}}
 //!       - {behaviour: refuse}
@@ -111,6 +111,7 @@ impl<'de> Deserialize<'de> for RawCheck {
 pub enum Requirement {
     Udp,
     Tcp,
+    Tls,
     /// A dirty-host TTL (implied by a `wait: {dirty_host_ttl: N}` step).
     DirtyHostTtl,
     /// NAPTR support (a profile with `naptr: false` does not query it).
@@ -122,6 +123,7 @@ impl Requirement {
         match self {
             Self::Udp => profile.transports.contains(&Transport::Udp),
             Self::Tcp => profile.transports.contains(&Transport::Tcp),
+            Self::Tls => profile.transports.contains(&Transport::Tls),
             Self::DirtyHostTtl => profile.dirty_host_ttl.is_some(),
             Self::Naptr => profile.queries_naptr(),
         }
@@ -133,6 +135,7 @@ impl fmt::Display for Requirement {
         f.write_str(match self {
             Self::Udp => "UDP",
             Self::Tcp => "TCP",
+            Self::Tls => "TLS",
             Self::DirtyHostTtl => "a dirty-host TTL",
             Self::Naptr => "NAPTR support",
         })
@@ -583,7 +586,7 @@ fn convert_server(
         Some(given) if given.value.is_empty() => {
             diagnostics.push(Diagnostic::error(
                 Span::of(file, given),
-                "a server needs at least one transport (udp, tcp)",
+                "a server needs at least one transport (udp, tcp, tls)",
             ));
             return None;
         }
@@ -613,7 +616,14 @@ fn convert_server(
     (script.len() == phases.len()).then(|| ServerSpec {
         host,
         addresses,
-        port: raw.port.unwrap_or(5060),
+        // RFC 3261 §19.1.2: 5061 for a server that only speaks TLS.
+        port: raw
+            .port
+            .unwrap_or(if transports.iter().all(|t| *t == Transport::Tls) {
+                5061
+            } else {
+                5060
+            }),
         transports,
         script,
         span,
@@ -804,10 +814,12 @@ fn check_servers(servers: &[ServerSpec], zones: &ZoneSet, diagnostics: &mut Diag
             let Some(same_host) = hosts.get(&target.to_lowercase().to_ascii()) else {
                 continue;
             };
-            let label = record.name.iter().nth(1).map(|l| l.to_ascii_lowercase());
-            let transport = match label.as_deref() {
-                Some(b"_udp") => Some(Transport::Udp),
-                Some(b"_tcp") => Some(Transport::Tcp),
+            let mut labels = record.name.iter().map(|l| l.to_ascii_lowercase());
+            let (service, proto) = (labels.next(), labels.next());
+            let transport = match (service.as_deref(), proto.as_deref()) {
+                (Some(b"_sips"), Some(b"_tcp")) => Some(Transport::Tls),
+                (_, Some(b"_udp")) => Some(Transport::Udp),
+                (_, Some(b"_tcp")) => Some(Transport::Tcp),
                 _ => None,
             };
             let served = same_host.iter().any(|server| {

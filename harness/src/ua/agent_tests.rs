@@ -87,6 +87,7 @@ fn seed_zone(transport: Transport) -> Zone {
     let (service, srv_name) = match transport {
         Transport::Udp => ("SIP+D2U", "_sip._udp.snom.rocks."),
         Transport::Tcp => ("SIP+D2T", "_sip._tcp.snom.rocks."),
+        Transport::Tls => ("SIPS+D2T", "_sips._tcp.snom.rocks."),
     };
     let mut zone = Zone::new();
     zone.insert(
@@ -877,6 +878,7 @@ fn t6_each_target_gets_a_new_branch_in_the_same_call(
     let via = match transport {
         Transport::Udp => "UDP",
         Transport::Tcp => "TCP",
+        Transport::Tls => "TLS",
     };
     for sent in [a, b] {
         assert_eq!(sent.transport, transport, "{trace}");

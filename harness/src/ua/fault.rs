@@ -36,10 +36,11 @@ pub enum Fault {
     IgnoreFailoverAfter,
     RefreshRedraws,
     ReregisterAtOnce,
+    SipsOverUdp,
 }
 
 impl Fault {
-    pub const ALL: [Self; 23] = [
+    pub const ALL: [Self; 24] = [
         Self::IgnorePriority,
         Self::IgnoreWeights,
         Self::WeightZeroFirst,
@@ -63,6 +64,7 @@ impl Fault {
         Self::IgnoreFailoverAfter,
         Self::RefreshRedraws,
         Self::ReregisterAtOnce,
+        Self::SipsOverUdp,
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +92,7 @@ impl Fault {
             Self::IgnoreFailoverAfter => "ignore-failover-after",
             Self::RefreshRedraws => "refresh-redraws",
             Self::ReregisterAtOnce => "reregister-at-once",
+            Self::SipsOverUdp => "sips-over-udp",
         }
     }
 
@@ -162,6 +165,9 @@ impl Fault {
             }
             Self::ReregisterAtOnce => {
                 "registers again at once after a registration failed at every target (the registration storm after an outage)"
+            }
+            Self::SipsOverUdp => {
+                "sends to TLS targets over UDP, to the same address and port (a stack that drops the sips security requirement)"
             }
         }
     }
