@@ -773,6 +773,40 @@ fn f2_moves_on_at_once_after_a_refusal() {
 }
 
 #[test]
+fn f2_over_tls_the_next_attempt_begins_with_its_connection() {
+    let connected = |tl: &mut Tl, t_ms: f64| {
+        tl.at(
+            t_ms,
+            EventKind::TcpConnected(crate::timeline::TcpConnection {
+                server: server_name(S114),
+                local: addr(S114),
+                remote: addr(DEVICE),
+            }),
+        );
+    };
+    // Connected 1 ms after the refusal; the handshake took the next 38 ms.
+    let mut handshake = Tl::default();
+    handshake.query(UDP, "SRV", 0.0).refused_tcp(S52, 1.0);
+    connected(&mut handshake, 2.0);
+    handshake.send("INVITE", S114, Transport::Tls, "b2", "c1", 1, 40.0);
+    assert_eq!(status("F2", &handshake), Status::Pass);
+
+    // A connection only as late as the message: the device itself waited.
+    let mut late = Tl::default();
+    late.query(UDP, "SRV", 0.0).refused_tcp(S52, 1.0);
+    connected(&mut late, 39.0);
+    late.send("INVITE", S114, Transport::Tls, "b2", "c1", 1, 40.0);
+    assert_eq!(status("F2", &late), Status::Warn);
+
+    // Over plain TCP the first message is the attempt's beginning, connection or not.
+    let mut tcp = Tl::default();
+    tcp.query(UDP, "SRV", 0.0).refused_tcp(S52, 1.0);
+    connected(&mut tcp, 2.0);
+    tcp.send("INVITE", S114, Transport::Tcp, "b2", "c1", 1, 40.0);
+    assert_eq!(status("F2", &tcp), Status::Warn);
+}
+
+#[test]
 fn f3_a_503_is_acked_and_moves_on() {
     let mut pass = Tl::default();
     pass.query(UDP, "SRV", 0.0)

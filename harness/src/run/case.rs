@@ -317,6 +317,20 @@ fn raise_device_priority() {
 }
 
 /// Carries out the case's steps with the reference UA.
+/// The reference UA, trusting the world's test CA when a server listens on tls.
+fn reference_ua(
+    world: &World,
+    config: UaConfig,
+    user: &str,
+    dns: SocketAddr,
+) -> Result<Ua, String> {
+    let ua = Ua::new(config, user, dns);
+    match world.pki() {
+        Some(pki) => Ok(ua.with_tls(pki.client_config().map_err(|e| e.to_string())?)),
+        None => Ok(ua),
+    }
+}
+
 async fn act(
     case: &Case,
     options: &RunOptions,
@@ -329,11 +343,12 @@ async fn act(
         SipUri::parse(&case.aor).map_err(|why| format!("device aor `{}`: {why}", case.aor))?;
     let user = aor.user.clone().unwrap_or_else(|| "alice".into());
     let mut device = Device {
-        ua: Ua::new(
+        ua: reference_ua(
+            world,
             ua_config(&options.profile, options.seed, &options.faults),
             &user,
             dns,
-        ),
+        )?,
         uri,
         aor,
         outcomes: Vec::new(),
@@ -424,11 +439,12 @@ impl Device {
                         // draws (seed + trial) so trials are independent.
                         let seed = options.seed.wrapping_mul(1_000_003).wrapping_add(trial);
                         let mut fresh = Device {
-                            ua: Ua::new(
+                            ua: reference_ua(
+                                world,
                                 ua_config(&options.profile, seed, &options.faults),
                                 &self.aor.user.clone().unwrap_or_else(|| "alice".into()),
                                 dns,
-                            ),
+                            )?,
                             uri: self.uri.clone(),
                             aor: self.aor.clone(),
                             outcomes: Vec::new(),

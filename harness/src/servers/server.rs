@@ -584,6 +584,13 @@ async fn tls_connection(
     remote: SocketAddr,
     mut accepted: Accepted,
 ) {
+    // TLS writes records in small pieces (a handshake flight, a response per record): without
+    // TCP_NODELAY, Nagle holds them for the device's delayed ACK.
+    if let Err(err) = stream.set_nodelay(true) {
+        accepted.timeline.record(EventKind::Note {
+            text: format!("{}: TCP_NODELAY on {local}/tls: {err}", accepted.name),
+        });
+    }
     let recorded = RecordedStream::new(
         stream,
         accepted.timeline.clone(),

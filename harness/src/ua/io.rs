@@ -457,6 +457,9 @@ async fn open_tls(
     }
     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let stream = TcpStream::connect(target.addr).await?;
+    // A handshake is several small writes in a row: Nagle would hold the Finished message for
+    // the server's delayed ACK (40 ms on Linux).
+    stream.set_nodelay(true)?;
     let local = stream.local_addr()?;
     let stream = TlsConnector::from(config).connect(name, stream).await?;
     let (_, conn) = stream_conn(job, attempt, stream, events)?;
