@@ -119,6 +119,32 @@ impl TestPki {
         Ok(Some(Arc::new(config)))
     }
 
+    /// A server configuration presenting a self-signed certificate for `host`: right name,
+    /// untrusted issuer (a `tls: {fail: bad_certificate}` server).
+    pub fn untrusted_server_config(
+        host: &str,
+        timeline: &Timeline,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
+        let name = certificate_name(host);
+        let cert_error = |source| TlsError::Certificate {
+            host: name.clone(),
+            source,
+        };
+        let mut params = CertificateParams::new(vec![name.clone()]).map_err(cert_error)?;
+        params.distinguished_name.push(DnType::CommonName, &name);
+        let key = KeyPair::generate().map_err(cert_error)?;
+        let cert = params.self_signed(&key).map_err(cert_error)?;
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )?;
+        config.key_log = Arc::new(TimelineKeyLog(timeline.clone()));
+        Ok(Arc::new(config))
+    }
+
     /// A client configuration that trusts this run's CA only (the reference UA's). It logs no
     /// secrets: the server logs the same ones for every session.
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {

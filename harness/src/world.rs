@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use crate::dns::{DnsError, DnsServer};
-use crate::model::case::Case;
+use crate::model::case::{Case, TlsFailure};
 use crate::servers::{self, RefusalWatcher, RefusingPorts, ServerError, ServerHandle};
 use crate::timeline::{EventKind, Timeline, Transport};
 use crate::tls::{TestPki, TlsError};
@@ -84,9 +84,13 @@ impl World {
         };
         let mut handles = Vec::new();
         for spec in &case.servers {
-            let tls = match &pki {
-                Some(pki) => pki.server_config(&spec.host.to_ascii(), &timeline)?,
-                None => None,
+            let host = spec.host.to_ascii();
+            let tls = match (&pki, spec.tls.fail) {
+                (Some(_), Some(TlsFailure::BadCertificate)) => {
+                    Some(TestPki::untrusted_server_config(&host, &timeline)?)
+                }
+                (Some(pki), _) => pki.server_config(&host, &timeline)?,
+                (None, _) => None,
             };
             match servers::server::start(spec.clone(), timeline.clone(), refusing.clone(), tls)
                 .await

@@ -188,7 +188,27 @@ struct RawServer {
     port: Option<u16>,
     #[serde(default)]
     transports: Option<Spanned<Vec<Transport>>>,
+    #[serde(default)]
+    tls: Option<Spanned<TlsSpec>>,
     script: Spanned<Vec<Spanned<RawPhase>>>,
+}
+
+/// How a server's TLS listeners misbehave (`tls: {fail: …}`), for every connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    #[serde(default)]
+    pub fail: Option<TlsFailure>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsFailure {
+    /// A self-signed certificate for the right name: no device that trusts only the run's CA
+    /// completes the handshake.
+    BadCertificate,
+    /// TCP is accepted and the ClientHello read, but the handshake is never answered.
+    HandshakeStall,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -333,6 +353,8 @@ pub struct ServerSpec {
     pub addresses: Vec<IpAddr>,
     pub port: u16,
     pub transports: Vec<Transport>,
+    /// How its TLS listeners misbehave, if at all.
+    pub tls: TlsSpec,
     pub script: Vec<Phase>,
     pub span: Span,
 }
@@ -613,6 +635,14 @@ fn convert_server(
             script.push(phase);
         }
     }
+    if let Some(tls) = &raw.tls
+        && !transports.contains(&Transport::Tls)
+    {
+        diagnostics.push(Diagnostic::warning(
+            Span::of(file, tls),
+            "`tls` has no effect: the server does not listen on tls",
+        ));
+    }
     (script.len() == phases.len()).then(|| ServerSpec {
         host,
         addresses,
@@ -625,6 +655,7 @@ fn convert_server(
                 5060
             }),
         transports,
+        tls: raw.tls.as_ref().map(|t| t.value).unwrap_or_default(),
         script,
         span,
     })

@@ -20,7 +20,7 @@ use super::refusal::RefusingPorts;
 use super::responder::{Local, Plan, Responder, TransactionKey};
 use super::script::{ScriptState, Transition};
 use super::wire::RecordedStream;
-use crate::model::case::{Behaviour, ServerSpec};
+use crate::model::case::{Behaviour, ServerSpec, TlsFailure};
 use crate::sip::{FramingError, Message, StreamFramer};
 use crate::timeline::{
     CloseKind, Event, EventKind, PhaseChanged, SipMalformed, SipMessage, TcpClosed, TcpConnection,
@@ -232,6 +232,8 @@ impl Core {
                             timeline: self.timeline.clone(),
                             name: self.name.clone(),
                             reset: reset_rx.clone(),
+                            stall_handshakes: self.spec.tls.fail
+                                == Some(TlsFailure::HandshakeStall),
                         },
                         tls,
                     )));
@@ -502,6 +504,8 @@ struct Accepted {
     name: String,
     /// Tells connections to reset (a crash).
     reset: watch::Receiver<bool>,
+    /// TLS connections are never answered (`tls: {fail: handshake_stall}`).
+    stall_handshakes: bool,
 }
 
 async fn accept_loop(
@@ -529,6 +533,9 @@ async fn accept_loop(
                 match &tls {
                     None => {
                         tokio::spawn(connection(stream, local, remote, accepted.clone()));
+                    }
+                    Some(_) if accepted.stall_handshakes => {
+                        tokio::spawn(stalled_handshake(stream, local, remote, accepted.clone()));
                     }
                     Some(acceptor) => {
                         tokio::spawn(tls_connection(
@@ -573,6 +580,44 @@ impl SipStream for tokio_rustls::server::TlsStream<RecordedStream> {
     fn tcp(&self) -> &TcpStream {
         self.get_ref().0.tcp()
     }
+}
+
+/// A TLS listener that never answers the handshake: what the device sends is recorded as it
+/// crossed the wire, until it gives up and closes (or the server resets).
+async fn stalled_handshake(
+    stream: TcpStream,
+    local: SocketAddr,
+    remote: SocketAddr,
+    mut accepted: Accepted,
+) {
+    let mut recorded = RecordedStream::new(
+        stream,
+        accepted.timeline.clone(),
+        accepted.name.clone(),
+        local,
+        remote,
+    );
+    let mut buf = vec![0u8; 16384];
+    let how = loop {
+        tokio::select! {
+            read = recorded.read(&mut buf) => match read {
+                Ok(0) => break CloseKind::Peer,
+                Ok(_) => {}
+                Err(_) => break CloseKind::PeerReset,
+            },
+            _ = accepted.reset.changed() => {
+                let _ = socket2::SockRef::from(recorded.tcp()).set_linger(Some(Duration::ZERO));
+                break CloseKind::ServerReset;
+            }
+        }
+    };
+    drop(recorded);
+    accepted.timeline.record(EventKind::TcpClosed(TcpClosed {
+        server: accepted.name.clone(),
+        local,
+        remote,
+        how,
+    }));
 }
 
 /// The TLS handshake, then SIP as over TCP. Every byte on the socket is recorded as it crossed
@@ -646,6 +691,7 @@ async fn connection<S: SipStream>(
         timeline,
         name,
         mut reset,
+        ..
     } = accepted;
     let (writer, mut outbox) = mpsc::unbounded_channel::<Vec<u8>>();
     let mut framer = StreamFramer::default();

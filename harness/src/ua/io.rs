@@ -107,11 +107,16 @@ pub struct Ua {
     conns: HashMap<(JobId, u32), Conn>,
     /// The TLS client configuration; without it a TLS target fails like a refused one.
     tls: Option<Arc<ClientConfig>>,
+    /// How long a TLS handshake may take before the attempt fails: Timer B (64·T1), as long
+    /// as the transaction it stands before would wait for an answer.
+    handshake_timeout: Duration,
 }
 
 impl Ua {
     pub fn new(config: UaConfig, user: &str, dns: SocketAddr) -> Self {
+        let handshake_timeout = config.t1.saturating_mul(64);
         Self {
+            handshake_timeout,
             agent: Agent::new(config, user),
             dns,
             started: Instant::now(),
@@ -239,7 +244,11 @@ impl Ua {
                     target,
                 } => {
                     let events = self.events.0.clone();
-                    tokio::spawn(open(job, attempt, target, self.tls.clone(), events));
+                    let tls = self
+                        .tls
+                        .clone()
+                        .map(|config| (config, self.handshake_timeout));
+                    tokio::spawn(open(job, attempt, target, tls, events));
                 }
                 Action::Send {
                     job,
@@ -380,7 +389,7 @@ async fn open(
     job: JobId,
     attempt: u32,
     target: Target,
-    tls: Option<Arc<ClientConfig>>,
+    tls: Option<(Arc<ClientConfig>, Duration)>,
     events: mpsc::UnboundedSender<Event>,
 ) {
     let opened = match target.transport {
@@ -447,10 +456,10 @@ async fn open_tls(
     job: JobId,
     attempt: u32,
     target: &Target,
-    tls: Option<Arc<ClientConfig>>,
+    tls: Option<(Arc<ClientConfig>, Duration)>,
     events: mpsc::UnboundedSender<Event>,
 ) -> io::Result<(SocketAddr, Conn)> {
-    let config = tls.ok_or_else(|| io::Error::other("no TLS configuration"))?;
+    let (config, timeout) = tls.ok_or_else(|| io::Error::other("no TLS configuration"))?;
     let name = match &target.host {
         Some(host) => ServerName::try_from(crate::tls::certificate_name(&host.to_ascii())),
         None => Ok(ServerName::IpAddress(target.addr.ip().into())),
@@ -461,7 +470,9 @@ async fn open_tls(
     // the server's delayed ACK (40 ms on Linux).
     stream.set_nodelay(true)?;
     let local = stream.local_addr()?;
-    let stream = TlsConnector::from(config).connect(name, stream).await?;
+    let stream = tokio::time::timeout(timeout, TlsConnector::from(config).connect(name, stream))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
     let (_, conn) = stream_conn(job, attempt, stream, events)?;
     Ok((local, conn))
 }
