@@ -45,6 +45,8 @@ fn tshark_decrypts_the_tls_capture_with_the_key_log() {
     let case = out.join("cases").join("sips-tls");
     let pcap = case.join("capture.pcap");
     let keylog = case.join("keylog.txt");
+    let ca = std::fs::read_to_string(case.join("ca.pem")).expect("ca.pem is written");
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
     let keylog_text = std::fs::read_to_string(&keylog).expect("keylog.txt is written");
     assert!(
         keylog_text

@@ -193,6 +193,14 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
     let mut missed = Vec::new();
     match World::start(case, &world_options, timeline.clone()).await {
         Ok(world) => {
+            // A real device that is to connect over TLS must trust the run's CA.
+            if let Some(pki) = world.pki()
+                && let Err(err) = std::fs::write(dir.join("ca.pem"), pki.ca_pem())
+            {
+                timeline.record(EventKind::Note {
+                    text: format!("cannot write ca.pem: {err}"),
+                });
+            }
             let world = Arc::new(world);
             match &options.device {
                 DeviceUnderTest::Reference => {
