@@ -806,7 +806,8 @@ fn convert_phase(
 /// SRV records should lead to a server that listens.
 fn check_servers(servers: &[ServerSpec], zones: &ZoneSet, diagnostics: &mut Diagnostics) {
     let mut hosts: HashMap<String, Vec<&ServerSpec>> = HashMap::new();
-    let mut sockets: HashMap<(IpAddr, u16, Transport), &ServerSpec> = HashMap::new();
+    // Keyed by the kernel's socket: tls listens on TCP, so tcp and tls cannot share a port.
+    let mut sockets: HashMap<(IpAddr, u16, Transport), (&ServerSpec, Transport)> = HashMap::new();
     for server in servers {
         let same_host = hosts
             .entry(server.host.to_lowercase().to_ascii())
@@ -823,12 +824,27 @@ fn check_servers(servers: &[ServerSpec], zones: &ZoneSet, diagnostics: &mut Diag
         same_host.push(server);
         for address in &server.addresses {
             for transport in &server.transports {
-                if let Some(first) = sockets.insert((*address, server.port, *transport), server) {
+                let socket = match transport {
+                    Transport::Tls => Transport::Tcp,
+                    other => *other,
+                };
+                if let Some((first, taken_by)) =
+                    sockets.insert((*address, server.port, socket), (server, *transport))
+                {
                     diagnostics.push(Diagnostic::error(
                         server.span.clone(),
                         format!(
-                            "{address}:{} over {transport} is taken by `{}` (at {})",
-                            server.port, first.host, first.span
+                            "{address}:{} over {transport} is taken by `{}` (at {}){}",
+                            server.port,
+                            first.host,
+                            first.span,
+                            if taken_by == *transport {
+                                String::new()
+                            } else {
+                                format!(
+                                    " over {taken_by}: tls listens on TCP, give one of them another `port`"
+                                )
+                            }
                         ),
                     ));
                 }
