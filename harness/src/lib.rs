@@ -15,6 +15,8 @@
 //! - [`checks`]: the oracle: pure functions that judge a timeline against the RFCs and the
 //!   device's profile, each verdict with its evidence.
 //!
+//! - [`tls`]: the run's test CA, server certificates and rustls configurations.
+//!
 //! `main.rs` only parses the command line; `commands/` carries each subcommand out.
 
 pub mod capture;
@@ -25,5 +27,6 @@ pub mod run;
 pub mod servers;
 pub mod sip;
 pub mod timeline;
+pub mod tls;
 pub mod ua;
 pub mod world;

@@ -4,9 +4,10 @@
 use std::net::SocketAddr;
 
 use crate::dns::{DnsError, DnsServer};
-use crate::model::case::Case;
+use crate::model::case::{Case, TlsFailure};
 use crate::servers::{self, RefusalWatcher, RefusingPorts, ServerError, ServerHandle};
-use crate::timeline::{EventKind, Timeline};
+use crate::timeline::{EventKind, Timeline, Transport};
+use crate::tls::{TestPki, TlsError};
 
 /// How long a world waits for the kernel to stamp packets on arrival (see
 /// [`servers::stamp::wait_until_live`]); it takes a few milliseconds when it is needed at all.
@@ -18,6 +19,8 @@ pub enum WorldError {
     Dns(#[from] DnsError),
     #[error(transparent)]
     Server(#[from] ServerError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// Where the world's DNS listens.
@@ -32,6 +35,8 @@ pub struct World {
     /// `None` when raw sockets are not allowed; the reason is on the timeline.
     watcher: Option<RefusalWatcher>,
     timeline: Timeline,
+    /// The run's test CA and certificates, when a server listens on tls.
+    pki: Option<TestPki>,
 }
 
 impl World {
@@ -67,9 +72,29 @@ impl World {
         }
         let dns =
             DnsServer::start(case.zones.clone(), &options.dns_listen, timeline.clone()).await?;
+        let pki = if case
+            .servers
+            .iter()
+            .any(|s| s.transports.contains(&Transport::Tls))
+        {
+            let hosts: Vec<String> = case.servers.iter().map(|s| s.host.to_ascii()).collect();
+            Some(TestPki::new(hosts.iter().map(String::as_str))?)
+        } else {
+            None
+        };
         let mut handles = Vec::new();
         for spec in &case.servers {
-            match servers::server::start(spec.clone(), timeline.clone(), refusing.clone()).await {
+            let host = spec.host.to_ascii();
+            let tls = match (&pki, spec.tls.fail) {
+                (Some(_), Some(TlsFailure::BadCertificate)) => {
+                    Some(TestPki::untrusted_server_config(&host, &timeline)?)
+                }
+                (Some(pki), _) => pki.server_config(&host, &timeline)?,
+                (None, _) => None,
+            };
+            match servers::server::start(spec.clone(), timeline.clone(), refusing.clone(), tls)
+                .await
+            {
                 Ok(handle) => handles.push(handle),
                 Err(err) => {
                     for handle in handles {
@@ -85,11 +110,17 @@ impl World {
             servers: handles,
             watcher,
             timeline,
+            pki,
         })
     }
 
     pub fn dns(&self) -> &DnsServer {
         &self.dns
+    }
+
+    /// The run's test CA, when a server listens on tls: what a TLS client is to trust.
+    pub fn pki(&self) -> Option<&TestPki> {
+        self.pki.as_ref()
     }
 
     pub fn timeline(&self) -> &Timeline {

@@ -82,6 +82,7 @@ async fn sipp(target: &str, transport: Transport, scenario: &[&str]) -> (Output,
     let mode = match transport {
         Transport::Udp => "u1",
         Transport::Tcp => "t1",
+        Transport::Tls => "l1",
     };
     let mut args = vec![target, "-m", "1", "-t", mode, "-i", "127.0.0.1", "-nostdin"];
     args.extend(["-timeout", "20s", "-timeout_error", "-s", "100"]);
@@ -94,7 +95,7 @@ async fn sipp(target: &str, transport: Transport, scenario: &[&str]) -> (Output,
 fn refused_exit(transport: Transport) -> i32 {
     match transport {
         Transport::Udp => 3,
-        Transport::Tcp => 2,
+        Transport::Tcp | Transport::Tls => 2,
     }
 }
 

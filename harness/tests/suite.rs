@@ -350,6 +350,12 @@ const MATRIX: &[Row] = &[
         &[("tcp-failover", "T3")],
     ),
     (
+        // Over UDP to 5061: L5's sips rule, and no SRV target named that transport (L8).
+        "sips-over-udp",
+        &["cases/transport/sips-tls.yaml"],
+        &[("sips-tls", "L5"), ("sips-tls", "L8")],
+    ),
+    (
         "skip-naptr",
         &["cases/resolution/naptr-tcp-preferred.yaml"],
         &[("naptr-tcp-preferred", "L4")],

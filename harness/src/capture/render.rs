@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use super::packet::{self, BuildError};
 use super::tcp::{self, Direction, Flows, Segment};
-use crate::timeline::{EventKind, RefusalSeen, Transport};
+use crate::timeline::{EventKind, Flow, RefusalSeen, Transport};
 
 /// Turns events into packets, keeping the TCP flows between events.
 #[derive(Debug, Default)]
@@ -68,6 +68,15 @@ impl Renderer {
                     false,
                 )?);
             }
+            // The SIP inside TLS is on the timeline decrypted; the wire carried these records.
+            EventKind::TlsBytes(b) if same_family(b.remote, b.local) => {
+                let direction = match b.flow {
+                    Flow::ToServer => Direction::ToServer,
+                    Flow::ToDevice => Direction::ToClient,
+                };
+                let segments = self.flows.send(b.remote, b.local, direction, &b.raw);
+                segments_to_packets(b.remote, b.local, &segments, &mut out)?;
+            }
             EventKind::TcpConnected(c) if same_family(c.remote, c.local) => {
                 let segments = self.flows.connect(c.remote, c.local);
                 segments_to_packets(c.remote, c.local, &segments, &mut out)?;
@@ -98,6 +107,9 @@ impl Renderer {
             EventKind::DnsDropped(_)
             | EventKind::TcpConnected(_)
             | EventKind::TcpClosed(_)
+            | EventKind::TlsBytes(_)
+            | EventKind::TlsSecret(_)
+            | EventKind::TlsFailed(_)
             | EventKind::Refused(_)
             | EventKind::PhaseChanged(_)
             | EventKind::Step { .. }
@@ -133,6 +145,8 @@ impl Renderer {
                 segments_to_packets(client, server, &segments, &mut out)?;
                 Ok(out)
             }
+            // Decrypted SIP: its TLS records are TlsBytes events.
+            Transport::Tls => Ok(Vec::new()),
         }
     }
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::Context;
 use super::attempts::Attempt;
-use super::lookups::{domain_of, name_of, queries};
+use super::lookups::{Scheme, domain_of, located, name_of, queries};
 use super::measure::secs;
 use super::targets::{addresses, srv_owners, srv_records};
 use super::verdict::{Level, Status, Verdict};
@@ -95,6 +95,7 @@ pub(super) fn service_transport(service: &str) -> Option<Transport> {
     match service.to_ascii_uppercase().as_str() {
         "SIP+D2U" => Some(Transport::Udp),
         "SIP+D2T" => Some(Transport::Tcp),
+        "SIPS+D2T" => Some(Transport::Tls),
         _ => None,
     }
 }
@@ -136,13 +137,52 @@ fn naptr_owners(ctx: &Context) -> Vec<Name> {
     owners
 }
 
-/// L5 (MUST): with NAPTR records for the domain, the first attempt after the NAPTR query uses
-/// the transport of the most preferred (ORDER, then PREFERENCE) service whose transport the
-/// profile supports and whose REPLACEMENT has SRV records (SIP+D2U udp, SIP+D2T tcp; TLS and
-/// SCTP are not supported). Judged only when the NAPTR query was answered with records; a
-/// scripted fault on a replacement's SRV name also allows the next service's transport.
+/// L5's sips rule (RFC 3263 §4.1, RFC 3261 §26.2): a request to a sips URI uses SIPS services
+/// only, so every attempt of it goes over TLS; the first that does not fails L5.
+fn sips_over_plain(ctx: &Context) -> Option<Verdict> {
+    let level = Level::Must;
+    located(ctx).into_iter().find_map(|located| {
+        if located.uri.scheme != Scheme::Sips {
+            return None;
+        }
+        let attempt = located
+            .request
+            .attempts
+            .iter()
+            .find(|a| a.transport != Transport::Tls)?;
+        Some(
+            Verdict::new(
+                "L5",
+                level,
+                Verdict::violation(level),
+                format!(
+                    "{} to the sips URI {} went to {} over {} at {}, not over TLS",
+                    attempt.method,
+                    located.uri.text,
+                    attempt.describe(),
+                    attempt.transport.to_string().to_uppercase(),
+                    secs(attempt.first_sent())
+                ),
+            )
+            .with_evidence(attempt.sends.iter().map(|s| s.seq).collect())
+            .with_figures(
+                json!({"uri": located.uri.text, "transport": attempt.transport.to_string()}),
+            ),
+        )
+    })
+}
+
+/// L5 (MUST): a request to a sips URI goes over TLS only; with NAPTR records for the domain,
+/// the first attempt after the NAPTR query uses the transport of the most preferred (ORDER,
+/// then PREFERENCE) service whose transport the profile supports and whose REPLACEMENT has SRV
+/// records (SIP+D2U udp, SIP+D2T tcp, SIPS+D2T tls; SCTP is not supported). Judged only when
+/// the NAPTR query was answered with records; a scripted fault on a replacement's SRV name
+/// also allows the next service's transport.
 pub fn l5(ctx: &Context) -> Verdict {
     let level = Level::Must;
+    if let Some(verdict) = sips_over_plain(ctx) {
+        return verdict;
+    }
     let owners = naptr_owners(ctx);
     if owners.is_empty() {
         return Verdict::new(

@@ -8,11 +8,12 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::Context;
-use super::attempts::{AttemptEnd, Request};
+use super::attempts::{Attempt, AttemptEnd, Request};
 use super::failures::{Failure, failures, is_failover_status};
 use super::measure::{in_t1, millis, ns, secs, tolerance, within};
 use super::resolution::untried;
 use super::verdict::{Findings, Level, Verdict};
+use crate::timeline::{EventKind, Transport};
 
 /// The targets `request` could still have moved on to at `t_ns`, named for a sentence.
 pub(super) fn left_over(
@@ -141,6 +142,24 @@ pub fn f1(ctx: &Context) -> Verdict {
     )
 }
 
+/// When `attempt` began, as seen after `after`: over TLS the device moves on when it connects,
+/// and the handshake that comes before its first message is no delay of its decision.
+fn attempt_began(ctx: &Context, attempt: &Attempt, after: u64) -> u64 {
+    let first = attempt.first_sent();
+    if attempt.transport != Transport::Tls {
+        return first;
+    }
+    ctx.events
+        .iter()
+        .filter(|e| e.t_ns >= after && e.t_ns <= first)
+        .filter_map(|e| match &e.kind {
+            EventKind::TcpConnected(c) if c.local == attempt.address => Some(e.t_ns),
+            _ => None,
+        })
+        .next_back()
+        .unwrap_or(first)
+}
+
 /// F2 (SHOULD): after a refusal the next attempt begins within one Timer A interval (T1) plus
 /// tolerance.
 pub fn f2(ctx: &Context) -> Verdict {
@@ -167,7 +186,7 @@ pub fn f2(ctx: &Context) -> Verdict {
             match request.attempts.get(i + 1) {
                 Some(next) => {
                     found.judged += 1;
-                    let delay = next.first_sent().saturating_sub(refusal.t_ns);
+                    let delay = attempt_began(ctx, next, refusal.t_ns).saturating_sub(refusal.t_ns);
                     found.measured.push(json!({"attempt": attempt.describe(),
                         "delay_ms": delay as f64 / 1e6, "next": next.describe()}));
                     if delay > ns(allowed) {

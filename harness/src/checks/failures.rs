@@ -129,7 +129,7 @@ pub fn is_dirty(failures: &[Failure], key: (Transport, SocketAddr), t_ns: u64) -
 pub fn srv_is_dirty(failures: &[Failure], srv: &super::targets::SrvTarget, t_ns: u64) -> bool {
     let transports = match srv.transport {
         Some(t) => vec![t],
-        None => vec![Transport::Udp, Transport::Tcp],
+        None => vec![Transport::Udp, Transport::Tcp, Transport::Tls],
     };
     !srv.addresses.is_empty()
         && srv.addresses.iter().all(|ip| {

@@ -197,12 +197,14 @@ impl RequestUri {
         }
     }
 
-    /// The transport srvlab would see for the `transport` parameter (TLS runs over TCP);
-    /// `None` without one, or for one srvlab does not serve (SCTP…).
+    /// The transport srvlab would see for the `transport` parameter (a sips URI's `tcp` is TLS
+    /// over TCP, RFC 3261 §26.2.2); `None` without one, or for one srvlab does not serve (SCTP…).
     pub fn transport_param(&self) -> Option<Transport> {
         match self.transport.as_deref()? {
             "udp" => Some(Transport::Udp),
-            "tcp" | "tls" => Some(Transport::Tcp),
+            "tcp" if self.scheme == Scheme::Sips => Some(Transport::Tls),
+            "tcp" => Some(Transport::Tcp),
+            "tls" => Some(Transport::Tls),
             _ => None,
         }
     }
@@ -292,7 +294,7 @@ mod tests {
         assert_eq!(uri.scheme, Scheme::Sips);
         assert_eq!(uri.domain(), Some(&name_of("example.test").unwrap()));
         assert_eq!(uri.port, Some(5081));
-        assert_eq!(uri.transport_param(), Some(Transport::Tcp));
+        assert_eq!(uri.transport_param(), Some(Transport::Tls));
 
         let uri = RequestUri::parse("sip:[::1]:5062;transport=sctp?subject=x").unwrap();
         assert_eq!(uri.host, Host::Ip("::1".parse().unwrap()));

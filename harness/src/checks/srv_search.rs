@@ -93,11 +93,12 @@ fn supported_names(ctx: &Context, domain: &Name) -> Vec<Name> {
         .transports
         .iter()
         .filter_map(|t| {
-            let proto = match t {
-                Transport::Udp => "_udp",
-                Transport::Tcp => "_tcp",
+            let (service, proto) = match t {
+                Transport::Udp => ("_sip", "_udp"),
+                Transport::Tcp => ("_sip", "_tcp"),
+                Transport::Tls => ("_sips", "_tcp"),
             };
-            name_of(&format!("_sip.{proto}.{}", domain.to_ascii()))
+            name_of(&format!("{service}.{proto}.{}", domain.to_ascii()))
         })
         .collect()
 }

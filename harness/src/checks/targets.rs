@@ -46,16 +46,13 @@ impl SrvTarget {
     }
 }
 
-/// The transport an SRV owner name stands for: its second label.
+/// The transport an SRV owner name stands for: its first two labels (`_sips._tcp` is TLS).
 pub fn owner_transport(owner: &Name) -> Option<Transport> {
-    match owner
-        .iter()
-        .nth(1)
-        .map(|l| l.to_ascii_lowercase())
-        .as_deref()
-    {
-        Some(b"_udp") => Some(Transport::Udp),
-        Some(b"_tcp") => Some(Transport::Tcp),
+    let mut labels = owner.iter().map(|l| l.to_ascii_lowercase());
+    match (labels.next().as_deref(), labels.next().as_deref()) {
+        (Some(b"_sips"), Some(b"_tcp")) => Some(Transport::Tls),
+        (_, Some(b"_udp")) => Some(Transport::Udp),
+        (_, Some(b"_tcp")) => Some(Transport::Tcp),
         _ => None,
     }
 }

@@ -776,6 +776,40 @@ fn f2_moves_on_at_once_after_a_refusal() {
 }
 
 #[test]
+fn f2_over_tls_the_next_attempt_begins_with_its_connection() {
+    let connected = |tl: &mut Tl, t_ms: f64| {
+        tl.at(
+            t_ms,
+            EventKind::TcpConnected(crate::timeline::TcpConnection {
+                server: server_name(S114),
+                local: addr(S114),
+                remote: addr(DEVICE),
+            }),
+        );
+    };
+    // Connected 1 ms after the refusal; the handshake took the next 38 ms.
+    let mut handshake = Tl::default();
+    handshake.query(UDP, "SRV", 0.0).refused_tcp(S52, 1.0);
+    connected(&mut handshake, 2.0);
+    handshake.send("INVITE", S114, Transport::Tls, "b2", "c1", 1, 40.0);
+    assert_eq!(status("F2", &handshake), Status::Pass);
+
+    // A connection only as late as the message: the device itself waited.
+    let mut late = Tl::default();
+    late.query(UDP, "SRV", 0.0).refused_tcp(S52, 1.0);
+    connected(&mut late, 39.0);
+    late.send("INVITE", S114, Transport::Tls, "b2", "c1", 1, 40.0);
+    assert_eq!(status("F2", &late), Status::Warn);
+
+    // Over plain TCP the first message is the attempt's beginning, connection or not.
+    let mut tcp = Tl::default();
+    tcp.query(UDP, "SRV", 0.0).refused_tcp(S52, 1.0);
+    connected(&mut tcp, 2.0);
+    tcp.send("INVITE", S114, Transport::Tcp, "b2", "c1", 1, 40.0);
+    assert_eq!(status("F2", &tcp), Status::Warn);
+}
+
+#[test]
 fn f3_a_503_is_acked_and_moves_on() {
     let mut pass = Tl::default();
     pass.query(UDP, "SRV", 0.0)
@@ -1266,7 +1300,7 @@ fn l4_naptr_is_queried_first() {
 
 #[test]
 fn l5_the_most_preferred_supported_naptr_service_decides_the_transport() {
-    // SIPS+D2T is TLS (unsupported); SIP+D2T has order 2 and the better preference.
+    // SIPS+D2T is TLS, which the profile lacks; SIP+D2T has order 2 and the better preference.
     let naptr = [
         "snom.rocks. 300 IN NAPTR 1 10 \"s\" \"SIPS+D2T\" \"\" _sips._tcp.snom.rocks.",
         "snom.rocks. 300 IN NAPTR 2 10 \"s\" \"SIP+D2T\" \"\" _sip._tcp.snom.rocks.",
@@ -1319,6 +1353,73 @@ fn l5_the_most_preferred_supported_naptr_service_decides_the_transport() {
 
     // No NAPTR records in the zone.
     assert_eq!(status("L5", &bad), Status::Inconclusive);
+}
+
+/// The device sends an INVITE to `uri` at `server` over `transport`, its request line readable.
+fn invite_to(tl: &mut Tl, uri: &str, server: &str, transport: Transport, t_ms: f64) {
+    let summary = SipSummary {
+        method: Some("INVITE".into()),
+        call_id: Some("c1".into()),
+        cseq: Some("1 INVITE".into()),
+        branch: Some("z9hG4bKa".into()),
+        ..SipSummary::default()
+    };
+    let raw = format!(
+        "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/{} {DEVICE};branch=z9hG4bKa\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        transport.to_string().to_uppercase()
+    );
+    tl.at(
+        t_ms,
+        EventKind::SipReceived(Tl::message(server, transport, summary, raw.into_bytes())),
+    );
+}
+
+#[test]
+fn l5_a_sips_uri_goes_over_tls_only() {
+    let naptr = ["snom.rocks. 300 IN NAPTR 1 10 \"s\" \"SIPS+D2T\" \"\" _sips._tcp.snom.rocks."];
+    let mut tls = profile(Some(2));
+    tls.transports = vec![Transport::Udp, Transport::Tcp, Transport::Tls];
+    let s52_tls = "127.0.0.52:5061";
+    let mut good = Tl::default();
+    good.query("snom.rocks.", "NAPTR", 0.0)
+        .answer("snom.rocks.", "NAPTR", &naptr, 0.5)
+        .query("_sips._tcp.snom.rocks.", "SRV", 1.0);
+    invite_to(
+        &mut good,
+        "sips:100@snom.rocks",
+        s52_tls,
+        Transport::Tls,
+        2.0,
+    );
+    assert_eq!(run_in(NAPTR_ZONE, "L5", &good, &tls).status, Status::Pass);
+
+    // The same request over UDP: a sips URI is never sent in the clear, NAPTR or not.
+    for zone in [NAPTR_ZONE, ZONE] {
+        let mut bad = Tl::default();
+        bad.query("snom.rocks.", "NAPTR", 0.0)
+            .answer("snom.rocks.", "NAPTR", &naptr, 0.5)
+            .query("_sips._tcp.snom.rocks.", "SRV", 1.0);
+        invite_to(
+            &mut bad,
+            "sips:100@snom.rocks",
+            s52_tls,
+            Transport::Udp,
+            2.0,
+        );
+        let verdict = run_in(zone, "L5", &bad, &tls);
+        assert_eq!(verdict.status, Status::Fail);
+        assert!(
+            verdict.sentence.contains("not over TLS"),
+            "{}",
+            verdict.sentence
+        );
+        assert_eq!(verdict.evidence, vec![3]);
+    }
+
+    // A sip URI over UDP is no concern of this rule.
+    let mut sip = Tl::default();
+    invite_to(&mut sip, "sip:100@snom.rocks", S52, Transport::Udp, 2.0);
+    assert_eq!(run_in(ZONE, "L5", &sip, &tls).status, Status::Inconclusive);
 }
 
 #[test]

@@ -64,7 +64,7 @@ fn l1_a_numeric_host_is_used_as_is() {
     sips.call(
         "sips:100@127.0.30.10",
         "127.0.30.10:5061",
-        Transport::Tcp,
+        Transport::Tls,
         "b1",
         "c1",
         1.0,
@@ -255,7 +255,7 @@ fn l3_a_transport_parameter_allows_its_own_srv_name_only() {
     sips.query("_sips._tcp.snom.rocks.", "SRV", 0.0).call(
         "sips:100@snom.rocks;transport=tcp",
         "127.0.0.52:5061",
-        Transport::Tcp,
+        Transport::Tls,
         "b1",
         "c1",
         1.0,
@@ -265,7 +265,7 @@ fn l3_a_transport_parameter_allows_its_own_srv_name_only() {
     sips_wrong.query("_sip._tcp.snom.rocks.", "SRV", 0.0).call(
         "sip:100@snom.rocks;transport=tls",
         S52,
-        Transport::Tcp,
+        Transport::Tls,
         "b1",
         "c1",
         1.0,

@@ -318,7 +318,7 @@ pub fn t2(ctx: &Context) -> Verdict {
 /// A retransmission sent this soon after a provisional response crossed it on the wire.
 const CROSSING: Duration = FLOOR;
 
-/// T3: no retransmission over TCP; no INVITE retransmission once a provisional response came.
+/// T3: no retransmission over TCP (TLS included); no INVITE retransmission once a provisional response came.
 pub fn t3(ctx: &Context) -> Verdict {
     let level = Level::Must;
     let requests = ctx.requests();
@@ -328,15 +328,17 @@ pub fn t3(ctx: &Context) -> Verdict {
     let mut evidence = Vec::new();
     for attempt in requests.iter().flat_map(|r| &r.attempts) {
         let copies: Vec<_> = attempt.received().copied().collect();
-        if attempt.transport == Transport::Tcp && !copies.is_empty() {
+        // TLS runs over TCP: reliable, never retransmitted (RFC 3261 §17.1.1.2).
+        if attempt.transport != Transport::Udp && !copies.is_empty() {
             tcp += 1;
             evidence.push(copies[0].seq);
             if let Some(second) = copies.get(1) {
                 bad.push((
                     format!(
-                        "{} to {} was retransmitted over TCP at {} ({} copies)",
+                        "{} to {} was retransmitted over {} at {} ({} copies)",
                         attempt.method,
                         attempt.describe(),
+                        attempt.transport.to_string().to_uppercase(),
                         secs(second.t_ns),
                         copies.len()
                     ),

@@ -29,6 +29,7 @@ fn transport_name(transport: Transport) -> &'static str {
     match transport {
         Transport::Udp => "UDP",
         Transport::Tcp => "TCP",
+        Transport::Tls => "TLS",
     }
 }
 

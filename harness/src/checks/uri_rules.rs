@@ -94,7 +94,7 @@ pub fn l1(ctx: &Context) -> Verdict {
         };
         let expected_transport = match (&uri.transport, uri.scheme) {
             (None, Scheme::Sip) => Transport::Udp,
-            (None, Scheme::Sips) => Transport::Tcp,
+            (None, Scheme::Sips) => Transport::Tls,
             (Some(_), _) => match uri.transport_param() {
                 Some(transport) => transport,
                 None => {

@@ -26,7 +26,7 @@ pub fn run(case: &Path, out: Option<PathBuf>, dns: &[SocketAddr]) -> anyhow::Res
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let recorder = Recorder::attach(&out, &timeline, true)?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let result = runtime.block_on(serve(&case, dns, timeline));
+    let result = runtime.block_on(serve(&case, dns, timeline, &out));
     // Whatever happened, what was seen is on disk; say where.
     say!("timeline: {}", recorder.timeline_path.display());
     say!("capture:  {}", recorder.capture_path.display());
@@ -48,7 +48,12 @@ fn default_out(id: &str, timeline: &Timeline) -> PathBuf {
     PathBuf::from("reports").join(format!("serve-{id}-{stamp}"))
 }
 
-async fn serve(case: &Case, dns: &[SocketAddr], timeline: Timeline) -> anyhow::Result<()> {
+async fn serve(
+    case: &Case,
+    dns: &[SocketAddr],
+    timeline: Timeline,
+    out: &Path,
+) -> anyhow::Result<()> {
     // A person stops us with Ctrl-C, a CI job with SIGTERM: both end the run cleanly. The
     // handlers go in first, so a signal that comes while the world starts is not lost.
     use tokio::signal::unix::{SignalKind, signal};
@@ -61,6 +66,15 @@ async fn serve(case: &Case, dns: &[SocketAddr], timeline: Timeline) -> anyhow::R
         .await
         .with_context(|| format!("cannot bring up the world of case `{}`", case.id))?;
     say!("case {}: {}", case.id, case.title);
+    if let Some(pki) = world.pki() {
+        let ca = out.join("ca.pem");
+        std::fs::write(&ca, pki.ca_pem())
+            .with_context(|| format!("cannot write {}", ca.display()))?;
+        say!(
+            "tls CA:   {} (what a device connecting over TLS trusts)",
+            ca.display()
+        );
+    }
     for server in &case.servers {
         let transports: Vec<String> = server.transports.iter().map(ToString::to_string).collect();
         let addresses: Vec<String> = server

@@ -207,7 +207,7 @@ impl ObservedHandler {
     ) -> ResponseInfo {
         let max_size = match transport {
             Transport::Udp => message.edns.as_ref().map_or(512, Edns::max_payload),
-            Transport::Tcp => u16::MAX,
+            Transport::Tcp | Transport::Tls => u16::MAX,
         };
         let mut raw = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut raw);

@@ -6,8 +6,8 @@
 //! zone: ../fixtures/zones/snom-rocks.yaml      # a path (relative to this file) or a zone inline
 //! servers:
 //!   - host: sipserver52.snom.rocks.
-//!     transports: [udp, tcp]                   # default: both
-//!     port: 5060                               # default 5060
+//!     transports: [udp, tcp]                   # default: udp and tcp; tls too
+//!     port: 5060                               # default 5060 (5061 for tls only)
 //!     script:
 //!       - {behaviour: accept, until: {after: 5m}}
 //!       - {behaviour: refuse}
@@ -111,6 +111,7 @@ impl<'de> Deserialize<'de> for RawCheck {
 pub enum Requirement {
     Udp,
     Tcp,
+    Tls,
     /// A dirty-host TTL (implied by a `wait: {dirty_host_ttl: N}` step).
     DirtyHostTtl,
     /// NAPTR support (a profile with `naptr: false` does not query it).
@@ -122,6 +123,7 @@ impl Requirement {
         match self {
             Self::Udp => profile.transports.contains(&Transport::Udp),
             Self::Tcp => profile.transports.contains(&Transport::Tcp),
+            Self::Tls => profile.transports.contains(&Transport::Tls),
             Self::DirtyHostTtl => profile.dirty_host_ttl.is_some(),
             Self::Naptr => profile.queries_naptr(),
         }
@@ -133,6 +135,7 @@ impl fmt::Display for Requirement {
         f.write_str(match self {
             Self::Udp => "UDP",
             Self::Tcp => "TCP",
+            Self::Tls => "TLS",
             Self::DirtyHostTtl => "a dirty-host TTL",
             Self::Naptr => "NAPTR support",
         })
@@ -185,7 +188,27 @@ struct RawServer {
     port: Option<u16>,
     #[serde(default)]
     transports: Option<Spanned<Vec<Transport>>>,
+    #[serde(default)]
+    tls: Option<Spanned<TlsSpec>>,
     script: Spanned<Vec<Spanned<RawPhase>>>,
+}
+
+/// How a server's TLS listeners misbehave (`tls: {fail: …}`), for every connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    #[serde(default)]
+    pub fail: Option<TlsFailure>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsFailure {
+    /// A self-signed certificate for the right name: no device that trusts only the run's CA
+    /// completes the handshake.
+    BadCertificate,
+    /// TCP is accepted and the ClientHello read, but the handshake is never answered.
+    HandshakeStall,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -330,6 +353,8 @@ pub struct ServerSpec {
     pub addresses: Vec<IpAddr>,
     pub port: u16,
     pub transports: Vec<Transport>,
+    /// How its TLS listeners misbehave, if at all.
+    pub tls: TlsSpec,
     pub script: Vec<Phase>,
     pub span: Span,
 }
@@ -583,7 +608,7 @@ fn convert_server(
         Some(given) if given.value.is_empty() => {
             diagnostics.push(Diagnostic::error(
                 Span::of(file, given),
-                "a server needs at least one transport (udp, tcp)",
+                "a server needs at least one transport (udp, tcp, tls)",
             ));
             return None;
         }
@@ -610,11 +635,27 @@ fn convert_server(
             script.push(phase);
         }
     }
+    if let Some(tls) = &raw.tls
+        && !transports.contains(&Transport::Tls)
+    {
+        diagnostics.push(Diagnostic::warning(
+            Span::of(file, tls),
+            "`tls` has no effect: the server does not listen on tls",
+        ));
+    }
     (script.len() == phases.len()).then(|| ServerSpec {
         host,
         addresses,
-        port: raw.port.unwrap_or(5060),
+        // RFC 3261 §19.1.2: 5061 for a server that only speaks TLS.
+        port: raw
+            .port
+            .unwrap_or(if transports.iter().all(|t| *t == Transport::Tls) {
+                5061
+            } else {
+                5060
+            }),
         transports,
+        tls: raw.tls.as_ref().map(|t| t.value).unwrap_or_default(),
         script,
         span,
     })
@@ -765,7 +806,8 @@ fn convert_phase(
 /// SRV records should lead to a server that listens.
 fn check_servers(servers: &[ServerSpec], zones: &ZoneSet, diagnostics: &mut Diagnostics) {
     let mut hosts: HashMap<String, Vec<&ServerSpec>> = HashMap::new();
-    let mut sockets: HashMap<(IpAddr, u16, Transport), &ServerSpec> = HashMap::new();
+    // Keyed by the kernel's socket: tls listens on TCP, so tcp and tls cannot share a port.
+    let mut sockets: HashMap<(IpAddr, u16, Transport), (&ServerSpec, Transport)> = HashMap::new();
     for server in servers {
         let same_host = hosts
             .entry(server.host.to_lowercase().to_ascii())
@@ -782,12 +824,27 @@ fn check_servers(servers: &[ServerSpec], zones: &ZoneSet, diagnostics: &mut Diag
         same_host.push(server);
         for address in &server.addresses {
             for transport in &server.transports {
-                if let Some(first) = sockets.insert((*address, server.port, *transport), server) {
+                let socket = match transport {
+                    Transport::Tls => Transport::Tcp,
+                    other => *other,
+                };
+                if let Some((first, taken_by)) =
+                    sockets.insert((*address, server.port, socket), (server, *transport))
+                {
                     diagnostics.push(Diagnostic::error(
                         server.span.clone(),
                         format!(
-                            "{address}:{} over {transport} is taken by `{}` (at {})",
-                            server.port, first.host, first.span
+                            "{address}:{} over {transport} is taken by `{}` (at {}){}",
+                            server.port,
+                            first.host,
+                            first.span,
+                            if taken_by == *transport {
+                                String::new()
+                            } else {
+                                format!(
+                                    " over {taken_by}: tls listens on TCP, give one of them another `port`"
+                                )
+                            }
                         ),
                     ));
                 }
@@ -804,10 +861,12 @@ fn check_servers(servers: &[ServerSpec], zones: &ZoneSet, diagnostics: &mut Diag
             let Some(same_host) = hosts.get(&target.to_lowercase().to_ascii()) else {
                 continue;
             };
-            let label = record.name.iter().nth(1).map(|l| l.to_ascii_lowercase());
-            let transport = match label.as_deref() {
-                Some(b"_udp") => Some(Transport::Udp),
-                Some(b"_tcp") => Some(Transport::Tcp),
+            let mut labels = record.name.iter().map(|l| l.to_ascii_lowercase());
+            let (service, proto) = (labels.next(), labels.next());
+            let transport = match (service.as_deref(), proto.as_deref()) {
+                (Some(b"_sips"), Some(b"_tcp")) => Some(Transport::Tls),
+                (_, Some(b"_udp")) => Some(Transport::Udp),
+                (_, Some(b"_tcp")) => Some(Transport::Tcp),
                 _ => None,
             };
             let served = same_host.iter().any(|server| {

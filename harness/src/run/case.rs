@@ -194,6 +194,14 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
     let mut missed = Vec::new();
     match World::start(case, &world_options, timeline.clone()).await {
         Ok(world) => {
+            // A real device that is to connect over TLS must trust the run's CA.
+            if let Some(pki) = world.pki()
+                && let Err(err) = std::fs::write(dir.join("ca.pem"), pki.ca_pem())
+            {
+                timeline.record(EventKind::Note {
+                    text: format!("cannot write ca.pem: {err}"),
+                });
+            }
             let world = Arc::new(world);
             match &options.device {
                 DeviceUnderTest::Reference => {
@@ -318,6 +326,20 @@ fn raise_device_priority() {
 }
 
 /// Carries out the case's steps with the reference UA.
+/// The reference UA, trusting the world's test CA when a server listens on tls.
+fn reference_ua(
+    world: &World,
+    config: UaConfig,
+    user: &str,
+    dns: SocketAddr,
+) -> Result<Ua, String> {
+    let ua = Ua::new(config, user, dns);
+    match world.pki() {
+        Some(pki) => Ok(ua.with_tls(pki.client_config().map_err(|e| e.to_string())?)),
+        None => Ok(ua),
+    }
+}
+
 async fn act(
     case: &Case,
     options: &RunOptions,
@@ -330,11 +352,12 @@ async fn act(
         SipUri::parse(&case.aor).map_err(|why| format!("device aor `{}`: {why}", case.aor))?;
     let user = aor.user.clone().unwrap_or_else(|| "alice".into());
     let mut device = Device {
-        ua: Ua::new(
+        ua: reference_ua(
+            world,
             ua_config(&options.profile, options.seed, &options.faults),
             &user,
             dns,
-        ),
+        )?,
         uri,
         aor,
         outcomes: Vec::new(),
@@ -425,11 +448,12 @@ impl Device {
                         // draws (seed + trial) so trials are independent.
                         let seed = options.seed.wrapping_mul(1_000_003).wrapping_add(trial);
                         let mut fresh = Device {
-                            ua: Ua::new(
+                            ua: reference_ua(
+                                world,
                                 ua_config(&options.profile, seed, &options.faults),
                                 &self.aor.user.clone().unwrap_or_else(|| "alice".into()),
                                 dns,
-                            ),
+                            )?,
                             uri: self.uri.clone(),
                             aor: self.aor.clone(),
                             outcomes: Vec::new(),

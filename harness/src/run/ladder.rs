@@ -267,6 +267,7 @@ fn server_of(event: &Event) -> Option<(&str, Option<String>)> {
         }
         EventKind::Refused(r) => Some((&r.server, Some(r.local.to_string()))),
         EventKind::SipMalformed(m) => Some((&m.server, Some(m.local.to_string()))),
+        EventKind::TlsFailed(t) => Some((&t.server, Some(t.local.to_string()))),
         EventKind::PhaseChanged(p) => Some((&p.server, None)),
         _ => None,
     }
@@ -454,8 +455,17 @@ fn mark_of(
             label: format!("→ {} ({})", p.behaviour, p.reason),
         },
         EventKind::Step { name } => Mark::Step(format!("step {name}")),
+        EventKind::TlsFailed(t) => Mark::Arrow {
+            from: DEVICE,
+            to: column(&t.server)?,
+            label: format!("TLS handshake failed: {}", t.reason),
+            class: "lost",
+            lost: false,
+        },
         EventKind::TcpConnected(_)
         | EventKind::TcpClosed(_)
+        | EventKind::TlsBytes(_)
+        | EventKind::TlsSecret(_)
         | EventKind::Note { .. }
         | EventKind::HostDelay { .. } => return None,
     })
@@ -465,6 +475,7 @@ fn tcp_note(transport: Transport) -> &'static str {
     match transport {
         Transport::Udp => "",
         Transport::Tcp => " /tcp",
+        Transport::Tls => " /tls",
     }
 }
 

@@ -1,13 +1,17 @@
 //! Writing a timeline to disk as it grows: `timeline.jsonl` and `capture.pcap` in one folder,
-//! both flushed event by event so that a failure, Ctrl-C or a kill loses nothing seen.
+//! both flushed event by event so that a failure, Ctrl-C or a kill loses nothing seen; and,
+//! once a TLS session began, `keylog.txt` (NSS key log) beside them, with which Wireshark
+//! decrypts the capture.
 
-use std::io;
+use std::fs::File;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::capture::{CaptureError, PcapRecorder};
 use crate::timeline::jsonl::JsonlWriter;
-use crate::timeline::{Event, Timeline};
+use crate::timeline::{Event, EventKind, Timeline};
+use crate::tls::keylog_line;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -22,6 +26,8 @@ pub struct Recorder {
     pcap: Arc<Mutex<Option<PcapRecorder>>>,
     pub timeline_path: PathBuf,
     pub capture_path: PathBuf,
+    /// Written only when a TLS session's secrets appear on the timeline.
+    pub keylog_path: PathBuf,
 }
 
 impl Recorder {
@@ -42,6 +48,8 @@ impl Recorder {
             timeline.wall_start(),
         )?)));
         let in_observer = pcap.clone();
+        let keylog_path = dir.join("keylog.txt");
+        let mut keylog = KeyLogFile::new(keylog_path.clone());
         let mut warned = false;
         timeline.observe(move |event: &Event| {
             if echo {
@@ -57,6 +65,11 @@ impl Recorder {
             {
                 failures.push(format!("capture.pcap: {err}"));
             }
+            if let EventKind::TlsSecret(secret) = &event.kind
+                && let Err(err) = keylog.write(&keylog_line(secret))
+            {
+                failures.push(format!("keylog.txt: {err}"));
+            }
             // Say it once; the run goes on (the timeline in memory is still whole).
             if !failures.is_empty() && !warned {
                 warned = true;
@@ -67,6 +80,7 @@ impl Recorder {
             pcap,
             timeline_path,
             capture_path,
+            keylog_path,
         })
     }
 
@@ -81,5 +95,26 @@ impl Recorder {
             Some(pcap) => pcap.finish(),
             None => Ok(()),
         }
+    }
+}
+
+/// `keylog.txt`, created with the first secret (a run without TLS leaves no empty file).
+struct KeyLogFile {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl KeyLogFile {
+    fn new(path: PathBuf) -> Self {
+        Self { path, file: None }
+    }
+
+    fn write(&mut self, line: &str) -> io::Result<()> {
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => self.file.insert(File::create(&self.path)?),
+        };
+        // Unbuffered: a run cut short still leaves every secret that was logged.
+        file.write_all(line.as_bytes())
     }
 }

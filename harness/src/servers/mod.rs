@@ -4,12 +4,14 @@
 //! - [`responder`]: what a behaviour answers to a request (pure).
 //! - [`server`]: one server on real UDP/TCP sockets.
 //! - [`refusal`]: seeing refused attempts with raw sockets.
+//! - [`wire`]: a TLS connection's bytes as they crossed the wire, on the timeline.
 
 pub mod refusal;
 pub mod responder;
 pub mod script;
 pub mod server;
 pub(crate) mod stamp;
+pub mod wire;
 
 pub use refusal::{RefusalWatcher, RefusingPorts, WatchError};
 pub use server::{ServerError, ServerHandle};

@@ -47,12 +47,19 @@ impl RefusingPorts {
             .remove(&(addr.ip(), addr.port(), transport));
     }
 
-    fn server(&self, addr: SocketAddr, transport: Transport) -> Option<String> {
-        self.ports
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&(addr.ip(), addr.port(), transport))
-            .cloned()
+    /// The refusing server at `addr` as the raw socket of `transport` sees it, and the transport
+    /// it was refusing: a TLS port's refusal is a TCP RST.
+    fn server(&self, addr: SocketAddr, transport: Transport) -> Option<(String, Transport)> {
+        let ports = self.ports.read().unwrap_or_else(PoisonError::into_inner);
+        let candidates: &[Transport] = match transport {
+            Transport::Udp => &[Transport::Udp],
+            Transport::Tcp | Transport::Tls => &[Transport::Tcp, Transport::Tls],
+        };
+        candidates.iter().find_map(|t| {
+            ports
+                .get(&(addr.ip(), addr.port(), *t))
+                .map(|server| (server.clone(), *t))
+        })
     }
 }
 
@@ -192,16 +199,16 @@ fn read_loop(
         let packet = &buf[..len];
         let seen = parse(packet, &addresses);
         if let Some(seen) = seen
-            && let Some(server) = ports.server(seen.local, transport)
+            && let Some((server, refused_transport)) = ports.server(seen.local, transport)
         {
             timeline.record(EventKind::Refused(Refused {
                 server,
-                transport,
+                transport: refused_transport,
                 local: seen.local,
                 remote: seen.remote,
                 seen: match transport {
                     Transport::Udp => RefusalSeen::Icmp,
-                    Transport::Tcp => RefusalSeen::Rst,
+                    Transport::Tcp | Transport::Tls => RefusalSeen::Rst,
                 },
                 seen_ns: stamp.and_then(|at| Event::ns_since(timeline.wall_start(), at)),
                 summary: if seen.payload.is_empty() {

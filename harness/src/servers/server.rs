@@ -9,19 +9,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
 
 use super::refusal::RefusingPorts;
 use super::responder::{Local, Plan, Responder, TransactionKey};
 use super::script::{ScriptState, Transition};
-use crate::model::case::{Behaviour, ServerSpec};
+use super::wire::RecordedStream;
+use crate::model::case::{Behaviour, ServerSpec, TlsFailure};
 use crate::sip::{FramingError, Message, StreamFramer};
 use crate::timeline::{
     CloseKind, Event, EventKind, PhaseChanged, SipMalformed, SipMessage, TcpClosed, TcpConnection,
-    Timeline, Transport,
+    Timeline, TlsFailed, Transport,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,8 @@ pub enum ServerError {
         source: io::Error,
         hint: &'static str,
     },
+    #[error("server {server}: listens on tls but has no certificate")]
+    NoCertificate { server: String },
 }
 
 /// How a response gets back to the device.
@@ -97,12 +102,19 @@ impl ServerHandle {
     }
 }
 
-/// Brings a server up in its first phase.
+/// Brings a server up in its first phase. `tls` is the configuration its TLS listeners present
+/// (needed when `spec.transports` has tls).
 pub async fn start(
     spec: ServerSpec,
     timeline: Timeline,
     refusing: RefusingPorts,
+    tls: Option<Arc<ServerConfig>>,
 ) -> Result<ServerHandle, ServerError> {
+    if spec.transports.contains(&Transport::Tls) && tls.is_none() {
+        return Err(ServerError::NoCertificate {
+            server: spec.name(),
+        });
+    }
     let name = spec.name();
     let (input, inbox) = mpsc::unbounded_channel();
     let script = ScriptState::new(spec.script.clone(), timeline.elapsed());
@@ -116,6 +128,7 @@ pub async fn start(
         spec,
         timeline,
         refusing,
+        tls: tls.map(TlsAcceptor::from),
     };
     if matches!(core.script.behaviour(), Behaviour::Refuse) {
         core.refuse();
@@ -152,6 +165,7 @@ struct Core {
     input: mpsc::UnboundedSender<Input>,
     timeline: Timeline,
     refusing: RefusingPorts,
+    tls: Option<TlsAcceptor>,
 }
 
 fn bind_error(
@@ -204,15 +218,24 @@ impl Core {
                         self.name.clone(),
                     )));
                 }
-                Transport::Tcp => {
+                Transport::Tcp | Transport::Tls => {
                     let listener = TcpListener::bind(addr).await.map_err(bind)?;
+                    let tls = match transport {
+                        Transport::Tls => self.tls.clone(),
+                        _ => None,
+                    };
                     tasks.push(tokio::spawn(accept_loop(
                         listener,
                         addr,
-                        self.input.clone(),
-                        self.timeline.clone(),
-                        self.name.clone(),
-                        reset_rx.clone(),
+                        Accepted {
+                            input: self.input.clone(),
+                            timeline: self.timeline.clone(),
+                            name: self.name.clone(),
+                            reset: reset_rx.clone(),
+                            stall_handshakes: self.spec.tls.fail
+                                == Some(TlsFailure::HandshakeStall),
+                        },
+                        tls,
                     )));
                 }
             }
@@ -473,36 +496,64 @@ async fn udp_loop(
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    local: SocketAddr,
+/// What every connection of a listener shares.
+#[derive(Clone)]
+struct Accepted {
     input: mpsc::UnboundedSender<Input>,
     timeline: Timeline,
     name: String,
+    /// Tells connections to reset (a crash).
     reset: watch::Receiver<bool>,
+    /// TLS connections are never answered (`tls: {fail: handshake_stall}`).
+    stall_handshakes: bool,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    local: SocketAddr,
+    accepted: Accepted,
+    tls: Option<TlsAcceptor>,
 ) {
+    let transport = if tls.is_some() {
+        Transport::Tls
+    } else {
+        Transport::Tcp
+    };
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
-                timeline.record(EventKind::TcpConnected(TcpConnection {
-                    server: name.clone(),
-                    local,
-                    remote,
-                }));
+                accepted
+                    .timeline
+                    .record(EventKind::TcpConnected(TcpConnection {
+                        server: accepted.name.clone(),
+                        local,
+                        remote,
+                    }));
                 // Detached: a connection ends on its own, or when `reset` says the server crashed.
-                tokio::spawn(connection(
-                    stream,
-                    local,
-                    remote,
-                    input.clone(),
-                    timeline.clone(),
-                    name.clone(),
-                    reset.clone(),
-                ));
+                match &tls {
+                    None => {
+                        tokio::spawn(connection(stream, local, remote, accepted.clone()));
+                    }
+                    Some(_) if accepted.stall_handshakes => {
+                        tokio::spawn(stalled_handshake(stream, local, remote, accepted.clone()));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(tls_connection(
+                            acceptor.clone(),
+                            stream,
+                            local,
+                            remote,
+                            accepted.clone(),
+                        ));
+                    }
+                }
             }
             Err(err) => {
-                timeline.record(EventKind::Note {
-                    text: format!("{name}: accepting on {local}/tcp failed: {err}"),
+                accepted.timeline.record(EventKind::Note {
+                    text: format!(
+                        "{}: accepting on {local}/{transport} failed: {err}",
+                        accepted.name
+                    ),
                 });
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -510,15 +561,138 @@ async fn accept_loop(
     }
 }
 
-async fn connection(
-    mut stream: TcpStream,
+/// A connection's stream: plain TCP, or TLS over TCP; `tcp` is the socket under it (to close it
+/// with a reset).
+trait SipStream: AsyncRead + AsyncWrite + Unpin + Send {
+    const TRANSPORT: Transport;
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl SipStream for TcpStream {
+    const TRANSPORT: Transport = Transport::Tcp;
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl SipStream for tokio_rustls::server::TlsStream<RecordedStream> {
+    const TRANSPORT: Transport = Transport::Tls;
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0.tcp()
+    }
+}
+
+/// A TLS listener that never answers the handshake: what the device sends is recorded as it
+/// crossed the wire, until it gives up and closes (or the server resets).
+async fn stalled_handshake(
+    stream: TcpStream,
     local: SocketAddr,
     remote: SocketAddr,
-    input: mpsc::UnboundedSender<Input>,
-    timeline: Timeline,
-    name: String,
-    mut reset: watch::Receiver<bool>,
+    mut accepted: Accepted,
 ) {
+    let mut recorded = RecordedStream::new(
+        stream,
+        accepted.timeline.clone(),
+        accepted.name.clone(),
+        local,
+        remote,
+    );
+    let mut buf = vec![0u8; 16384];
+    let how = loop {
+        tokio::select! {
+            read = recorded.read(&mut buf) => match read {
+                Ok(0) => break CloseKind::Peer,
+                Ok(_) => {}
+                Err(_) => break CloseKind::PeerReset,
+            },
+            _ = accepted.reset.changed() => {
+                let _ = socket2::SockRef::from(recorded.tcp()).set_linger(Some(Duration::ZERO));
+                break CloseKind::ServerReset;
+            }
+        }
+    };
+    drop(recorded);
+    accepted.timeline.record(EventKind::TcpClosed(TcpClosed {
+        server: accepted.name.clone(),
+        local,
+        remote,
+        how,
+    }));
+}
+
+/// The TLS handshake, then SIP as over TCP. Every byte on the socket is recorded as it crossed
+/// the wire; a handshake that fails is recorded with rustls's reason.
+async fn tls_connection(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    local: SocketAddr,
+    remote: SocketAddr,
+    mut accepted: Accepted,
+) {
+    // TLS writes records in small pieces (a handshake flight, a response per record): without
+    // TCP_NODELAY, Nagle holds them for the device's delayed ACK.
+    if let Err(err) = stream.set_nodelay(true) {
+        accepted.timeline.record(EventKind::Note {
+            text: format!("{}: TCP_NODELAY on {local}/tls: {err}", accepted.name),
+        });
+    }
+    let recorded = RecordedStream::new(
+        stream,
+        accepted.timeline.clone(),
+        accepted.name.clone(),
+        local,
+        remote,
+    );
+    let handshake = tokio::select! {
+        handshake = acceptor.accept(recorded) => handshake,
+        _ = accepted.reset.changed() => {
+            // The socket went with the handshake future, closed without SO_LINGER 0: a FIN.
+            accepted.timeline.record(EventKind::TcpClosed(TcpClosed {
+                server: accepted.name.clone(),
+                local,
+                remote,
+                how: CloseKind::Server,
+            }));
+            return;
+        }
+    };
+    match handshake {
+        Ok(stream) => connection(stream, local, remote, accepted).await,
+        Err(err) => {
+            let how = match err.kind() {
+                io::ErrorKind::UnexpectedEof => CloseKind::Peer,
+                io::ErrorKind::ConnectionReset => CloseKind::PeerReset,
+                _ => CloseKind::Server,
+            };
+            accepted.timeline.record(EventKind::TlsFailed(TlsFailed {
+                server: accepted.name.clone(),
+                local,
+                remote,
+                reason: err.to_string(),
+            }));
+            accepted.timeline.record(EventKind::TcpClosed(TcpClosed {
+                server: accepted.name.clone(),
+                local,
+                remote,
+                how,
+            }));
+        }
+    }
+}
+
+async fn connection<S: SipStream>(
+    mut stream: S,
+    local: SocketAddr,
+    remote: SocketAddr,
+    accepted: Accepted,
+) {
+    let Accepted {
+        input,
+        timeline,
+        name,
+        mut reset,
+        ..
+    } = accepted;
     let (writer, mut outbox) = mpsc::unbounded_channel::<Vec<u8>>();
     let mut framer = StreamFramer::default();
     let mut buf = vec![0u8; 16384];
@@ -541,7 +715,7 @@ async fn connection(
                         match next {
                             Ok((raw, _)) => {
                                 let path = Path {
-                                    transport: Transport::Tcp,
+                                    transport: S::TRANSPORT,
                                     local,
                                     remote,
                                     reply: Reply::Tcp(writer.clone()),
@@ -549,7 +723,7 @@ async fn connection(
                                 let _ = input.send(Input::Message { path, raw, seen: None });
                             }
                             Err(err) => {
-                                record_framing_error(&timeline, &name, local, remote, err);
+                                record_framing_error(&timeline, &name, S::TRANSPORT, local, remote, err);
                                 broken = true;
                             }
                         }
@@ -562,7 +736,12 @@ async fn connection(
                 Err(_) => break CloseKind::PeerReset,
             },
             Some(bytes) = outbox.recv() => {
-                if stream.write_all(&bytes).await.is_err() {
+                // Flushed: TLS holds written data in its buffer until then.
+                let written = async {
+                    stream.write_all(&bytes).await?;
+                    stream.flush().await
+                };
+                if written.await.is_err() {
                     break CloseKind::PeerReset;
                 }
             }
@@ -571,7 +750,7 @@ async fn connection(
     };
     if how == CloseKind::ServerReset {
         // SO_LINGER 0: close with RST, as a crashed host's kernel would.
-        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+        let _ = socket2::SockRef::from(stream.tcp()).set_linger(Some(Duration::ZERO));
     }
     drop(stream);
     closed(how);
@@ -580,13 +759,14 @@ async fn connection(
 fn record_framing_error(
     timeline: &Timeline,
     name: &str,
+    transport: Transport,
     local: SocketAddr,
     remote: SocketAddr,
     err: FramingError,
 ) {
     timeline.record(EventKind::SipMalformed(SipMalformed {
         server: name.to_string(),
-        transport: Transport::Tcp,
+        transport,
         local,
         remote,
         reason: err.to_string(),

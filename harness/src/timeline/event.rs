@@ -13,6 +13,8 @@ use crate::model::zone::DnsFaultKind;
 pub enum Transport {
     Udp,
     Tcp,
+    /// SIP over TLS over TCP (RFC 3261 §26.2.1, `sips:` and `transport=tls`).
+    Tls,
 }
 
 impl fmt::Display for Transport {
@@ -20,6 +22,7 @@ impl fmt::Display for Transport {
         f.write_str(match self {
             Self::Udp => "udp",
             Self::Tcp => "tcp",
+            Self::Tls => "tls",
         })
     }
 }
@@ -215,6 +218,48 @@ pub struct TcpClosed {
     pub how: CloseKind,
 }
 
+/// Which way bytes crossed a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flow {
+    /// From the device to srvlab's server.
+    ToServer,
+    /// From srvlab's server to the device.
+    ToDevice,
+}
+
+/// TLS records as they crossed a server's TCP connection (ciphertext, handshake included): what
+/// the capture shows. The SIP inside is recorded decrypted, as SipReceived/SipSent over tls.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TlsBytes {
+    pub server: String,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub flow: Flow,
+    #[serde(with = "hex_bytes")]
+    pub raw: Vec<u8>,
+}
+
+/// One TLS session secret (NSS key log: label, client random, secret): a lab's capture is made
+/// to be decrypted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TlsSecret {
+    pub label: String,
+    #[serde(with = "hex_bytes")]
+    pub client_random: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub secret: Vec<u8>,
+}
+
+/// A TLS handshake on a server's connection that did not complete.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TlsFailed {
+    pub server: String,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub reason: String,
+}
+
 /// A server moved to another phase of its script.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PhaseChanged {
@@ -241,6 +286,9 @@ pub enum EventKind {
     Refused(Refused),
     TcpConnected(TcpConnection),
     TcpClosed(TcpClosed),
+    TlsBytes(TlsBytes),
+    TlsSecret(TlsSecret),
+    TlsFailed(TlsFailed),
     PhaseChanged(PhaseChanged),
     /// A step of the case began.
     Step {
@@ -347,6 +395,24 @@ impl fmt::Display for Event {
                     CloseKind::PeerReset => "a reset from the device",
                     CloseKind::ServerReset => "a reset from the server",
                 }
+            ),
+            EventKind::TlsBytes(b) => write!(
+                f,
+                "tls {} {} {} [{}] {} bytes",
+                b.remote,
+                match b.flow {
+                    Flow::ToServer => "→",
+                    Flow::ToDevice => "←",
+                },
+                b.local,
+                b.server,
+                b.raw.len()
+            ),
+            EventKind::TlsSecret(s) => write!(f, "tls secret {}", s.label),
+            EventKind::TlsFailed(t) => write!(
+                f,
+                "tls {} → {} [{}] handshake failed: {}",
+                t.remote, t.local, t.server, t.reason
             ),
             EventKind::PhaseChanged(p) => write!(
                 f,

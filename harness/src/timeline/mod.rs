@@ -8,8 +8,9 @@ mod event;
 pub mod jsonl;
 
 pub use event::{
-    CloseKind, DnsAnswer, DnsDropped, DnsQuery, EventKind, PhaseChanged, RefusalSeen, Refused,
-    SipMalformed, SipMessage, SipSummary, TcpClosed, TcpConnection, Transport,
+    CloseKind, DnsAnswer, DnsDropped, DnsQuery, EventKind, Flow, PhaseChanged, RefusalSeen,
+    Refused, SipMalformed, SipMessage, SipSummary, TcpClosed, TcpConnection, TlsBytes, TlsFailed,
+    TlsSecret, Transport,
 };
 
 use std::sync::{Arc, Mutex, MutexGuard};

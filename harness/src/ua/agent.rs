@@ -441,7 +441,7 @@ impl Agent {
         let Some(current) = state.attempt.as_mut() else {
             return;
         };
-        let reliable = current.target.transport == Transport::Tcp;
+        let reliable = current.target.transport != Transport::Udp;
         let kind = state.method.transaction_kind();
         current.tx = Some(ClientTransaction::new(kind, reliable, &self.config, now));
         current.sent = now;
@@ -792,7 +792,7 @@ impl Agent {
         };
         let ack = in_dialog("ACK", job.cseq, &branch);
         let bye = in_dialog("BYE", job.cseq + 1, &bye_branch);
-        let reliable = attempt.target.transport == Transport::Tcp;
+        let reliable = attempt.target.transport != Transport::Udp;
         let tx = ClientTransaction::new(Kind::NonInvite, reliable, &self.config, now);
         let number = attempt.number;
         let bye_bytes = bye.to_bytes();

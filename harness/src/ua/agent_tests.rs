@@ -64,8 +64,8 @@ enum Behaviour {
     Accept,
     /// Never answers.
     Stall,
-    /// UDP: a transport error right after the attempt's first send; TCP: the connection is
-    /// refused.
+    /// UDP: a transport error right after the attempt's first send; TCP and TLS: the
+    /// connection (or its handshake) fails.
     Refuse,
     /// This final status to every request (200 to a BYE), with Retry-After if given.
     Reply {
@@ -87,6 +87,7 @@ fn seed_zone(transport: Transport) -> Zone {
     let (service, srv_name) = match transport {
         Transport::Udp => ("SIP+D2U", "_sip._udp.snom.rocks."),
         Transport::Tcp => ("SIP+D2T", "_sip._tcp.snom.rocks."),
+        Transport::Tls => ("SIPS+D2T", "_sips._tcp.snom.rocks."),
     };
     let mut zone = Zone::new();
     zone.insert(
@@ -332,7 +333,8 @@ impl Sim {
                 attempt,
                 target,
             } => {
-                let refused = target.transport == Transport::Tcp
+                // A refused connection, or (TLS) a failed handshake: the attempt never opens.
+                let refused = target.transport != Transport::Udp
                     && self.behaviour(&target) == Behaviour::Refuse;
                 self.attempts.insert((job, attempt), target);
                 self.inputs.push_back(if refused {
@@ -684,6 +686,44 @@ fn f2_refusal_moves_on_at_once_and_the_fault_waits_for_timer_b(
     assert_eq!(reports[0].outcome, outcome, "{trace}");
 }
 
+// --- TLS: SIPS+D2T, reliable, failover on a failed connection ---
+
+#[test]
+fn tls_targets_get_via_tls_no_retransmissions_and_fail_over_when_refused() {
+    let config = UaConfig {
+        transports: vec![Transport::Udp, Transport::Tcp, Transport::Tls],
+        ..config()
+    };
+    let first = first_target(&config, Transport::Tls, Method::Options);
+    let mut sim = Sim::new(config.clone(), Transport::Tls);
+    sim.server(Transport::Tls, first, Behaviour::Refuse);
+    let job = sim.request(Method::Options);
+    let trace = sim.trace();
+    assert!(succeeded_at(sim.outcome(job), other(first)), "{trace}");
+    let sent = sim.requests(job, Method::Options);
+    assert_eq!(sent.len(), 1, "{trace}");
+    assert_eq!(sent[0].at, Duration::ZERO, "moved on at once: {trace}");
+    assert_eq!(sent[0].transport, Transport::Tls, "{trace}");
+    assert_eq!(
+        sent[0].message.top_via().map(|v| v.transport.clone()),
+        Some("TLS".to_owned()),
+        "{trace}"
+    );
+
+    // A silent TLS server: one copy (TLS is reliable), given up at Timer B.
+    let mut sim = Sim::new(config, Transport::Tls);
+    sim.server(Transport::Tls, first, Behaviour::Stall);
+    let job = sim.request(Method::Options);
+    let trace = sim.trace();
+    let to_first: Vec<&Sent> = sim
+        .requests(job, Method::Options)
+        .into_iter()
+        .filter(|s| s.to == first)
+        .collect();
+    assert_eq!(to_first.len(), 1, "no retransmission over TLS: {trace}");
+    assert!(succeeded_at(sim.outcome(job), other(first)), "{trace}");
+}
+
 // --- F3/F4: failover responses and the others ---
 
 /// The INVITE attempts of `job` and the ACK of the first one's final response.
@@ -877,6 +917,7 @@ fn t6_each_target_gets_a_new_branch_in_the_same_call(
     let via = match transport {
         Transport::Udp => "UDP",
         Transport::Tcp => "TCP",
+        Transport::Tls => "TLS",
     };
     for sent in [a, b] {
         assert_eq!(sent.transport, transport, "{trace}");

@@ -40,10 +40,11 @@ pub enum Fault {
     #[serde(rename = "ipv4-only")]
     Ipv4Only,
     TargetMajorSkip,
+    SipsOverUdp,
 }
 
 impl Fault {
-    pub const ALL: [Self; 26] = [
+    pub const ALL: [Self; 27] = [
         Self::IgnorePriority,
         Self::IgnoreWeights,
         Self::WeightZeroFirst,
@@ -70,6 +71,7 @@ impl Fault {
         Self::RetransmitOverTcp,
         Self::Ipv4Only,
         Self::TargetMajorSkip,
+        Self::SipsOverUdp,
     ];
 
     pub fn name(self) -> &'static str {
@@ -100,6 +102,7 @@ impl Fault {
             Self::RetransmitOverTcp => "retransmit-over-tcp",
             Self::Ipv4Only => "ipv4-only",
             Self::TargetMajorSkip => "target-major-skip",
+            Self::SipsOverUdp => "sips-over-udp",
         }
     }
 
@@ -181,6 +184,9 @@ impl Fault {
             }
             Self::TargetMajorSkip => {
                 "moves to the next SRV target once the first address of a target failed, skipping its other addresses (the other family)"
+            }
+            Self::SipsOverUdp => {
+                "sends to TLS targets over UDP, to the same address and port (a stack that drops the sips security requirement)"
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The reference UA on real sockets: DNS through hickory's client (exactly one packet per
 //! query, no retries, so the timeline shows what the UA decided), SIP over connected UDP
-//! sockets (so ICMP port unreachable surfaces as ECONNREFUSED) and TCP, and tokio timers.
+//! sockets (so ICMP port unreachable surfaces as ECONNREFUSED), TCP and TLS (trusting the run's
+//! test CA only, verifying the target's host name), and tokio timers.
 //! Everything the UA decides happens in [`Agent`]; this only carries it out.
 
 use nix::sys::time::TimeSpec;
@@ -16,11 +17,14 @@ use hickory_server::net::runtime::TokioRuntimeProvider;
 use hickory_server::net::udp::UdpClientStream;
 use hickory_server::proto::op::Message as DnsMessage;
 use hickory_server::proto::rr::{DNSClass, Name, RecordType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 use super::agent::{Action, Agent, AttemptReport, JobId, Method, Outcome};
 use super::config::UaConfig;
@@ -101,17 +105,31 @@ pub struct Ua {
     started: Instant,
     events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
     conns: HashMap<(JobId, u32), Conn>,
+    /// The TLS client configuration; without it a TLS target fails like a refused one.
+    tls: Option<Arc<ClientConfig>>,
+    /// How long a TLS handshake may take before the attempt fails: Timer B (64·T1), as long
+    /// as the transaction it stands before would wait for an answer.
+    handshake_timeout: Duration,
 }
 
 impl Ua {
     pub fn new(config: UaConfig, user: &str, dns: SocketAddr) -> Self {
+        let handshake_timeout = config.t1.saturating_mul(64);
         Self {
+            handshake_timeout,
             agent: Agent::new(config, user),
             dns,
             started: Instant::now(),
             events: mpsc::unbounded_channel(),
             conns: HashMap::new(),
+            tls: None,
         }
+    }
+
+    /// TLS targets are reached with `config` (see [`crate::tls::TestPki::client_config`]).
+    pub fn with_tls(mut self, config: Arc<ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
     }
 
     /// UA time: since the UA started.
@@ -226,7 +244,11 @@ impl Ua {
                     target,
                 } => {
                     let events = self.events.0.clone();
-                    tokio::spawn(open(job, attempt, target, events));
+                    let tls = self
+                        .tls
+                        .clone()
+                        .map(|config| (config, self.handshake_timeout));
+                    tokio::spawn(open(job, attempt, target, tls, events));
                 }
                 Action::Send {
                     job,
@@ -363,10 +385,20 @@ pub async fn query_once(server: SocketAddr, name: Name, rtype: RecordType) -> Op
     answer.ok().map(|response| response.into_message())
 }
 
-async fn open(job: JobId, attempt: u32, target: Target, events: mpsc::UnboundedSender<Event>) {
+async fn open(
+    job: JobId,
+    attempt: u32,
+    target: Target,
+    tls: Option<(Arc<ClientConfig>, Duration)>,
+    events: mpsc::UnboundedSender<Event>,
+) {
     let opened = match target.transport {
         Transport::Udp => open_udp(job, attempt, target.addr, events.clone()).await,
-        Transport::Tcp => open_tcp(job, attempt, target.addr, events.clone()).await,
+        Transport::Tcp => match TcpStream::connect(target.addr).await {
+            Ok(stream) => stream_conn(job, attempt, stream, events.clone()),
+            Err(err) => Err(err),
+        },
+        Transport::Tls => open_tls(job, attempt, &target, tls, events.clone()).await,
     };
     let event = match opened {
         Ok((local, conn)) => Event::Opened {
@@ -418,13 +450,40 @@ async fn open_udp(
     ))
 }
 
-async fn open_tcp(
+/// TCP, then a TLS handshake that must verify the certificate for the target's host name (the
+/// SRV target, RFC 5922 §4): a refusal and a failed handshake both fail the attempt.
+async fn open_tls(
     job: JobId,
     attempt: u32,
-    peer: SocketAddr,
+    target: &Target,
+    tls: Option<(Arc<ClientConfig>, Duration)>,
     events: mpsc::UnboundedSender<Event>,
 ) -> io::Result<(SocketAddr, Conn)> {
-    let stream = TcpStream::connect(peer).await?;
+    let (config, timeout) = tls.ok_or_else(|| io::Error::other("no TLS configuration"))?;
+    let name = match &target.host {
+        Some(host) => ServerName::try_from(crate::tls::certificate_name(&host.to_ascii())),
+        None => Ok(ServerName::IpAddress(target.addr.ip().into())),
+    }
+    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let stream = TcpStream::connect(target.addr).await?;
+    // A handshake is several small writes in a row: Nagle would hold the Finished message for
+    // the server's delayed ACK (40 ms on Linux).
+    stream.set_nodelay(true)?;
+    let local = stream.local_addr()?;
+    let stream = tokio::time::timeout(timeout, TlsConnector::from(config).connect(name, stream))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+    let (_, conn) = stream_conn(job, attempt, stream, events)?;
+    Ok((local, conn))
+}
+
+/// A connected stream (TCP, or TLS over it) read into framed messages by its own task.
+fn stream_conn<S: AsyncRead + AsyncWrite + Unpin + Send + 'static + LocalAddr>(
+    job: JobId,
+    attempt: u32,
+    stream: S,
+    events: mpsc::UnboundedSender<Event>,
+) -> io::Result<(SocketAddr, Conn)> {
     let local = stream.local_addr()?;
     let (writer, mut outbox) = mpsc::unbounded_channel::<Vec<u8>>();
     let reader = tokio::spawn(async move {
@@ -447,7 +506,12 @@ async fn open_tcp(
                 },
                 bytes = outbox.recv() => match bytes {
                     Some(bytes) => {
-                        if stream.write_all(&bytes).await.is_err() {
+                        // Flushed: TLS holds written data in its buffer until then.
+                        let written = async {
+                            stream.write_all(&bytes).await?;
+                            stream.flush().await
+                        };
+                        if written.await.is_err() {
                             let _ = events.send(Event::TransportError { job, attempt });
                             return;
                         }
@@ -464,6 +528,23 @@ async fn open_tcp(
             reader: Some(reader),
         },
     ))
+}
+
+/// The local address of a stream's socket.
+trait LocalAddr {
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+impl LocalAddr for TcpStream {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        TcpStream::local_addr(self)
+    }
+}
+
+impl LocalAddr for tokio_rustls::client::TlsStream<TcpStream> {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.get_ref().0.local_addr()
+    }
 }
 
 async fn send(conn: &Conn, bytes: Vec<u8>) -> io::Result<()> {

@@ -151,6 +151,7 @@ fn via(local: SocketAddr, transport: Transport, branch: &str) -> String {
     let transport = match transport {
         Transport::Udp => "UDP",
         Transport::Tcp => "TCP",
+        Transport::Tls => "TLS",
     };
     // SocketAddr's Display brackets IPv6 (`[fd00::1]:5060`), as sent-by wants.
     format!("SIP/2.0/{transport} {local};branch={branch};rport")
@@ -217,7 +218,7 @@ mod tests {
     #[rstest]
     fn requests_parse_and_open_the_given_transaction(
         #[values("REGISTER", "INVITE", "OPTIONS")] method: &str,
-        #[values(Transport::Udp, Transport::Tcp)] transport: Transport,
+        #[values(Transport::Udp, Transport::Tcp, Transport::Tls)] transport: Transport,
     ) {
         let body = (method == "INVITE").then(|| ("application/sdp", sdp_offer(local())));
         let built = build_request(&spec(method, body.clone()), local(), transport, BRANCH);
@@ -231,6 +232,7 @@ mod tests {
             match transport {
                 Transport::Udp => "UDP",
                 Transport::Tcp => "TCP",
+                Transport::Tls => "TLS",
             }
         );
         assert_eq!(via.sent_by, LOCAL);
@@ -378,7 +380,7 @@ mod tests {
 
     #[rstest]
     fn cancel_keeps_the_branch_and_the_untagged_to(
-        #[values(Transport::Udp, Transport::Tcp)] transport: Transport,
+        #[values(Transport::Udp, Transport::Tcp, Transport::Tls)] transport: Transport,
     ) {
         let invite = invite(transport);
         let cancel = build_cancel(&invite);

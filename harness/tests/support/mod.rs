@@ -92,6 +92,7 @@ pub async fn query_within(
                 stream.read_exact(&mut buf).await.unwrap();
                 buf
             }
+            Transport::Tls => panic!("srvlab's DNS server does not speak DNS over TLS"),
         }
     };
     let answer = tokio::time::timeout(wait, exchange).await.ok()?;

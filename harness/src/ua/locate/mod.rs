@@ -172,16 +172,27 @@ enum JobStep {
 
 impl Resolution {
     pub fn new(uri: &SipUri, config: &UaConfig) -> Self {
-        let default_transport = if config.transports.contains(&Transport::Udp) {
+        // RFC 3263 §4.1: a sips URI is reached over TLS only.
+        let transports: Vec<Transport> = if uri.scheme == Scheme::Sips {
+            config
+                .transports
+                .iter()
+                .copied()
+                .filter(|t| *t == Transport::Tls)
+                .collect()
+        } else {
+            config.transports.clone()
+        };
+        let default_transport = if transports.contains(&Transport::Udp) {
             Some(Transport::Udp)
         } else {
-            config.transports.first().copied()
+            transports.first().copied()
         };
         let mut resolution = Self {
             faults: config.faults.clone(),
             scheme: uri.scheme,
             default_transport: default_transport.unwrap_or(Transport::Udp),
-            transports: config.transports.clone(),
+            transports,
             address_types: address_types(config),
             last_host: None,
             stage: Stage::Done { why: String::new() },
@@ -195,6 +206,8 @@ impl Resolution {
         };
         resolution.stage = match default_transport {
             Some(_) => resolution.plan(uri),
+            None if uri.scheme == Scheme::Sips => resolution
+                .give_up("a sips URI needs TLS, which is not enabled in the configuration"),
             None => resolution.give_up("no transport is enabled in the configuration"),
         };
         resolution
@@ -294,14 +307,15 @@ impl Resolution {
 
     /// The first stage, from the URI alone (RFC 3263 §4.1, §4.2).
     fn plan(&mut self, uri: &SipUri) -> Stage {
-        if uri.scheme == Scheme::Sips {
-            return self.give_up("TLS is not supported yet");
-        }
+        let sips = uri.scheme == Scheme::Sips;
         let explicit = match uri.transport.as_deref() {
             None => None,
+            Some("udp") if sips => return self.give_up("a sips URI cannot use transport=udp"),
             Some("udp") => Some(Transport::Udp),
+            // RFC 3261 §26.2.2: sips with transport=tcp is TLS over TCP.
+            Some("tcp") if sips => Some(Transport::Tls),
             Some("tcp") => Some(Transport::Tcp),
-            Some("tls") => return self.give_up("TLS is not supported yet"),
+            Some("tls") => Some(Transport::Tls),
             Some(other) => return self.give_up(&format!("transport `{other}` is not supported")),
         };
         if let Some(transport) = explicit
@@ -786,7 +800,13 @@ impl Resolution {
         None
     }
 
-    fn push(&mut self, target: Target) {
+    fn push(&mut self, mut target: Target) {
+        if target.transport == Transport::Tls && self.faults.has(Fault::SipsOverUdp) {
+            self.note(format!(
+                "fault sips-over-udp: {target} over UDP instead of TLS"
+            ));
+            target.transport = Transport::Udp;
+        }
         if self.seen.insert(target.key()) {
             self.ready.push_back(target);
         } else {
@@ -828,14 +848,16 @@ fn address_types(config: &UaConfig) -> Vec<RecordType> {
     }
 }
 
-/// `_sip._udp.<domain>` / `_sip._tcp.<domain>` (RFC 3263 §4.1; `_sips` once TLS exists).
+/// `_sip._udp.<domain>` / `_sip._tcp.<domain>` / `_sips._tcp.<domain>` (RFC 3263 §4.1).
 fn srv_name(domain: &Name, transport: Transport) -> Result<Name, String> {
-    let label = match transport {
-        Transport::Udp => "_udp",
-        Transport::Tcp => "_tcp",
+    let (service, label) = match transport {
+        Transport::Udp => ("_sip", "_udp"),
+        Transport::Tcp => ("_sip", "_tcp"),
+        // RFC 3263 §4.1: SIPS over TCP is `_sips._tcp`.
+        Transport::Tls => ("_sips", "_tcp"),
     };
     domain
         .prepend_label(label)
-        .and_then(|name| name.prepend_label("_sip"))
+        .and_then(|name| name.prepend_label(service))
         .map_err(|e| format!("no SRV name for {domain} over {transport}: {e}"))
 }

@@ -79,7 +79,7 @@ fn service_transport(service: &str) -> Result<Transport, String> {
     } else if service.eq_ignore_ascii_case("SIP+D2T") {
         Ok(Transport::Tcp)
     } else if service.eq_ignore_ascii_case("SIPS+D2T") {
-        Err("TLS is not supported yet".to_owned())
+        Ok(Transport::Tls)
     } else if service.eq_ignore_ascii_case("SIP+D2S") || service.eq_ignore_ascii_case("SIPS+D2S") {
         Err("SCTP is not supported".to_owned())
     } else {

@@ -53,7 +53,7 @@ fn show(target: &Target) -> String {
 
 /// A zone as the caller's DNS would answer it: a response per (name, type); anything else is
 /// NXDOMAIN (negative TTL 60 s); `timeouts` are never answered.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Zone {
     answers: HashMap<(Name, RecordType), Message>,
     timeouts: HashSet<(Name, RecordType)>,
@@ -244,24 +244,108 @@ fn l1_numeric_host_needs_no_dns() {
     );
 }
 
+fn with_tls() -> UaConfig {
+    UaConfig {
+        transports: vec![Transport::Udp, Transport::Tcp, Transport::Tls],
+        ..UaConfig::default()
+    }
+}
+
 #[test]
-fn l1_sips_is_refused_until_tls_exists() {
+fn l1_sips_needs_tls_enabled() {
     let mut ua = Ua::new(Zone::default());
-    for uri in [
-        "sips:100@127.0.0.1",
-        "sips:100@example.test",
-        "sip:100@example.test;transport=tls",
-    ] {
+    for uri in ["sips:100@127.0.0.1", "sips:100@example.test"] {
         assert_eq!(
             ua.resolve_all(uri, secs(0)),
-            [x("TLS is not supported yet")],
+            [x(
+                "a sips URI needs TLS, which is not enabled in the configuration"
+            )],
             "{uri}"
         );
     }
     assert_eq!(
+        ua.resolve_all("sip:100@example.test;transport=tls", secs(0)),
+        [x("transport tls is not enabled in the configuration")]
+    );
+    assert_eq!(
         ua.resolve_all("sip:100@example.test;transport=sctp", secs(0)),
         [x("transport `sctp` is not supported")]
     );
+}
+
+#[test]
+fn l1_sips_goes_over_tls_on_5061_and_the_fault_sends_it_over_udp() {
+    let mut ua = Ua::with_config(Zone::default(), with_tls());
+    assert_eq!(
+        ua.resolve_all("sips:100@127.0.0.1", secs(0)),
+        [
+            t("tls 127.0.0.1:5061"),
+            x("the numeric host was the only target")
+        ]
+    );
+    // RFC 3261 §26.2.2: sips with transport=tcp is TLS over TCP; never UDP.
+    assert_eq!(
+        ua.resolve_all("sips:100@127.0.0.1;transport=tcp", secs(0))[0],
+        t("tls 127.0.0.1:5061")
+    );
+    assert_eq!(
+        ua.resolve_all("sips:100@127.0.0.1;transport=udp", secs(0)),
+        [x("a sips URI cannot use transport=udp")]
+    );
+    let mut faulty = Ua::with_config(
+        Zone::default(),
+        UaConfig {
+            faults: Faults::one(Fault::SipsOverUdp),
+            ..with_tls()
+        },
+    );
+    assert_eq!(
+        faulty.resolve_all("sips:100@127.0.0.1", secs(0))[0],
+        t("udp 127.0.0.1:5061")
+    );
+}
+
+#[test]
+fn l5_sips_takes_sips_services_only_and_their_srv_over_tls() {
+    const SIPS: &str = "_sips._tcp.example.test.";
+    let zone = Zone::default()
+        .records(
+            ZONE,
+            RecordType::NAPTR,
+            vec![
+                naptr(ZONE, 10, 10, "s", "SIP+D2U", UDP),
+                naptr(ZONE, 20, 10, "s", "SIPS+D2T", SIPS),
+            ],
+        )
+        .records(
+            SIPS,
+            RecordType::SRV,
+            vec![srv(SIPS, 300, 1, 1, 5061, "sip1.example.test.")],
+        )
+        .records(
+            UDP,
+            RecordType::SRV,
+            vec![srv(UDP, 300, 1, 1, 5060, "sip1.example.test.")],
+        )
+        .records(
+            "sip1.example.test.",
+            RecordType::A,
+            vec![a("sip1.example.test.", 300, "127.0.0.1")],
+        );
+    let mut ua = Ua::with_config(zone.clone(), with_tls());
+    assert_eq!(
+        ua.resolve_all("sips:100@example.test", secs(0))[..4],
+        [
+            q("NAPTR", ZONE),
+            q("SRV", SIPS),
+            q("A", "sip1.example.test."),
+            t("tls 127.0.0.1:5061")
+        ]
+    );
+    // A sip URI takes the most preferred service, UDP here.
+    let mut ua = Ua::with_config(zone, with_tls());
+    let events = ua.resolve_all("sip:100@example.test", secs(0));
+    assert!(events.contains(&t("udp 127.0.0.1:5060")), "{events:?}");
 }
 
 #[test]
@@ -395,7 +479,10 @@ fn l5_naptr_by_order_then_preference_supported_services_only() {
         ),
         "{trace}"
     );
-    assert!(trace.contains("TLS is not supported yet"), "{trace}");
+    assert!(
+        trace.contains("skipped: tls is not enabled in the configuration"),
+        "{trace}"
+    );
     assert!(trace.contains("flag is not \"s\""), "{trace}");
 }
 
