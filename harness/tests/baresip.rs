@@ -14,58 +14,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::{root, verdict};
+use support::{Namespace, root, verdict};
 
-/// The namespace, its resolv.conf folder and baresip, removed whatever happens.
-struct Namespace {
-    name: String,
-    baresip: Option<Child>,
-}
+/// baresip, stopped whatever happens (before its namespace goes: declare it after).
+struct Baresip(Child);
 
-impl Namespace {
-    fn create(name: &str) -> Self {
-        // A namespace left over from a killed run goes first.
-        let _ = Command::new("ip")
-            .args(["netns", "del", name])
-            .stderr(Stdio::null())
-            .status();
-        let made = Command::new("ip").args(["netns", "add", name]).status();
-        assert!(
-            made.is_ok_and(|s| s.success()),
-            "`ip netns add {name}` failed: this test needs root and iproute2"
-        );
-        let up = Command::new("ip")
-            .args(["-n", name, "link", "set", "lo", "up"])
-            .status();
-        assert!(up.is_ok_and(|s| s.success()));
-        Self {
-            name: name.to_string(),
-            baresip: None,
-        }
-    }
-
-    fn exec(&self, program: &str) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.name, program]);
-        command
-    }
-}
-
-impl Drop for Namespace {
+impl Drop for Baresip {
     fn drop(&mut self) {
-        if let Some(mut baresip) = self.baresip.take() {
-            // A second SIGINT makes baresip leave at once, without waiting for pending
-            // transactions (see the README).
-            let _ = Command::new("kill")
-                .args(["-INT", &baresip.id().to_string()])
-                .status();
-            std::thread::sleep(Duration::from_millis(200));
-            let _ = baresip.kill();
-            let _ = baresip.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
+        // A second SIGINT makes baresip leave at once, without waiting for pending
+        // transactions (see the README).
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
             .status();
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -79,7 +42,7 @@ fn baresip_is_judged_by_doctor_and_run_in_a_namespace() {
         Path::new("/usr/bin/baresip").exists(),
         "baresip is missing: apt-get install baresip-core (scripts/test does)"
     );
-    let mut ns = Namespace::create(&format!("srvlab-bs-{}", std::process::id()));
+    let ns = Namespace::create(&format!("srvlab-bs-{}", std::process::id()), &[]);
     let config = std::env::temp_dir().join(format!("srvlab-baresip-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&config);
     std::fs::create_dir_all(&config).unwrap();
@@ -91,7 +54,7 @@ fn baresip_is_judged_by_doctor_and_run_in_a_namespace() {
         .unwrap();
     }
     let log = std::fs::File::create(config.join("baresip.log")).unwrap();
-    ns.baresip = Some(
+    let _baresip = Baresip(
         ns.exec("baresip")
             .arg("-f")
             .arg(&config)

@@ -7,78 +7,23 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use support::{root, verdict};
+use support::{Namespace, root, verdict};
 
 const CASE: &str = "fixtures/cases/netns/dual-stack-fd00.yaml";
 
-/// A network namespace of this test, removed when dropped.
-struct Namespace {
-    name: String,
-}
-
-impl Namespace {
-    fn create(name: &str, addresses: &[&str]) -> Self {
-        let _ = Command::new("ip")
-            .args(["netns", "del", name])
-            .stderr(Stdio::null())
-            .status();
-        let made = Command::new("ip").args(["netns", "add", name]).status();
-        assert!(
-            made.is_ok_and(|s| s.success()),
-            "`ip netns add {name}` failed: this test needs root and iproute2"
-        );
-        let namespace = Self {
-            name: name.to_owned(),
-        };
-        namespace.ip(&["link", "set", "lo", "up"]);
-        for address in addresses {
-            // nodad: usable at once, without duplicate address detection's wait.
-            namespace.ip(&["addr", "add", address, "dev", "lo", "nodad"]);
-        }
-        namespace
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let status = Command::new("ip")
-            .arg("-n")
-            .arg(&self.name)
-            .args(args)
-            .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "ip -n {} {args:?}",
-            self.name
-        );
-    }
-
-    /// `srvlab run CASE ARGS --out OUT` inside the namespace.
-    fn srvlab_run(&self, args: &[&str], out: &Path) -> Output {
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.name,
-                env!("CARGO_BIN_EXE_srvlab"),
-                "run",
-                CASE,
-            ])
-            .args(args)
-            .arg("--out")
-            .arg(out)
-            .current_dir(root())
-            .output()
-            .expect("ip netns exec runs")
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
+/// `srvlab run CASE ARGS --out OUT` inside the namespace.
+fn srvlab_run(namespace: &Namespace, args: &[&str], out: &Path) -> Output {
+    namespace
+        .exec(env!("CARGO_BIN_EXE_srvlab"))
+        .args(["run", CASE])
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .current_dir(root())
+        .output()
+        .expect("ip netns exec runs")
 }
 
 fn report(out: &Path, output: &Output) -> serde_json::Value {
@@ -106,7 +51,7 @@ fn a_dual_stack_world_on_fd00_addresses_in_a_namespace() {
     );
 
     let out = out_dir("clean");
-    let output = namespace.srvlab_run(&[], &out);
+    let output = srvlab_run(&namespace, &[], &out);
     let clean = report(&out, &output);
     assert_eq!(
         output.status.code(),
@@ -135,7 +80,7 @@ fn a_dual_stack_world_on_fd00_addresses_in_a_namespace() {
     );
 
     let out_fault = out_dir("ipv4-only");
-    let output = namespace.srvlab_run(&["--fault", "ipv4-only"], &out_fault);
+    let output = srvlab_run(&namespace, &["--fault", "ipv4-only"], &out_fault);
     let faulty = report(&out_fault, &output);
     assert_eq!(output.status.code(), Some(1));
     let (status, sentence) = verdict(&faulty, "dual-stack-fd00", "L13");

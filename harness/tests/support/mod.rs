@@ -132,3 +132,63 @@ pub fn verdict(report: &serde_json::Value, case: &str, check: &str) -> (String, 
         verdict["sentence"].as_str().unwrap().to_string(),
     )
 }
+
+/// A network namespace of a test's own (root and iproute2), with `lo` up and the given
+/// addresses on it; removed when dropped.
+pub struct Namespace {
+    pub name: String,
+}
+
+impl Namespace {
+    pub fn create(name: &str, addresses: &[&str]) -> Self {
+        use std::process::{Command, Stdio};
+        // A namespace left over from a killed run goes first.
+        let _ = Command::new("ip")
+            .args(["netns", "del", name])
+            .stderr(Stdio::null())
+            .status();
+        let made = Command::new("ip").args(["netns", "add", name]).status();
+        assert!(
+            made.is_ok_and(|s| s.success()),
+            "`ip netns add {name}` failed: this test needs root and iproute2"
+        );
+        let namespace = Self {
+            name: name.to_owned(),
+        };
+        namespace.ip(&["link", "set", "lo", "up"]);
+        for address in addresses {
+            // nodad: usable at once, without duplicate address detection's wait.
+            namespace.ip(&["addr", "add", address, "dev", "lo", "nodad"]);
+        }
+        namespace
+    }
+
+    /// `ip -n NAME ARGS`, which must succeed.
+    pub fn ip(&self, args: &[&str]) {
+        let status = std::process::Command::new("ip")
+            .arg("-n")
+            .arg(&self.name)
+            .args(args)
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "ip -n {} {args:?}",
+            self.name
+        );
+    }
+
+    /// `program` to be run inside the namespace.
+    pub fn exec(&self, program: &str) -> std::process::Command {
+        let mut command = std::process::Command::new("ip");
+        command.args(["netns", "exec", &self.name, program]);
+        command
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
