@@ -481,22 +481,29 @@ impl Device {
                         }
                     }
                 }
-                Step::Zone(path) => {
-                    let zones = case.zone_changes.get(path).cloned().ok_or_else(|| {
-                        format!("`zone: {path}`: the case was not loaded from its file")
-                    })?;
-                    world
-                        .dns()
-                        .replace_zones(zones)
-                        .map_err(|err| format!("`zone: {path}`: {err}"))?;
-                    world.timeline().record(EventKind::Note {
-                        text: format!("dns: now serving the zone {path}"),
-                    });
-                }
+                Step::Zone(path) => switch_zone(case, world, path)?,
             }
             Ok(())
         })
     }
+}
+
+/// A `zone:` step: the DNS server serves the case's zone file `path` from now on, and the
+/// timeline says so. Both the reference UA's and a real device's runs take their steps here.
+pub fn switch_zone(case: &Case, world: &World, path: &str) -> Result<(), String> {
+    let zones = case
+        .zone_changes
+        .get(path)
+        .cloned()
+        .ok_or_else(|| format!("`zone: {path}`: the case was not loaded from its file"))?;
+    world
+        .dns()
+        .replace_zones(zones)
+        .map_err(|err| format!("`zone: {path}`: {err}"))?;
+    world.timeline().record(EventKind::Note {
+        text: format!("dns: now serving the zone {path}"),
+    });
+    Ok(())
 }
 
 /// How long until everything a resolver could have cached from `zones` has expired, in C2's

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::case::{RunOptions, cache_lifetime};
+use super::case::{RunOptions, cache_lifetime, switch_zone};
 use super::trigger;
 use crate::model::case::{Behaviour, Case};
 use crate::model::lab::{Action, Lab, Vars};
@@ -173,15 +173,11 @@ impl Driver<'_> {
                     )),
                 },
                 Step::Step(name) => self.world.step(name),
-                Step::Zone(path) => match self.case.zone_changes.get(path) {
-                    Some(zones) => match self.world.dns().replace_zones(zones.clone()) {
-                        Ok(()) => self.note(format!("dns: now serving the zone {path}")),
-                        Err(err) => self.acted.missed.push(format!("`zone: {path}`: {err}")),
-                    },
-                    None => self.acted.missed.push(format!(
-                        "`zone: {path}`: the case was not loaded from its file"
-                    )),
-                },
+                Step::Zone(path) => {
+                    if let Err(why) = switch_zone(self.case, self.world, path) {
+                        self.acted.missed.push(why);
+                    }
+                }
                 Step::Trials(trials) => {
                     if depth > 2 {
                         self.acted
