@@ -97,6 +97,42 @@ fn failures(report: &serde_json::Value) -> String {
     out
 }
 
+/// The cases whose outcome depends on the reference UA's random draws: a zone (the case's own
+/// or one a step switches to) with two SRV records of one name and priority (the weighted
+/// draw, and which target a dirty host leaves), or a check of the randomised re-REGISTER
+/// backoff (D5). Branches, tags and Call-IDs are drawn too, but no verdict depends on them.
+fn seed_sensitive_cases() -> Vec<PathBuf> {
+    use srvlab::model::case::Case;
+    use srvlab::model::zone::{RecordData, ZoneSet};
+    let draws = |set: &ZoneSet| {
+        let mut groups = BTreeSet::new();
+        set.zones.iter().flat_map(|z| &z.records).any(|record| {
+            let RecordData::Srv { priority, .. } = record.data else {
+                return false;
+            };
+            !groups.insert((record.name.clone(), priority))
+        })
+    };
+    let mut sensitive = Vec::new();
+    for area in std::fs::read_dir(root().join("cases")).unwrap().flatten() {
+        for file in std::fs::read_dir(area.path()).unwrap().flatten() {
+            let path = file.path();
+            let (case, diagnostics) = Case::load(&path);
+            let case = case.unwrap_or_else(|| panic!("{}: {diagnostics:?}", path.display()));
+            if draws(&case.zones)
+                || case.zone_changes.values().any(draws)
+                || case.checks.iter().any(|c| c == "D5")
+            {
+                sensitive.push(path.strip_prefix(root()).unwrap().to_path_buf());
+            }
+        }
+    }
+    sensitive.sort();
+    sensitive
+}
+
+/// Seed 1 over the whole suite (reports, JUnit, every pcap), then seeds 2–20 over the cases
+/// whose outcome a seed can change: running the rest again would replay the same draws.
 #[test]
 fn the_clean_reference_ua_passes_the_suite_for_twenty_seeds() {
     let cases = std::fs::read_dir(root().join("cases"))
@@ -105,13 +141,38 @@ fn the_clean_reference_ua_passes_the_suite_for_twenty_seeds() {
         .map(|area| std::fs::read_dir(area.path()).unwrap().count())
         .sum::<usize>();
     assert!(cases >= 25, "the suite has {cases} cases");
+    let sensitive = seed_sensitive_cases();
+    for weighted in [
+        "cases/weights/fifty-fifty.yaml",
+        "cases/failover/seed-crash.yaml",
+    ] {
+        assert!(
+            sensitive.iter().any(|p| p == Path::new(weighted)),
+            "{weighted} draws: {sensitive:?}"
+        );
+    }
+    assert!(
+        !sensitive
+            .iter()
+            .any(|p| p == Path::new("cases/timers/invite-timer-a.yaml")),
+        "{sensitive:?}"
+    );
+    let sensitive: Vec<&str> = sensitive.iter().map(|p| p.to_str().unwrap()).collect();
     for seed in 1..=20u64 {
         let seed_text = seed.to_string();
-        let run = run(&format!("clean-{seed}"), &["--seed", &seed_text]);
+        let mut args = vec!["--seed", seed_text.as_str()];
+        if seed > 1 {
+            args.extend(&sensitive);
+        }
+        let expected = if seed == 1 { cases } else { sensitive.len() };
+        let run = run(&format!("clean-{seed}"), &args);
         let report = &run.report;
         assert_eq!(report["schema"], "srvlab-report/1");
         assert_eq!(report["manifest"]["seed"], seed);
-        assert_eq!(report["manifest"]["cases"].as_array().unwrap().len(), cases);
+        assert_eq!(
+            report["manifest"]["cases"].as_array().unwrap().len(),
+            expected
+        );
         assert_eq!(
             report["counts"]["errors"],
             0,
@@ -124,10 +185,12 @@ fn the_clean_reference_ua_passes_the_suite_for_twenty_seeds() {
             "seed {seed}:{}",
             failures(report)
         );
-        assert!(verdicts(report, "pass").len() >= 35, "seed {seed}");
+        if seed == 1 {
+            assert!(verdicts(report, "pass").len() >= 35, "seed {seed}");
+        }
         assert_eq!(run.code, Some(0), "seed {seed}");
         assert!(
-            run.stdout.contains(&format!("[{cases}/{cases}]")),
+            run.stdout.contains(&format!("[{expected}/{expected}]")),
             "{}",
             run.stdout
         );
