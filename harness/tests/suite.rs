@@ -308,12 +308,25 @@ const MATRIX: &[Row] = &[
         &[("busy-503", "F3")],
     ),
     (
+        // A failed TLS handshake is a refusal too (a stalled one a timeout, judged by F1).
         "wait-timer-b-on-refusal",
         &[
             "cases/ordering/priority-groups.yaml",
             "cases/failover/refused-primary.yaml",
+            "cases/transport/tls-handshake-failures.yaml",
         ],
-        &[("priority-groups", "F2"), ("refused-primary", "F2")],
+        &[
+            ("priority-groups", "F2"),
+            ("refused-primary", "F2"),
+            ("tls-handshake-failures", "F2"),
+        ],
+    ),
+    (
+        // The request ends at the bad certificate: nothing after it can be judged (L11, F1:
+        // inconclusive), F2 sees the targets left untried.
+        "tls-failure-is-final",
+        &["cases/transport/tls-handshake-failures.yaml"],
+        &[("tls-handshake-failures", "F2")],
     ),
     (
         "no-dirty-host",
@@ -441,6 +454,7 @@ const MATRIX: &[Row] = &[
         &["cases/dual-stack"],
         &[
             ("aaaa-only", "L13"),
+            ("sips-ipv6", "L13"),
             ("srv-major", "L13"),
             ("srv-major-refused", "L13"),
             ("srv-major-refused-tcp", "L13"),
@@ -451,6 +465,7 @@ const MATRIX: &[Row] = &[
         "target-major-skip",
         &["cases/dual-stack"],
         &[
+            ("sips-ipv6", "L13"),
             ("srv-major", "L13"),
             ("srv-major-refused", "L13"),
             ("srv-major-refused-tcp", "L13"),

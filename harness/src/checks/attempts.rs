@@ -14,13 +14,18 @@
 //! transaction. Its transmissions are the copies the servers received, and the copies the
 //! kernel refused (ICMP port unreachable with a quote that names the branch or Call-ID).
 //!
+//! A TLS connection that never carried a request is an attempt too: the device tried that
+//! target, and the handshake failed (a certificate the device rejected, an alert from the
+//! server) or was never answered. Such an attempt names no Call-ID; it is tied to its request
+//! by time, as a TCP refusal is.
+//!
 //! Grouping never fails: messages without a Call-ID, branch or CSeq are grouped as far as
 //! what they carry allows.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use crate::timeline::{Event, EventKind, Refused, SipMessage, SipSummary, Transport};
+use crate::timeline::{Event, EventKind, Flow, Refused, SipMessage, SipSummary, Transport};
 
 /// One event, by sequence number and time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +63,22 @@ pub enum AttemptEnd {
     Unanswered,
 }
 
+/// A TLS handshake that failed, as the server saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HandshakeFailure {
+    pub seq: u64,
+    pub t_ns: u64,
+    /// rustls's reading, e.g. "received fatal alert: UnknownCA", or the alert srvlab sent.
+    pub reason: String,
+}
+
+/// An attempt that never got past the TLS handshake: no request crossed the connection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Handshake {
+    /// `None`: the server never answered the ClientHello (`tls: {fail: handshake_stall}`).
+    pub failure: Option<HandshakeFailure>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Attempt {
     /// The server's host name, as on the timeline.
@@ -69,7 +90,8 @@ pub struct Attempt {
     pub branch: Option<String>,
     pub call_id: Option<String>,
     pub cseq: Option<u32>,
-    /// Never empty: an attempt exists because something was sent.
+    /// Never empty: an attempt exists because something was sent (for a [`Handshake`]
+    /// attempt, the connection the ClientHello went over).
     pub sends: Vec<Transmission>,
     pub responses: Vec<Response>,
     /// ACKs with this attempt's branch (the ACK of a non-2xx final response).
@@ -80,6 +102,8 @@ pub struct Attempt {
     /// False for a refusal that named no Call-ID (a TCP RST quotes nothing): it was attached
     /// to its request by time, not by header.
     pub tied: bool,
+    /// Set when the attempt never got past the TLS handshake.
+    pub handshake: Option<Handshake>,
     /// Steps of the case begun before this attempt (requests never span a step).
     epoch: usize,
 }
@@ -103,14 +127,33 @@ impl Attempt {
         self.responses.iter().find(|r| r.status >= 200)
     }
 
-    /// The first refused copy.
-    pub fn refusal(&self) -> Option<&Transmission> {
-        self.sends.iter().find(|s| s.refused)
+    /// The first refused copy, or the failed TLS handshake: a transport failure the device
+    /// learns of at once.
+    pub fn refusal(&self) -> Option<Transmission> {
+        self.sends.iter().find(|s| s.refused).copied().or_else(|| {
+            let failure = self.handshake.as_ref()?.failure.as_ref()?;
+            Some(Transmission {
+                seq: failure.seq,
+                t_ns: failure.t_ns,
+                refused: true,
+            })
+        })
     }
 
-    /// Copies the servers received (refused ones left out).
+    /// Copies of the request the servers received (refused ones left out; none for an attempt
+    /// that never got past the TLS handshake).
     pub fn received(&self) -> impl Iterator<Item = &Transmission> {
-        self.sends.iter().filter(|s| !s.refused)
+        let sent = self.handshake.is_none();
+        self.sends.iter().filter(move |s| sent && !s.refused)
+    }
+
+    /// How the attempt was refused, for sentences: "was refused", or what became of the TLS
+    /// handshake.
+    pub fn refused_how(&self) -> String {
+        match self.handshake.as_ref().and_then(|h| h.failure.as_ref()) {
+            Some(failure) => format!("failed its TLS handshake ({})", failure.reason),
+            None => "was refused".to_owned(),
+        }
     }
 
     /// `server udp 127.0.0.52:5060`, for sentences.
@@ -156,10 +199,104 @@ pub fn group(events: &[Event], failover_codes: &[u16]) -> Vec<Request> {
             EventKind::SipReceived(message) => builder.received(event, message),
             EventKind::SipSent(message) => builder.sent(event, message),
             EventKind::Refused(refused) => builder.refused(event, refused),
+            EventKind::TcpConnected(c) => builder.connections.connected(event, c, builder.epoch),
+            EventKind::TlsBytes(b) => builder.connections.tls(b.local, b.remote, |c| {
+                c.server_spoke |= b.flow == Flow::ToDevice;
+            }),
+            EventKind::TlsFailed(f) => builder.connections.tls(f.local, f.remote, |c| {
+                c.failure.get_or_insert(HandshakeFailure {
+                    seq: event.seq,
+                    t_ns: event.happened_ns(),
+                    reason: f.reason.clone(),
+                });
+            }),
             _ => {}
         }
     }
     builder.finish()
+}
+
+/// A TCP connection from the device, as far as the attempts need it.
+struct Connection {
+    server: String,
+    local: SocketAddr,
+    connected: Mark,
+    epoch: usize,
+    tls: bool,
+    /// A request crossed it.
+    carried: bool,
+    /// The server sent TLS records (its handshake answered).
+    server_spoke: bool,
+    failure: Option<HandshakeFailure>,
+}
+
+/// The device's connections, by (server address, device address); a new connection from the
+/// same port replaces the old one.
+#[derive(Default)]
+struct Connections {
+    all: Vec<Connection>,
+    open: HashMap<(SocketAddr, SocketAddr), usize>,
+}
+
+impl Connections {
+    fn connected(&mut self, event: &Event, c: &crate::timeline::TcpConnection, epoch: usize) {
+        self.all.push(Connection {
+            server: c.server.clone(),
+            local: c.local,
+            connected: Mark {
+                seq: event.seq,
+                t_ns: event.happened_ns(),
+            },
+            epoch,
+            tls: false,
+            carried: false,
+            server_spoke: false,
+            failure: None,
+        });
+        self.open.insert((c.local, c.remote), self.all.len() - 1);
+    }
+
+    fn get(&mut self, local: SocketAddr, remote: SocketAddr) -> Option<&mut Connection> {
+        let index = *self.open.get(&(local, remote))?;
+        self.all.get_mut(index)
+    }
+
+    fn tls(&mut self, local: SocketAddr, remote: SocketAddr, update: impl FnOnce(&mut Connection)) {
+        if let Some(connection) = self.get(local, remote) {
+            connection.tls = true;
+            update(connection);
+        }
+    }
+
+    /// Attempts for the TLS connections that carried no request and did not complete their
+    /// handshake: it failed, or the server never answered. A completed handshake with nothing
+    /// after it is no attempt (a device may open a connection ahead of need).
+    fn handshake_attempts(self) -> impl Iterator<Item = Attempt> {
+        self.all
+            .into_iter()
+            .filter(|c| c.tls && !c.carried && (c.failure.is_some() || !c.server_spoke))
+            .map(|c| Attempt {
+                server: c.server,
+                address: c.local,
+                transport: Transport::Tls,
+                method: "?".to_owned(),
+                branch: None,
+                call_id: None,
+                cseq: None,
+                sends: vec![Transmission {
+                    seq: c.connected.seq,
+                    t_ns: c.connected.t_ns,
+                    refused: false,
+                }],
+                responses: Vec::new(),
+                acks: Vec::new(),
+                cancels: Vec::new(),
+                end: AttemptEnd::Unanswered,
+                tied: false,
+                handshake: Some(Handshake { failure: c.failure }),
+                epoch: c.epoch,
+            })
+    }
 }
 
 /// Identifies an attempt: Call-ID, branch, server address, transport.
@@ -175,6 +312,7 @@ struct Builder<'a> {
     attempts: HashMap<AttemptKey, (usize, usize)>,
     /// Refusals naming no Call-ID, with the epoch they happened in.
     untied: Vec<Attempt>,
+    connections: Connections,
 }
 
 fn cseq_number(summary: &SipSummary) -> Option<u32> {
@@ -279,6 +417,7 @@ impl Builder<'_> {
             cancels: Vec::new(),
             end: AttemptEnd::Unanswered,
             tied,
+            handshake: None,
             epoch: self.epoch,
         }
     }
@@ -309,6 +448,11 @@ impl Builder<'_> {
             return; // the device's own responses are not requests
         };
         let key = Self::key(summary, message.local, message.transport);
+        if message.transport != Transport::Udp
+            && let Some(connection) = self.connections.get(message.local, message.remote)
+        {
+            connection.carried = true;
+        }
         let mark = Mark {
             seq: event.seq,
             t_ns: event.happened_ns(),
@@ -436,17 +580,25 @@ impl Builder<'_> {
                 }
                 request.attempts.push(refusal);
             }
-            None => self.requests.push(Request {
-                call_id: None,
-                method: refusal.method.clone(),
-                opening: true,
-                attempts: vec![refusal],
-                others: Vec::new(),
-            }),
+            None => {
+                // Nothing on the wire says what it was for (a TCP RST, a failed handshake).
+                if refusal.method == "?" {
+                    refusal.method = "a request".to_owned();
+                }
+                self.requests.push(Request {
+                    call_id: None,
+                    method: refusal.method.clone(),
+                    opening: true,
+                    attempts: vec![refusal],
+                    others: Vec::new(),
+                });
+            }
         }
     }
 
     fn finish(mut self) -> Vec<Request> {
+        let handshakes = std::mem::take(&mut self.connections).handshake_attempts();
+        self.untied.extend(handshakes);
         for refusal in std::mem::take(&mut self.untied) {
             self.tie(refusal);
         }

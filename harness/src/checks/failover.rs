@@ -161,7 +161,8 @@ fn attempt_began(ctx: &Context, attempt: &Attempt, after: u64) -> u64 {
 }
 
 /// F2 (SHOULD): after a refusal the next attempt begins within one Timer A interval (T1) plus
-/// tolerance.
+/// tolerance. A failed TLS handshake is a refusal too: the device knows at once (it rejected
+/// the certificate, or the server sent an alert).
 pub fn f2(ctx: &Context) -> Verdict {
     // A SHOULD; a profile declaring immediate failover on refusal makes it a claim.
     let level = if ctx.profile.refusal_failover == Some(true) {
@@ -192,9 +193,10 @@ pub fn f2(ctx: &Context) -> Verdict {
                     if delay > ns(allowed) {
                         found.bad.push((
                             format!(
-                                "{} to {} was refused at {} but the next attempt ({}) began only {} later = {}; expected within T1 + tolerance = {}",
+                                "{} to {} {} at {} but the next attempt ({}) began only {} later = {}; expected within T1 + tolerance = {}",
                                 attempt.method,
                                 attempt.describe(),
+                                attempt.refused_how(),
                                 secs(refusal.t_ns),
                                 next.describe(),
                                 secs(delay),
@@ -216,9 +218,10 @@ pub fn f2(ctx: &Context) -> Verdict {
                     found.judged += 1;
                     found.bad.push((
                         format!(
-                            "{} to {} was refused at {} and no next attempt followed although {} remained",
+                            "{} to {} {} at {} and no next attempt followed although {} remained",
                             attempt.method,
                             attempt.describe(),
+                            attempt.refused_how(),
                             secs(refusal.t_ns),
                             left.join(", ")
                         ),

@@ -62,9 +62,13 @@ pub fn failure_of(
     end_ns: u64,
 ) -> Option<(u64, u64, String)> {
     match attempt.end {
-        AttemptEnd::Refused => attempt
-            .refusal()
-            .map(|r| (r.t_ns, r.seq, "refused".to_owned())),
+        AttemptEnd::Refused => attempt.refusal().map(|r| {
+            let how = match attempt.handshake {
+                Some(_) => "TLS handshake failed",
+                None => "refused",
+            };
+            (r.t_ns, r.seq, how.to_owned())
+        }),
         AttemptEnd::Answered(status) if is_failover_status(ctx, status) => attempt
             .final_response()
             .map(|r| (r.t_ns, r.seq, status.to_string())),

@@ -243,9 +243,12 @@ pub fn located<'a>(ctx: &Context<'a>) -> Vec<Located<'a>> {
         let Some(first) = request.attempts.first() else {
             continue;
         };
-        let Some(uri) = first
-            .sends
+        // A refusal over TCP or a failed TLS handshake quotes no request: read the URI from
+        // the request's next attempts.
+        let Some(uri) = request
+            .attempts
             .iter()
+            .flat_map(|a| &a.sends)
             .find_map(|send| uri_of_event(ctx, send.seq))
             .and_then(|text| RequestUri::parse(&text))
         else {

@@ -1532,3 +1532,108 @@ fn c2_no_record_is_used_after_its_ttl_without_a_new_query() {
 // Request-URI from its raw bytes: their timelines are built in a module of their own.
 #[path = "tests_uri.rs"]
 mod uri;
+
+// --- TLS handshakes that carried no request ---
+
+/// A TLS connection from the device to `server` at `t_ms`, its ClientHello just after, and
+/// (when `answered`) the server's first flight.
+fn tls_connection(tl: &mut Tl, server: &str, remote: &str, t_ms: f64, answered: bool) {
+    tl.at(
+        t_ms,
+        EventKind::TcpConnected(crate::timeline::TcpConnection {
+            server: server_name(server),
+            local: addr(server),
+            remote: addr(remote),
+        }),
+    );
+    let bytes = |flow| {
+        EventKind::TlsBytes(crate::timeline::TlsBytes {
+            server: server_name(server),
+            local: addr(server),
+            remote: addr(remote),
+            flow,
+            seen_ns: None,
+            raw: vec![0x16, 3, 1, 0, 0],
+        })
+    };
+    tl.at(t_ms + 0.1, bytes(crate::timeline::Flow::ToServer));
+    if answered {
+        tl.at(t_ms + 0.2, bytes(crate::timeline::Flow::ToDevice));
+    }
+}
+
+fn tls_failed(tl: &mut Tl, server: &str, remote: &str, t_ms: f64) {
+    tl.at(
+        t_ms,
+        EventKind::TlsFailed(crate::timeline::TlsFailed {
+            server: server_name(server),
+            local: addr(server),
+            remote: addr(remote),
+            reason: "received fatal alert: UnknownCA".into(),
+        }),
+    );
+}
+
+const DEVICE_2: &str = "127.0.0.200:5063";
+
+#[test]
+fn a_failed_tls_handshake_is_an_attempt_refused_at_once() {
+    let failed_then = |next_ms: f64| {
+        let mut tl = Tl::default();
+        tl.query(UDP, "SRV", 0.0);
+        tls_connection(&mut tl, S52, DEVICE, 1.0, true);
+        tls_failed(&mut tl, S52, DEVICE, 2.0);
+        tls_connection(&mut tl, S114, DEVICE_2, next_ms, true);
+        tl.send("INVITE", S114, Transport::Tls, "b2", "c1", 1, next_ms + 1.0);
+        tl
+    };
+    let quick = failed_then(3.0);
+    let requests = crate::checks::attempts::group(&quick.events(), &[]);
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let first = &requests[0].attempts[0];
+    assert_eq!(
+        (first.address, first.end, first.method.as_str()),
+        (addr(S52), AttemptEnd::Refused, "INVITE")
+    );
+    assert!(first.handshake.is_some() && first.received().next().is_none());
+    assert_eq!(status("F2", &quick), Status::Pass);
+    assert_eq!(status("L11", &quick), Status::Inconclusive);
+
+    let waited = run("F2", &failed_then(1290.0), &profile(None));
+    assert_eq!(waited.status, Status::Warn);
+    assert!(
+        waited
+            .sentence
+            .contains("failed its TLS handshake (received fatal alert: UnknownCA)"),
+        "{}",
+        waited.sentence
+    );
+    // No retransmission is read into a handshake: T3 counts the one request over TLS.
+    assert_eq!(status("T3", &quick), Status::Pass);
+}
+
+#[test]
+fn a_tls_handshake_never_answered_times_out_at_timer_b() {
+    let stalled_then = |next_ms: f64| {
+        let mut tl = Tl::default();
+        tl.query(UDP, "SRV", 0.0);
+        tls_connection(&mut tl, S52, DEVICE, 1.0, false);
+        tls_connection(&mut tl, S114, DEVICE_2, next_ms, true);
+        tl.send("INVITE", S114, Transport::Tls, "b2", "c1", 1, next_ms + 1.0);
+        tl
+    };
+    let requests = crate::checks::attempts::group(&stalled_then(1281.0).events(), &[]);
+    assert_eq!(requests[0].attempts[0].end, AttemptEnd::Unanswered);
+    assert_eq!(status("F1", &stalled_then(1281.0)), Status::Pass);
+    assert_eq!(status("F1", &stalled_then(300.0)), Status::Fail);
+
+    // A handshake the server answered, with no request after it, is no attempt.
+    let mut idle = Tl::default();
+    idle.query(UDP, "SRV", 0.0);
+    tls_connection(&mut idle, S52, DEVICE, 1.0, true);
+    idle.send("INVITE", S52, Transport::Tls, "b1", "c1", 1, 5.0);
+    tls_connection(&mut idle, S114, DEVICE_2, 6.0, true);
+    let requests = crate::checks::attempts::group(&idle.events(), &[]);
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].attempts.len(), 1);
+}

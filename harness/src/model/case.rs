@@ -209,6 +209,9 @@ pub enum TlsFailure {
     BadCertificate,
     /// TCP is accepted and the ClientHello read, but the handshake is never answered.
     HandshakeStall,
+    /// The ClientHello is answered with a fatal handshake_failure alert, as a server that
+    /// shares no cipher suite with the device answers it (the suites offered are recorded).
+    NoSharedCipher,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]

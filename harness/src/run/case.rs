@@ -217,7 +217,16 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
                 }
             }
             // Late packets (retransmitted responses, ACKs) still belong to the case.
-            tokio::time::sleep(options.profile.t1 * 4).await;
+            let linger = options.profile.t1 * 4;
+            tokio::time::sleep(linger).await;
+            // The checks read how long the device was watched from the last event: a device
+            // that went quiet (gave up) was seen doing nothing until here.
+            timeline.record(EventKind::Note {
+                text: format!(
+                    "srvlab stopped watching, {} ms after the last step",
+                    linger.as_millis()
+                ),
+            });
             let stopped = match Arc::try_unwrap(world) {
                 Ok(world) => world.shutdown().await.map_err(|err| err.to_string()),
                 Err(_) => Err("the device still held it".to_string()),

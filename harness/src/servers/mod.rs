@@ -5,7 +5,9 @@
 //! - [`server`]: one server on real UDP/TCP sockets.
 //! - [`refusal`]: seeing refused attempts with raw sockets.
 //! - [`wire`]: a TLS connection's bytes as they crossed the wire, on the timeline.
+//! - [`client_hello`]: a device's ClientHello read, for a server that shares no cipher.
 
+pub mod client_hello;
 pub mod refusal;
 pub mod responder;
 pub mod script;

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
+use super::client_hello;
 use super::refusal::RefusingPorts;
 use super::responder::{Local, Plan, Responder, TransactionKey};
 use super::script::{ScriptState, Transition};
@@ -232,8 +233,7 @@ impl Core {
                             timeline: self.timeline.clone(),
                             name: self.name.clone(),
                             reset: reset_rx.clone(),
-                            stall_handshakes: self.spec.tls.fail
-                                == Some(TlsFailure::HandshakeStall),
+                            tls_failure: self.spec.tls.fail,
                         },
                         tls,
                     )));
@@ -504,8 +504,8 @@ struct Accepted {
     name: String,
     /// Tells connections to reset (a crash).
     reset: watch::Receiver<bool>,
-    /// TLS connections are never answered (`tls: {fail: handshake_stall}`).
-    stall_handshakes: bool,
+    /// How TLS handshakes fail (`tls: {fail: …}`); a bad certificate is the acceptor's.
+    tls_failure: Option<TlsFailure>,
 }
 
 async fn accept_loop(
@@ -534,8 +534,11 @@ async fn accept_loop(
                     None => {
                         tokio::spawn(connection(stream, local, remote, accepted.clone()));
                     }
-                    Some(_) if accepted.stall_handshakes => {
+                    Some(_) if accepted.tls_failure == Some(TlsFailure::HandshakeStall) => {
                         tokio::spawn(stalled_handshake(stream, local, remote, accepted.clone()));
+                    }
+                    Some(_) if accepted.tls_failure == Some(TlsFailure::NoSharedCipher) => {
+                        tokio::spawn(no_shared_cipher(stream, local, remote, accepted.clone()));
                     }
                     Some(acceptor) => {
                         tokio::spawn(tls_connection(
@@ -610,6 +613,79 @@ async fn stalled_handshake(
                 break CloseKind::ServerReset;
             }
         }
+    };
+    drop(recorded);
+    accepted.timeline.record(EventKind::TcpClosed(TcpClosed {
+        server: accepted.name.clone(),
+        local,
+        remote,
+        how,
+    }));
+}
+
+/// A TLS listener that shares no cipher suite with anyone: it reads the ClientHello, records
+/// the suites the device offered, and answers with a fatal handshake_failure alert (what
+/// OpenSSL and rustls send then), then closes.
+async fn no_shared_cipher(
+    stream: TcpStream,
+    local: SocketAddr,
+    remote: SocketAddr,
+    mut accepted: Accepted,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut recorded = RecordedStream::new(
+        stream,
+        accepted.timeline.clone(),
+        accepted.name.clone(),
+        local,
+        remote,
+    );
+    let mut hello = Vec::new();
+    let mut buf = vec![0u8; 16384];
+    let read = loop {
+        if let Some(hello) = client_hello::read(&hello) {
+            break Ok(hello);
+        }
+        tokio::select! {
+            read = recorded.read(&mut buf) => match read {
+                Ok(0) => break Err(CloseKind::Peer),
+                Ok(len) => hello.extend_from_slice(&buf[..len]),
+                Err(_) => break Err(CloseKind::PeerReset),
+            },
+            _ = accepted.reset.changed() => {
+                let _ = socket2::SockRef::from(recorded.tcp()).set_linger(Some(Duration::ZERO));
+                break Err(CloseKind::ServerReset);
+            }
+        }
+    };
+    let how = match read {
+        Ok(hello) => {
+            let sent = recorded
+                .write_all(&client_hello::HANDSHAKE_FAILURE_ALERT)
+                .await
+                .and(recorded.flush().await);
+            let reason = match hello {
+                Ok(suites) => format!(
+                    "no shared cipher: sent alert handshake_failure; the device offered {}",
+                    client_hello::suite_names(&suites)
+                ),
+                Err(why) => format!(
+                    "no shared cipher: sent alert handshake_failure to a ClientHello srvlab could not read ({why})"
+                ),
+            };
+            accepted.timeline.record(EventKind::TlsFailed(TlsFailed {
+                server: accepted.name.clone(),
+                local,
+                remote,
+                reason,
+            }));
+            let _ = recorded.shutdown().await;
+            match sent {
+                Ok(()) => CloseKind::Server,
+                Err(_) => CloseKind::PeerReset,
+            }
+        }
+        Err(how) => how,
     };
     drop(recorded);
     accepted.timeline.record(EventKind::TcpClosed(TcpClosed {

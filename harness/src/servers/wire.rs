@@ -41,7 +41,7 @@ impl RecordedStream {
         &self.inner
     }
 
-    fn record(&self, flow: Flow, raw: &[u8]) {
+    fn record(&self, flow: Flow, raw: &[u8], seen_ns: Option<u64>) {
         if raw.is_empty() {
             return;
         }
@@ -50,6 +50,7 @@ impl RecordedStream {
             local: self.local,
             remote: self.remote,
             flow,
+            seen_ns,
             raw: raw.to_vec(),
         }));
     }
@@ -65,7 +66,7 @@ impl AsyncRead for RecordedStream {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = polled {
-            this.record(Flow::ToServer, &buf.filled()[before..]);
+            this.record(Flow::ToServer, &buf.filled()[before..], None);
         }
         polled
     }
@@ -78,10 +79,13 @@ impl AsyncWrite for RecordedStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        // Stamped before the write: once the kernel has the bytes the device may act on them
+        // (reject a certificate, connect elsewhere) before this task gets to record them.
+        let sent_ns = u64::try_from(this.timeline.elapsed().as_nanos()).ok();
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(written)) = polled {
             // Only what the kernel took: the rest is offered again and recorded then.
-            this.record(Flow::ToDevice, &buf[..written]);
+            this.record(Flow::ToDevice, &buf[..written], sent_ns);
         }
         polled
     }

@@ -236,6 +236,10 @@ pub struct TlsBytes {
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub flow: Flow,
+    /// For bytes to the device: when they were handed to the kernel (recording comes after,
+    /// and a busy server task may get to it late).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_ns: Option<u64>,
     #[serde(with = "hex_bytes")]
     pub raw: Vec<u8>,
 }

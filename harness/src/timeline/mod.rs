@@ -36,11 +36,13 @@ impl Event {
 
     /// When it happened: the timeline time, except where the kernel's receive time is known
     /// (a refusal, read by the raw-socket reader a little after the fact; a UDP message,
-    /// recorded once the server's task got to it).
+    /// recorded once the server's task got to it; TLS bytes to the device, stamped before the
+    /// write).
     pub fn happened_ns(&self) -> u64 {
         match &self.kind {
             EventKind::Refused(refused) => refused.seen_ns.unwrap_or(self.t_ns),
             EventKind::SipReceived(message) => message.seen_ns.unwrap_or(self.t_ns),
+            EventKind::TlsBytes(bytes) => bytes.seen_ns.unwrap_or(self.t_ns),
             _ => self.t_ns,
         }
     }

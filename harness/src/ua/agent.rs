@@ -524,6 +524,49 @@ impl Agent {
         self.on_tx_events(job, events, None, now);
     }
 
+    /// The attempt's TLS handshake failed (the certificate did not verify, the server sent an
+    /// alert): a transport error like any other (RFC 3261 §8.1.3.1). One never answered
+    /// (`timed_out`, after 64·T1) is the attempt's timeout.
+    pub fn on_handshake_failure(
+        &mut self,
+        job: JobId,
+        attempt: u32,
+        timed_out: bool,
+        now: Duration,
+    ) {
+        if timed_out {
+            let current = self
+                .jobs
+                .get(&job)
+                .and_then(|j| j.attempt.as_ref())
+                .is_some_and(|a| a.number == attempt);
+            if current {
+                self.attempt_failed(job, AttemptOutcome::TimedOut, None, now);
+            }
+            return;
+        }
+        if !self.config.faults.has(Fault::TlsFailureIsFinal) {
+            return self.on_transport_error(job, attempt, now);
+        }
+        // The bug: a failed handshake ends the request, whatever targets are left.
+        let Some(target) = self
+            .jobs
+            .get(&job)
+            .and_then(|j| j.attempt.as_ref())
+            .filter(|a| a.number == attempt)
+            .map(|a| a.target.clone())
+        else {
+            return;
+        };
+        self.report(job, AttemptOutcome::Refused, now);
+        self.finish(
+            job,
+            Outcome::Failed {
+                why: format!("the TLS handshake with {} failed", target.addr),
+            },
+        );
+    }
+
     /// Resolves on until there is a target to try, a query to wait for, or nothing left.
     fn advance(&mut self, id: JobId, now: Duration) {
         let Some(job) = self.jobs.get_mut(&id) else {

@@ -65,8 +65,10 @@ enum Behaviour {
     /// Never answers.
     Stall,
     /// UDP: a transport error right after the attempt's first send; TCP and TLS: the
-    /// connection (or its handshake) fails.
+    /// connection is refused.
     Refuse,
+    /// TLS: the connection opens, the handshake fails.
+    BadHandshake,
     /// This final status to every request (200 to a BYE), with Retry-After if given.
     Reply {
         status: u16,
@@ -195,6 +197,10 @@ enum Input {
         job: JobId,
         attempt: u32,
     },
+    HandshakeFailed {
+        job: JobId,
+        attempt: u32,
+    },
 }
 
 struct Sim {
@@ -304,6 +310,9 @@ impl Sim {
             Input::TransportError { job, attempt } => {
                 self.agent.on_transport_error(job, attempt, now);
             }
+            Input::HandshakeFailed { job, attempt } => {
+                self.agent.on_handshake_failure(job, attempt, false, now);
+            }
         }
     }
 
@@ -336,9 +345,13 @@ impl Sim {
                 // A refused connection, or (TLS) a failed handshake: the attempt never opens.
                 let refused = target.transport != Transport::Udp
                     && self.behaviour(&target) == Behaviour::Refuse;
+                let bad_handshake = target.transport == Transport::Tls
+                    && self.behaviour(&target) == Behaviour::BadHandshake;
                 self.attempts.insert((job, attempt), target);
                 self.inputs.push_back(if refused {
                     Input::TransportError { job, attempt }
+                } else if bad_handshake {
+                    Input::HandshakeFailed { job, attempt }
                 } else {
                     Input::Opened { job, attempt }
                 });
@@ -402,7 +415,7 @@ impl Sim {
         }
         let tag = format!("tag-{}", target.addr.ip()).replace('.', "-");
         let responses = match self.behaviour(target) {
-            Behaviour::Stall => Vec::new(),
+            Behaviour::Stall | Behaviour::BadHandshake => Vec::new(),
             Behaviour::Refuse => {
                 if target.transport == Transport::Udp && self.refused.insert((job, attempt)) {
                     self.inputs
@@ -722,6 +735,44 @@ fn tls_targets_get_via_tls_no_retransmissions_and_fail_over_when_refused() {
         .collect();
     assert_eq!(to_first.len(), 1, "no retransmission over TLS: {trace}");
     assert!(succeeded_at(sim.outcome(job), other(first)), "{trace}");
+}
+
+/// A failed TLS handshake is a transport error: the next target at once; the fault gives the
+/// request up there.
+#[rstest]
+#[case::clean(false)]
+#[case::tls_failure_is_final(true)]
+fn a_failed_tls_handshake_moves_on_at_once_unless_the_fault_ends_the_request(#[case] fault: bool) {
+    let config = UaConfig {
+        transports: vec![Transport::Udp, Transport::Tcp, Transport::Tls],
+        ..config()
+    };
+    let config = if fault {
+        with_fault(config, Fault::TlsFailureIsFinal)
+    } else {
+        config
+    };
+    let first = first_target(&config, Transport::Tls, Method::Options);
+    let mut sim = Sim::new(config, Transport::Tls);
+    sim.server(Transport::Tls, first, Behaviour::BadHandshake);
+    let job = sim.request(Method::Options);
+    let trace = sim.trace();
+    let reports = sim.reports(job);
+    assert_eq!(reports[0].outcome, AttemptOutcome::Refused, "{trace}");
+    if fault {
+        assert!(
+            matches!(sim.outcome(job), Some(Outcome::Failed { why }) if why.contains("TLS handshake")),
+            "{trace}"
+        );
+        assert!(sim.requests(job, Method::Options).is_empty(), "{trace}");
+    } else {
+        assert!(succeeded_at(sim.outcome(job), other(first)), "{trace}");
+        assert_eq!(
+            sim.requests(job, Method::Options)[0].at,
+            Duration::ZERO,
+            "{trace}"
+        );
+    }
 }
 
 // --- F3/F4: failover responses and the others ---

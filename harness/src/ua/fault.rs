@@ -41,10 +41,11 @@ pub enum Fault {
     Ipv4Only,
     TargetMajorSkip,
     SipsOverUdp,
+    TlsFailureIsFinal,
 }
 
 impl Fault {
-    pub const ALL: [Self; 27] = [
+    pub const ALL: [Self; 28] = [
         Self::IgnorePriority,
         Self::IgnoreWeights,
         Self::WeightZeroFirst,
@@ -72,6 +73,7 @@ impl Fault {
         Self::Ipv4Only,
         Self::TargetMajorSkip,
         Self::SipsOverUdp,
+        Self::TlsFailureIsFinal,
     ];
 
     pub fn name(self) -> &'static str {
@@ -103,6 +105,7 @@ impl Fault {
             Self::Ipv4Only => "ipv4-only",
             Self::TargetMajorSkip => "target-major-skip",
             Self::SipsOverUdp => "sips-over-udp",
+            Self::TlsFailureIsFinal => "tls-failure-is-final",
         }
     }
 
@@ -187,6 +190,9 @@ impl Fault {
             }
             Self::SipsOverUdp => {
                 "sends to TLS targets over UDP, to the same address and port (a stack that drops the sips security requirement)"
+            }
+            Self::TlsFailureIsFinal => {
+                "gives the request up when a TLS handshake fails instead of trying the next target (a certificate it cannot verify ends the call)"
             }
         }
     }

@@ -59,6 +59,12 @@ enum Event {
         job: JobId,
         attempt: u32,
     },
+    /// TCP connected but the TLS handshake failed (or, `timed_out`, was never answered).
+    HandshakeFailed {
+        job: JobId,
+        attempt: u32,
+        timed_out: bool,
+    },
 }
 
 /// An attempt's open socket: a writer and the task reading it.
@@ -212,6 +218,14 @@ impl Ua {
             } => self.agent.on_message(job, attempt, &bytes, now),
             Event::TransportError { job, attempt } => {
                 self.agent.on_transport_error(job, attempt, now);
+            }
+            Event::HandshakeFailed {
+                job,
+                attempt,
+                timed_out,
+            } => {
+                self.agent
+                    .on_handshake_failure(job, attempt, timed_out, now);
             }
         }
     }
@@ -393,11 +407,14 @@ async fn open(
     events: mpsc::UnboundedSender<Event>,
 ) {
     let opened = match target.transport {
-        Transport::Udp => open_udp(job, attempt, target.addr, events.clone()).await,
+        Transport::Udp => open_udp(job, attempt, target.addr, events.clone())
+            .await
+            .map_err(|_| Failed::Transport),
         Transport::Tcp => match TcpStream::connect(target.addr).await {
             Ok(stream) => stream_conn(job, attempt, stream, events.clone()),
             Err(err) => Err(err),
-        },
+        }
+        .map_err(|_| Failed::Transport),
         Transport::Tls => open_tls(job, attempt, &target, tls, events.clone()).await,
     };
     let event = match opened {
@@ -407,9 +424,21 @@ async fn open(
             local,
             conn,
         },
-        Err(_) => Event::TransportError { job, attempt },
+        Err(Failed::Transport) => Event::TransportError { job, attempt },
+        Err(Failed::Handshake { timed_out }) => Event::HandshakeFailed {
+            job,
+            attempt,
+            timed_out,
+        },
     };
     let _ = events.send(event);
+}
+
+/// Why an attempt could not be opened: the agent hears of a failed TLS handshake apart from a
+/// refused connection (the `tls-failure-is-final` fault treats them differently).
+enum Failed {
+    Transport,
+    Handshake { timed_out: bool },
 }
 
 async fn open_udp(
@@ -458,22 +487,27 @@ async fn open_tls(
     target: &Target,
     tls: Option<(Arc<ClientConfig>, Duration)>,
     events: mpsc::UnboundedSender<Event>,
-) -> io::Result<(SocketAddr, Conn)> {
-    let (config, timeout) = tls.ok_or_else(|| io::Error::other("no TLS configuration"))?;
+) -> Result<(SocketAddr, Conn), Failed> {
+    let (config, timeout) = tls.ok_or(Failed::Transport)?;
     let name = match &target.host {
         Some(host) => ServerName::try_from(crate::tls::certificate_name(&host.to_ascii())),
         None => Ok(ServerName::IpAddress(target.addr.ip().into())),
     }
-    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let stream = TcpStream::connect(target.addr).await?;
-    // A handshake is several small writes in a row: Nagle would hold the Finished message for
-    // the server's delayed ACK (40 ms on Linux).
-    stream.set_nodelay(true)?;
-    let local = stream.local_addr()?;
+    .map_err(|_| Failed::Transport)?;
+    let connected = async {
+        let stream = TcpStream::connect(target.addr).await?;
+        // A handshake is several small writes in a row: Nagle would hold the Finished message
+        // for the server's delayed ACK (40 ms on Linux).
+        stream.set_nodelay(true)?;
+        let local = stream.local_addr()?;
+        io::Result::Ok((stream, local))
+    };
+    let (stream, local) = connected.await.map_err(|_| Failed::Transport)?;
     let stream = tokio::time::timeout(timeout, TlsConnector::from(config).connect(name, stream))
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-    let (_, conn) = stream_conn(job, attempt, stream, events)?;
+        .map_err(|_| Failed::Handshake { timed_out: true })?
+        .map_err(|_| Failed::Handshake { timed_out: false })?;
+    let (_, conn) = stream_conn(job, attempt, stream, events).map_err(|_| Failed::Transport)?;
     Ok((local, conn))
 }
 
