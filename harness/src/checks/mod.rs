@@ -13,10 +13,12 @@
 //!   [`weights`] (L9), [`timers`] (T1, T2, T3, T4), [`failover`] (F1, F2, F3), [`dirty`] (D1,
 //!   D2), [`dirty_scope`] (D3), [`registration`] (D4, D5, D6), [`caching`] (C1),
 //!   [`transactions`] (T5, T6), [`responses`] (F4, F5), [`discovery`] (L4, L5, L7),
-//!   [`srv_search`] (L6), [`expiry`] (C2), [`reuse`] (C3), [`dual_stack`] (L13).
+//!   [`srv_search`] (L6), [`expiry`] (C2), [`reuse`] (C3), [`dual_stack`] (L13),
+//!   [`connections`] (T7).
 
 pub mod attempts;
 pub mod caching;
+pub mod connections;
 pub mod dirty;
 pub mod dirty_scope;
 pub mod discovery;
@@ -95,7 +97,7 @@ pub enum CheckError {
 pub const IMPLEMENTED: &[&str] = &[
     "L8", "L9", "L10", "L11", "L12", "T1", "T3", "F1", "F2", "F3", "D1", "D2", "C1", "T5", "T6",
     "F4", "F5", "L4", "L5", "L7", "C2", "L1", "L2", "L3", "L6", "C3", "T2", "T4", "D3", "D4", "D5",
-    "D6", "L13",
+    "D6", "L13", "T7",
 ];
 
 /// A checklist row's level as CONFORMANCE.md gives it (a profile's claim may raise a SHOULD to
@@ -105,7 +107,7 @@ pub fn level_of(id: &str) -> Option<Level> {
         "L1" | "L2" | "L3" | "L5" | "L7" | "L8" | "L9" | "L10" | "L11" | "T1" | "T2" | "T3"
         | "T5" | "T6" | "F1" | "F3" | "C1" | "C2" => Level::Must,
         "L4" | "L12" | "L13" | "F2" | "F5" | "D4" | "D5" => Level::Should,
-        "L6" | "F4" | "D3" | "D6" | "C3" => Level::Info,
+        "L6" | "F4" | "D3" | "D6" | "C3" | "T7" => Level::Info,
         "T4" | "D1" | "D2" => Level::Profile,
         _ => return None,
     })
@@ -178,6 +180,7 @@ pub fn judge(id: &str, ctx: &Context) -> Result<Verdict, CheckError> {
         "D4" => registration::d4(ctx),
         "D5" => registration::d5(ctx),
         "D6" => registration::d6(ctx),
+        "T7" => connections::t7(ctx),
         other => return Err(CheckError::Unknown(other.to_owned())),
     })
 }

@@ -1637,3 +1637,87 @@ fn a_tls_handshake_never_answered_times_out_at_timer_b() {
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].attempts.len(), 1);
 }
+
+// --- T7: connection reuse ---
+
+#[test]
+fn t7_says_whether_requests_reuse_an_open_connection() {
+    let connect = |tl: &mut Tl, remote: &str, t_ms: f64| {
+        tl.at(
+            t_ms,
+            EventKind::TcpConnected(crate::timeline::TcpConnection {
+                server: server_name(S52),
+                local: addr(S52),
+                remote: addr(remote),
+            }),
+        );
+    };
+    // An INVITE over TCP from the device's port `remote`.
+    let invite_from = |tl: &mut Tl, remote: &str, branch: &str, call_id: &str, t_ms: f64| {
+        let summary = SipSummary {
+            method: Some("INVITE".into()),
+            call_id: Some(call_id.into()),
+            cseq: Some("1 INVITE".into()),
+            branch: Some(branch.into()),
+            ..SipSummary::default()
+        };
+        let mut message = Tl::message(S52, Transport::Tcp, summary, Vec::new());
+        message.remote = addr(remote);
+        tl.at(t_ms, EventKind::SipReceived(message));
+    };
+    // Two calls over one connection.
+    let mut reused = Tl::default();
+    connect(&mut reused, DEVICE, 1.0);
+    reused
+        .send("INVITE", S52, Transport::Tcp, "b1", "c1", 1, 2.0)
+        .send("INVITE", S52, Transport::Tcp, "b2", "c2", 1, 50.0);
+    let verdict = run("T7", &reused, &profile(None));
+    assert_eq!((verdict.level, verdict.status), (Level::Info, Status::Info));
+    assert!(
+        verdict
+            .sentence
+            .contains("went over 1 connection(s): 1 reused"),
+        "{}",
+        verdict.sentence
+    );
+    // A new connection for the second call while the first is open.
+    let mut fresh = Tl::default();
+    connect(&mut fresh, DEVICE, 1.0);
+    fresh.send("INVITE", S52, Transport::Tcp, "b1", "c1", 1, 2.0);
+    connect(&mut fresh, DEVICE_2, 40.0);
+    invite_from(&mut fresh, DEVICE_2, "b2", "c2", 50.0);
+    let verdict = run("T7", &fresh, &profile(None));
+    assert!(
+        verdict
+            .sentence
+            .contains("2 connection(s): 0 reused an open connection, 1 opened a new one"),
+        "{}",
+        verdict.sentence
+    );
+    // After the first closed, a new one is no missed reuse.
+    let mut closed = Tl::default();
+    connect(&mut closed, DEVICE, 1.0);
+    closed.send("INVITE", S52, Transport::Tcp, "b1", "c1", 1, 2.0);
+    closed.at(
+        30.0,
+        EventKind::TcpClosed(crate::timeline::TcpClosed {
+            server: server_name(S52),
+            local: addr(S52),
+            remote: addr(DEVICE),
+            how: crate::timeline::CloseKind::Peer,
+        }),
+    );
+    connect(&mut closed, DEVICE_2, 40.0);
+    invite_from(&mut closed, DEVICE_2, "b2", "c2", 50.0);
+    assert!(
+        run("T7", &closed, &profile(None))
+            .sentence
+            .contains("0 opened a new one")
+    );
+    // One request per target shows nothing; UDP is not looked at.
+    let mut one = Tl::default();
+    connect(&mut one, DEVICE, 1.0);
+    one.send("INVITE", S52, Transport::Tcp, "b1", "c1", 1, 2.0)
+        .invite(S114, "b2", "c2", 3.0);
+    assert_eq!(status("T7", &one), Status::Inconclusive);
+}
