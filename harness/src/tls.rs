@@ -4,14 +4,23 @@
 //! as an NSS key log, `keylog.txt`, next to `capture.pcap`).
 //!
 //! A fresh CA per run: nothing to install, nothing that expires between runs, and a device that
-//! trusts it has been configured for this lab on purpose.
+//! trusts it has been configured for this lab on purpose. A real phone on a bench trusts its
+//! lab's CA instead: a lab profile's `tls:` names that CA (and its key, to issue each host's
+//! certificate from it) or fixed certificates by host ([`LabPki`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
 use tokio_rustls::rustls::crypto::{CryptoProvider, ring};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::{self, ClientConfig, KeyLog, RootCertStore, ServerConfig};
 
 use crate::timeline::{EventKind, Timeline, TlsSecret};
@@ -22,20 +31,291 @@ pub enum TlsError {
     Certificate { host: String, source: rcgen::Error },
     #[error("TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+    #[error("the lab's CA cannot issue certificates: {0}")]
+    LabCa(#[from] PemError),
+}
+
+/// What is wrong with a lab's PEM file (the lab file's diagnostics say which one).
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    #[error("no PEM certificate in it (a `-----BEGIN CERTIFICATE-----` block)")]
+    NoCertificate,
+    #[error("not a readable X.509 certificate: {0}")]
+    BadCertificate(String),
+    #[error("no PEM private key in it: {0}")]
+    BadKey(String),
+    #[error(
+        "the CA's key must be PKCS#8 (`-----BEGIN PRIVATE KEY-----`; openssl pkcs8 -topk8 -nocrypt converts one): {0}"
+    )]
+    NotPkcs8(rcgen::Error),
+    #[error("the key does not belong to the certificate ({0})")]
+    KeyMismatch(rustls::Error),
+    #[error("the certificate is no CA (its basicConstraints do not say CA:TRUE)")]
+    NotCa,
+    #[error("the certificate names {names}, not {host}")]
+    WrongName { host: String, names: String },
+}
+
+/// What a certificate says about itself, for the doctor and the report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertInfo {
+    pub subject: String,
+    pub issuer: String,
+    /// The DNS names of its subjectAltName, lower case.
+    pub names: Vec<String>,
+    /// The end of its validity, in seconds since the Unix epoch, and as a person reads it.
+    pub not_after: i64,
+    pub not_after_text: String,
+    /// SHA-256 of its DER, colon-separated upper-case hex (as `openssl x509 -fingerprint
+    /// -sha256` prints it), so a person can compare it with the CA the phone trusts.
+    pub sha256: String,
+    pub is_ca: bool,
+}
+
+impl CertInfo {
+    pub fn of(der: &CertificateDer<'_>) -> Result<Self, PemError> {
+        let (_, x509) = x509_parser::parse_x509_certificate(der)
+            .map_err(|err| PemError::BadCertificate(err.to_string()))?;
+        let names = match x509.subject_alternative_name() {
+            Ok(Some(san)) => san
+                .value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    x509_parser::extensions::GeneralName::DNSName(dns) => {
+                        Some(dns.to_ascii_lowercase())
+                    }
+                    _ => None,
+                })
+                .collect(),
+            Ok(None) => Vec::new(),
+            Err(err) => return Err(PemError::BadCertificate(err.to_string())),
+        };
+        let digest = ::ring::digest::digest(&::ring::digest::SHA256, der);
+        Ok(Self {
+            subject: x509.subject().to_string(),
+            issuer: x509.issuer().to_string(),
+            names,
+            not_after: x509.validity().not_after.timestamp(),
+            not_after_text: x509.validity().not_after.to_string(),
+            sha256: digest
+                .as_ref()
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+            is_ca: x509.is_ca(),
+        })
+    }
+
+    /// Whether the certificate is good for `host` (a zone name): one of its names is the
+    /// host's, or a wildcard for the host's parent (`*.snom.rocks`).
+    pub fn names_host(&self, host: &str) -> bool {
+        let name = certificate_name(host);
+        self.names.iter().any(|san| {
+            san.trim_end_matches('.') == name
+                || san.strip_prefix("*.").is_some_and(|parent| {
+                    name.split_once('.')
+                        .is_some_and(|(_, rest)| rest == parent.trim_end_matches('.'))
+                })
+        })
+    }
+}
+
+fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, PemError> {
+    let chain = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| PemError::BadCertificate(err.to_string()))?;
+    if chain.is_empty() {
+        return Err(PemError::NoCertificate);
+    }
+    Ok(chain)
+}
+
+fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, PemError> {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|err| PemError::BadKey(err.to_string()))
+}
+
+/// `key` belongs to the first certificate of `chain` (what rustls checks before serving).
+fn keys_match(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<(), PemError> {
+    CertifiedKey::from_der(chain, key, &provider()).map_err(|err| match err {
+        rustls::Error::InconsistentKeys(_) => PemError::KeyMismatch(err),
+        other => PemError::BadKey(other.to_string()),
+    })?;
+    Ok(())
+}
+
+/// A lab's own CA: the one its phones trust. With its key, srvlab issues each host's
+/// certificate from it; without, it is only what the lab's fixed certificates chain to.
+#[derive(Clone)]
+pub struct LabCa {
+    /// Where it was read from, for the reports.
+    pub path: PathBuf,
+    pub cert: CertificateDer<'static>,
+    pub cert_pem: String,
+    key_pem: Option<String>,
+    pub info: CertInfo,
+}
+
+impl fmt::Debug for LabCa {
+    // Never the key: Debug output ends up in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LabCa")
+            .field("path", &self.path)
+            .field("info", &self.info)
+            .field("has_key", &self.key_pem.is_some())
+            .finish()
+    }
+}
+
+impl LabCa {
+    /// The CA certificate (the first in `cert_pem`); [`Self::with_key`] adds its key.
+    pub fn from_pem(path: PathBuf, cert_pem: &str) -> Result<Self, PemError> {
+        let cert = certificates(cert_pem)?.swap_remove(0);
+        let info = CertInfo::of(&cert)?;
+        if !info.is_ca {
+            return Err(PemError::NotCa);
+        }
+        Ok(Self {
+            path,
+            // As the lab wrote it: ca.pem beside a capture is then the very file the phone has.
+            cert_pem: cert_pem.to_string(),
+            cert,
+            key_pem: None,
+            info,
+        })
+    }
+
+    /// The CA's key, checked against the certificate and readable by rcgen.
+    pub fn with_key(mut self, key_pem: &str) -> Result<Self, PemError> {
+        KeyPair::from_pem(key_pem).map_err(PemError::NotPkcs8)?;
+        keys_match(vec![self.cert.clone()], private_key(key_pem)?)?;
+        self.key_pem = Some(key_pem.to_string());
+        Ok(self)
+    }
+
+    pub fn can_issue(&self) -> bool {
+        self.key_pem.is_some()
+    }
+
+    fn issuer(&self) -> Result<Option<Issuer<'static, KeyPair>>, PemError> {
+        let Some(key_pem) = &self.key_pem else {
+            return Ok(None);
+        };
+        let key = KeyPair::from_pem(key_pem).map_err(PemError::NotPkcs8)?;
+        Issuer::from_ca_cert_der(&self.cert, key)
+            .map(Some)
+            .map_err(|err| PemError::BadCertificate(err.to_string()))
+    }
+}
+
+/// A lab's fixed certificate for one host: served as it is, chain and key.
+#[derive(Clone)]
+pub struct FixedCert {
+    pub path: PathBuf,
+    chain: Vec<CertificateDer<'static>>,
+    key: Arc<PrivateKeyDer<'static>>,
+    /// The first (the host's own) certificate.
+    pub info: CertInfo,
+}
+
+impl fmt::Debug for FixedCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FixedCert")
+            .field("path", &self.path)
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl FixedCert {
+    /// `host`'s chain (its own certificate first) and key; the certificate must name the host.
+    pub fn from_pem(
+        path: PathBuf,
+        host: &str,
+        chain_pem: &str,
+        key_pem: &str,
+    ) -> Result<Self, PemError> {
+        let chain = certificates(chain_pem)?;
+        let info = CertInfo::of(&chain[0])?;
+        if !info.names_host(host) {
+            return Err(PemError::WrongName {
+                host: certificate_name(host),
+                names: if info.names.is_empty() {
+                    "no DNS name (no subjectAltName)".into()
+                } else {
+                    info.names.join(", ")
+                },
+            });
+        }
+        let key = private_key(key_pem)?;
+        keys_match(chain.clone(), key.clone_key())?;
+        Ok(Self {
+            path,
+            chain,
+            key: Arc::new(key),
+            info,
+        })
+    }
+}
+
+/// What a lab brings for TLS: its CA, and fixed certificates by certificate name.
+#[derive(Clone, Debug, Default)]
+pub struct LabPki {
+    pub ca: Option<LabCa>,
+    pub fixed: BTreeMap<String, FixedCert>,
+}
+
+/// Where a host's certificate comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CertSource {
+    /// Issued by this run's own CA (ca.pem beside the capture).
+    RunCa,
+    /// Issued by the lab's CA.
+    LabCa,
+    /// The lab's fixed certificate for the host.
+    Fixed,
+}
+
+impl fmt::Display for CertSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::RunCa => "issued by the run's own CA",
+            Self::LabCa => "issued by the lab's CA",
+            Self::Fixed => "the lab's fixed certificate",
+        })
+    }
+}
+
+impl LabPki {
+    pub fn source_for(&self, host: &str) -> CertSource {
+        if self.fixed.contains_key(&certificate_name(host)) {
+            CertSource::Fixed
+        } else if self.ca.as_ref().is_some_and(LabCa::can_issue) {
+            CertSource::LabCa
+        } else {
+            CertSource::RunCa
+        }
+    }
 }
 
 /// One host's certificate chain and key.
 #[derive(Debug)]
 struct HostCert {
     chain: Vec<CertificateDer<'static>>,
-    key: PrivatePkcs8KeyDer<'static>,
+    key: Arc<PrivateKeyDer<'static>>,
+    source: CertSource,
 }
 
-/// The run's test CA and the certificates it issued.
+/// The certificates of a case's hosts, and the CA a device is to trust for them.
 #[derive(Debug)]
 pub struct TestPki {
-    ca: CertificateDer<'static>,
-    ca_pem: String,
+    /// What a client trusts: the lab's CA and the run's, whichever are in play.
+    roots: Vec<CertificateDer<'static>>,
+    ca_pem: Option<String>,
     hosts: HashMap<String, HostCert>,
 }
 
@@ -48,54 +328,125 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(ring::default_provider())
 }
 
+/// A fresh CA for this run.
+fn run_ca() -> Result<(rcgen::Certificate, Issuer<'static, KeyPair>), TlsError> {
+    let cert_error = |source| TlsError::Certificate {
+        host: "the test CA".into(),
+        source,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(cert_error)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "srvlab test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_key = KeyPair::generate().map_err(cert_error)?;
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(cert_error)?;
+    Ok((ca_cert, Issuer::new(ca_params, ca_key)))
+}
+
+/// A server certificate for `name` from `issuer`, with the issuer's certificate as its chain.
+fn issue(
+    name: &str,
+    issuer: &Issuer<'static, KeyPair>,
+    issuer_cert: &CertificateDer<'static>,
+    source: CertSource,
+) -> Result<HostCert, TlsError> {
+    let cert_error = |source| TlsError::Certificate {
+        host: name.to_string(),
+        source,
+    };
+    let mut params = CertificateParams::new(vec![name.to_string()]).map_err(cert_error)?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    // Some phones insist on serverAuth in a server's certificate.
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().map_err(cert_error)?;
+    let cert = params.signed_by(&key, issuer).map_err(cert_error)?;
+    Ok(HostCert {
+        chain: vec![cert.der().clone(), issuer_cert.clone()],
+        key: Arc::new(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            key.serialize_der(),
+        ))),
+        source,
+    })
+}
+
 impl TestPki {
     /// A CA and one certificate per host (SAN = the host name without its trailing dot).
     pub fn new<'a>(hosts: impl IntoIterator<Item = &'a str>) -> Result<Self, TlsError> {
-        let cert_error = |host: &str| {
-            let host = host.to_string();
-            move |source| TlsError::Certificate { host, source }
+        Self::with_lab(hosts, &LabPki::default())
+    }
+
+    /// One certificate per host as the lab says: its fixed certificate, else one issued by
+    /// the lab's CA, else one from a CA of this run (made only when a host needs it).
+    pub fn with_lab<'a>(
+        hosts: impl IntoIterator<Item = &'a str>,
+        lab: &LabPki,
+    ) -> Result<Self, TlsError> {
+        let lab_issuer = match &lab.ca {
+            Some(ca) => ca.issuer()?.map(|issuer| (issuer, ca.cert.clone())),
+            None => None,
         };
-        let mut ca_params =
-            CertificateParams::new(Vec::<String>::new()).map_err(cert_error("the test CA"))?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "srvlab test CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_key = KeyPair::generate().map_err(cert_error("the test CA"))?;
-        let ca_cert = ca_params
-            .self_signed(&ca_key)
-            .map_err(cert_error("the test CA"))?;
-        let issuer = Issuer::new(ca_params, ca_key);
+        let mut run: Option<(rcgen::Certificate, Issuer<'static, KeyPair>)> = None;
         let mut issued = HashMap::new();
         for host in hosts {
             let name = certificate_name(host);
             if issued.contains_key(&name) {
                 continue;
             }
-            let mut params =
-                CertificateParams::new(vec![name.clone()]).map_err(cert_error(&name))?;
-            params.distinguished_name.push(DnType::CommonName, &name);
-            let key = KeyPair::generate().map_err(cert_error(&name))?;
-            let cert = params.signed_by(&key, &issuer).map_err(cert_error(&name))?;
-            issued.insert(
-                name,
-                HostCert {
-                    chain: vec![cert.der().clone(), ca_cert.der().clone()],
-                    key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+            let cert = match (lab.fixed.get(&name), &lab_issuer) {
+                (Some(fixed), _) => HostCert {
+                    chain: fixed.chain.clone(),
+                    key: fixed.key.clone(),
+                    source: CertSource::Fixed,
                 },
-            );
+                (None, Some((issuer, ca))) => issue(&name, issuer, ca, CertSource::LabCa)?,
+                (None, None) => {
+                    let (ca, issuer) = match run.take() {
+                        Some(made) => made,
+                        None => run_ca()?,
+                    };
+                    let cert = issue(&name, &issuer, ca.der(), CertSource::RunCa)?;
+                    run = Some((ca, issuer));
+                    cert
+                }
+            };
+            issued.insert(name, cert);
+        }
+        let mut roots = Vec::new();
+        let mut ca_pem = None;
+        if let Some(ca) = &lab.ca {
+            roots.push(ca.cert.clone());
+            ca_pem = Some(ca.cert_pem.clone());
+        }
+        if let Some((ca, _)) = &run {
+            roots.push(ca.der().clone());
+            // Without a lab CA, the run's is what a device is to trust.
+            ca_pem.get_or_insert_with(|| ca.pem());
         }
         Ok(Self {
-            ca: ca_cert.der().clone(),
-            ca_pem: ca_cert.pem(),
+            roots,
+            ca_pem,
             hosts: issued,
         })
     }
 
-    /// The CA certificate in PEM, for a device that is to trust it.
-    pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
+    /// The CA certificate in PEM, for a device that is to trust it: the lab's when it has
+    /// one, else the run's; `None` when every host has a fixed certificate and the lab names
+    /// no CA.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// Where each host's certificate came from, by certificate name, sorted.
+    pub fn sources(&self) -> Vec<(String, CertSource)> {
+        let mut all: Vec<(String, CertSource)> = self
+            .hosts
+            .iter()
+            .map(|(name, cert)| (name.clone(), cert.source))
+            .collect();
+        all.sort();
+        all
     }
 
     /// A server configuration presenting `host`'s certificate, logging its secrets on
@@ -111,10 +462,7 @@ impl TestPki {
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
-            .with_single_cert(
-                cert.chain.clone(),
-                PrivateKeyDer::Pkcs8(cert.key.clone_key()),
-            )?;
+            .with_single_cert(cert.chain.clone(), cert.key.clone_key())?;
         config.key_log = Arc::new(TimelineKeyLog(timeline.clone()));
         Ok(Some(Arc::new(config)))
     }
@@ -145,17 +493,31 @@ impl TestPki {
         Ok(Arc::new(config))
     }
 
-    /// A client configuration that trusts this run's CA only (the reference UA's). It logs no
-    /// secrets: the server logs the same ones for every session.
+    /// A client configuration that trusts the CAs in play only (the reference UA's). It logs
+    /// no secrets: the server logs the same ones for every session.
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.ca.clone())?;
-        let config = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Arc::new(config))
+        client_config_trusting(&self.roots)
     }
+}
+
+/// A client configuration that trusts `roots` only (`srvlab ua --ca FILE`).
+pub fn client_config_trusting(
+    roots: &[CertificateDer<'static>],
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut store = RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone())?;
+    }
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Every certificate in a PEM text (a CA file a client is to trust).
+pub fn certificates_in_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, PemError> {
+    certificates(pem)
 }
 
 /// Puts each TLS secret on the timeline: the capture is a lab's, made to be decrypted.

@@ -17,7 +17,16 @@
 //!   register: [scripts/baresip-ctrl, "127.0.0.1:4444", uanew, "<{aor}>;regint=600"]
 //!   call: [scripts/baresip-ctrl, "127.0.0.1:4444", dial, "{uri}"]
 //!   hangup: [scripts/baresip-ctrl, "127.0.0.1:4444", hangup]
+//! tls:                              # optional: the lab's own PKI (paths relative to this file)
+//!   ca_cert: certs/lab-ca.pem       # the CA the phone trusts (PEM)
+//!   ca_key: certs/lab-ca.key        # its key (PEM, PKCS#8): each host's certificate is issued from it
+//!   certificates:                   # or fixed ones by host name, served as they are (chain + key)
+//!     sipserver52.snom.rocks.: {cert: certs/s52.pem, key: certs/s52.key}
 //! ```
+//!
+//! A host without a fixed certificate gets one issued by the lab's CA when `ca_key` is given,
+//! else by a CA of the run (written as ca.pem beside each capture). A phone on a bench trusts
+//! its lab's CA and cannot import a fresh one every run.
 //!
 //! A case speaks of server names and loopback addresses; a lab maps every address a case
 //! uses (its servers' and its zone's A/AAAA records) to an address of this host, so the same
@@ -40,6 +49,7 @@ use super::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 use super::duration::DurationSpec;
 use super::profile::Profile;
 use super::zone::RecordData;
+use crate::tls::{FixedCert, LabCa, LabPki};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +64,26 @@ struct RawLab {
     hosts: BTreeMap<String, Spanned<IpAddr>>,
     device: RawDevice,
     trigger: Spanned<RawTrigger>,
+    #[serde(default)]
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    #[serde(default)]
+    ca_cert: Option<Spanned<String>>,
+    #[serde(default)]
+    ca_key: Option<Spanned<String>>,
+    #[serde(default)]
+    certificates: BTreeMap<String, RawFixed>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFixed {
+    cert: Spanned<String>,
+    key: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -318,6 +348,8 @@ pub struct Lab {
     pub hosts: BTreeMap<String, IpAddr>,
     pub device: LabDevice,
     pub trigger: Trigger,
+    /// The lab's own CA and fixed certificates (`tls:`); `None`: the run's CA, as without a lab.
+    pub tls: Option<Arc<LabPki>>,
     pub file: Arc<SourceFile>,
 }
 
@@ -479,7 +511,11 @@ impl Lab {
                 "`auth` is for http triggers",
             ));
         }
+        let tls = raw
+            .tls
+            .map(|tls| Arc::new(parse_tls(file, base, tls, &mut diagnostics)));
         let lab = Self {
+            tls,
             name: raw.lab.value,
             interface: raw.interface,
             dns,
@@ -646,6 +682,130 @@ impl Lab {
             moved.uri = case.uri.replacen(&written, &lab_written, 1);
         }
         Ok(moved)
+    }
+}
+
+/// Reads the lab's CA and fixed certificates; every problem is a diagnostic at the path that
+/// names the file.
+fn parse_tls(
+    file: &Arc<SourceFile>,
+    base: &Path,
+    raw: RawTls,
+    diagnostics: &mut Diagnostics,
+) -> LabPki {
+    // Missing or unreadable files are errors at the path that names them.
+    let mut problems: Vec<(Span, String)> = Vec::new();
+    let mut warnings: Vec<(Span, String)> = Vec::new();
+    let read = |path: &Spanned<String>, problems: &mut Vec<(Span, String)>| {
+        let full = base.join(&path.value);
+        match std::fs::read_to_string(&full) {
+            Ok(text) => Some((full, text)),
+            Err(err) => {
+                problems.push((
+                    Span::of(file, path),
+                    format!("cannot read {}: {err}", full.display()),
+                ));
+                None
+            }
+        }
+    };
+    let mut pki = LabPki::default();
+    let ca_cert = raw
+        .ca_cert
+        .as_ref()
+        .and_then(|path| Some((path, read(path, &mut problems)?)));
+    let ca_key = raw
+        .ca_key
+        .as_ref()
+        .and_then(|path| Some((path, read(path, &mut problems)?)));
+    if let (Some(key_path), None) = (&raw.ca_key, &raw.ca_cert) {
+        problems.push((
+            Span::of(file, key_path),
+            "a CA key needs its certificate: give `ca_cert` too".to_string(),
+        ));
+    }
+    if let Some((cert_path, (full, text))) = ca_cert {
+        match LabCa::from_pem(full, &text) {
+            Ok(ca) => match ca_key {
+                Some((key_path, (_, key))) => match ca.with_key(&key) {
+                    Ok(ca) => pki.ca = Some(ca),
+                    Err(err) => {
+                        problems.push((
+                            Span::of(file, key_path),
+                            format!("{}: {err}", key_path.value),
+                        ));
+                    }
+                },
+                None => pki.ca = Some(ca),
+            },
+            Err(err) => problems.push((
+                Span::of(file, cert_path),
+                format!("{}: {err}", cert_path.value),
+            )),
+        }
+    }
+    if raw.ca_key.is_none()
+        && let (Some(path), Some(_)) = (&raw.ca_cert, &pki.ca)
+    {
+        warnings.push((
+            Span::of(file, path),
+            "no `ca_key`: srvlab cannot issue from this CA; hosts without a fixed certificate get one from the run's own CA".into(),
+        ));
+    }
+    for (host, fixed) in raw.certificates {
+        let host = absolute_lower(&host);
+        let (Some((cert_full, chain)), Some((_, key))) = (
+            read(&fixed.cert, &mut problems),
+            read(&fixed.key, &mut problems),
+        ) else {
+            continue;
+        };
+        match FixedCert::from_pem(cert_full, &host, &chain, &key) {
+            Ok(cert) => {
+                if let Some(ca) = &pki.ca
+                    && cert.info.issuer != ca.info.subject
+                    && cert.info.subject != ca.info.subject
+                {
+                    warnings.push((
+                        Span::of(file, &fixed.cert),
+                        format!(
+                            "issued by {}, not by the lab's CA ({}): a phone trusting only that CA rejects it",
+                            cert.info.issuer, ca.info.subject
+                        ),
+                    ));
+                }
+                pki.fixed.insert(crate::tls::certificate_name(&host), cert);
+            }
+            Err(err @ crate::tls::PemError::KeyMismatch(_)) => problems.push((
+                Span::of(file, &fixed.key),
+                format!("{}: {err}", fixed.key.value),
+            )),
+            Err(err @ crate::tls::PemError::BadKey(_)) => problems.push((
+                Span::of(file, &fixed.key),
+                format!("{}: {err}", fixed.key.value),
+            )),
+            Err(err) => problems.push((
+                Span::of(file, &fixed.cert),
+                format!("{}: {err}", fixed.cert.value),
+            )),
+        }
+    }
+    for (span, text) in problems {
+        diagnostics.push(Diagnostic::error(span, text));
+    }
+    for (span, text) in warnings {
+        diagnostics.push(Diagnostic::warning(span, text));
+    }
+    pki
+}
+
+/// A host name as the lab's maps hold it: lower case, absolute.
+fn absolute_lower(name: &str) -> String {
+    let name = name.to_ascii_lowercase();
+    if name.ends_with('.') {
+        name
+    } else {
+        format!("{name}.")
     }
 }
 
