@@ -572,13 +572,24 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        assert!(pki.ca_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(
+            pki.ca_pem()
+                .is_some_and(|pem| pem.starts_with("-----BEGIN CERTIFICATE-----"))
+        );
     }
 
     async fn handshake(pki: &TestPki, server_host: &str, asked_name: &str) -> Result<(), String> {
+        handshake_trusting(pki, pki.client_config().unwrap(), server_host, asked_name).await
+    }
+
+    async fn handshake_trusting(
+        pki: &TestPki,
+        client: Arc<ClientConfig>,
+        server_host: &str,
+        asked_name: &str,
+    ) -> Result<(), String> {
         let timeline = Timeline::new();
         let server = pki.server_config(server_host, &timeline).unwrap().unwrap();
-        let client = pki.client_config().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accept = tokio::spawn(async move {
@@ -633,6 +644,137 @@ mod tests {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("sip1.example").unwrap();
         assert!(TlsConnector::from(client).connect(name, tcp).await.is_err());
+    }
+
+    /// A lab's CA as a lab makes it: certificate and PKCS#8 key in PEM.
+    fn lab_ca(name: &str) -> (String, String, Issuer<'static, KeyPair>) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let key_pem = key.serialize_pem();
+        (cert.pem(), key_pem, Issuer::new(params, key))
+    }
+
+    fn leaf(name: &str, issuer: &Issuer<'static, KeyPair>) -> (String, String) {
+        let params = CertificateParams::new(vec![name.to_string()]).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[tokio::test]
+    async fn the_labs_ca_issues_and_only_a_client_trusting_it_connects() {
+        let (cert_pem, key_pem, _) = lab_ca("bench CA");
+        let ca = LabCa::from_pem("ca.pem".into(), &cert_pem)
+            .unwrap()
+            .with_key(&key_pem)
+            .unwrap();
+        assert!(ca.info.is_ca && ca.info.subject.contains("bench CA"));
+        assert_eq!(ca.info.sha256.len(), 32 * 3 - 1, "{}", ca.info.sha256);
+        let lab = LabPki {
+            ca: Some(ca),
+            fixed: BTreeMap::new(),
+        };
+        let pki = TestPki::with_lab(["sip1.example."], &lab).unwrap();
+        assert_eq!(pki.ca_pem(), Some(cert_pem.as_str()));
+        assert_eq!(
+            pki.sources(),
+            [("sip1.example".to_string(), CertSource::LabCa)]
+        );
+        let trusts_lab = client_config_trusting(&certificates_in_pem(&cert_pem).unwrap()).unwrap();
+        handshake_trusting(&pki, trusts_lab, "sip1.example.", "sip1.example")
+            .await
+            .unwrap();
+        // A device that trusts a run's CA (or any other) does not get through.
+        let run = TestPki::new(["sip1.example."]).unwrap();
+        let refused = handshake_trusting(
+            &pki,
+            run.client_config().unwrap(),
+            "sip1.example.",
+            "sip1.example",
+        )
+        .await;
+        assert!(refused.is_err_and(|e| e.contains("UnknownIssuer")));
+    }
+
+    #[tokio::test]
+    async fn a_fixed_certificate_is_served_as_it_is() {
+        let (other_ca, _, issuer) = lab_ca("elsewhere");
+        let (chain, key) = leaf("s52.snom.rocks", &issuer);
+        let fixed = FixedCert::from_pem("s52.pem".into(), "S52.snom.rocks.", &chain, &key).unwrap();
+        let lab = LabPki {
+            ca: None,
+            fixed: [("s52.snom.rocks".to_string(), fixed)]
+                .into_iter()
+                .collect(),
+        };
+        let pki = TestPki::with_lab(["s52.snom.rocks.", "s53.snom.rocks."], &lab).unwrap();
+        assert_eq!(
+            pki.sources(),
+            [
+                ("s52.snom.rocks".to_string(), CertSource::Fixed),
+                ("s53.snom.rocks".to_string(), CertSource::RunCa)
+            ]
+        );
+        // The run's CA is what ca.pem holds; the fixed one's CA srvlab has no file for.
+        assert!(pki.ca_pem().is_some_and(|pem| pem != other_ca));
+        let trusts_other =
+            client_config_trusting(&certificates_in_pem(&other_ca).unwrap()).unwrap();
+        handshake_trusting(&pki, trusts_other, "s52.snom.rocks.", "s52.snom.rocks")
+            .await
+            .unwrap();
+        let only_fixed = TestPki::with_lab(["s52.snom.rocks."], &lab).unwrap();
+        assert_eq!(only_fixed.ca_pem(), None);
+    }
+
+    #[test]
+    fn a_labs_pem_files_are_checked() {
+        let (ca_pem, ca_key, issuer) = lab_ca("bench CA");
+        let (_, other_key, _) = lab_ca("other");
+        let (chain, key) = leaf("s52.snom.rocks", &issuer);
+        let wrong_name = FixedCert::from_pem("x".into(), "s53.snom.rocks.", &chain, &key);
+        assert!(wrong_name.is_err_and(
+            |e| e.to_string() == "the certificate names s52.snom.rocks, not s53.snom.rocks"
+        ),);
+        assert!(matches!(
+            FixedCert::from_pem("x".into(), "s52.snom.rocks.", &chain, &other_key),
+            Err(PemError::KeyMismatch(_))
+        ));
+        assert!(matches!(
+            LabCa::from_pem("x".into(), &ca_pem)
+                .unwrap()
+                .with_key(&other_key),
+            Err(PemError::KeyMismatch(_))
+        ));
+        assert!(
+            LabCa::from_pem("x".into(), &ca_pem)
+                .unwrap()
+                .with_key(&ca_key)
+                .is_ok()
+        );
+        assert!(matches!(
+            LabCa::from_pem("x".into(), &chain),
+            Err(PemError::NotCa)
+        ));
+        assert!(matches!(
+            LabCa::from_pem("x".into(), "not a certificate"),
+            Err(PemError::NoCertificate)
+        ));
+        assert!(matches!(
+            LabCa::from_pem("x".into(), &ca_pem)
+                .unwrap()
+                .with_key("junk"),
+            Err(PemError::NotPkcs8(_))
+        ));
+        let wildcard = CertInfo {
+            names: vec!["*.snom.rocks".into()],
+            ..CertInfo::of(&certificates_in_pem(&chain).unwrap()[0]).unwrap()
+        };
+        assert!(wildcard.names_host("s9.snom.rocks."));
+        assert!(!wildcard.names_host("a.s9.snom.rocks."));
     }
 
     #[test]

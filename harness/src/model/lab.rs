@@ -972,6 +972,134 @@ mod tests {
         assert!(err.contains("the lab bench has 1"), "{err}");
     }
 
+    /// A folder of PEM files as a lab keeps them: its CA (cert, PKCS#8 key), a certificate for
+    /// s52.snom.rocks from it, and a stranger's key.
+    fn certs_dir(name: &str) -> PathBuf {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let dir = std::env::temp_dir().join(format!("srvlab-labtls-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "bench CA");
+        let key = KeyPair::generate().unwrap();
+        let ca = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("ca.key"), key.serialize_pem()).unwrap();
+        let issuer = Issuer::new(params, key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["s52.snom.rocks".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        std::fs::write(dir.join("s52.pem"), leaf.pem()).unwrap();
+        std::fs::write(dir.join("s52.key"), leaf_key.serialize_pem()).unwrap();
+        std::fs::write(
+            dir.join("other.key"),
+            KeyPair::generate().unwrap().serialize_pem(),
+        )
+        .unwrap();
+        std::fs::write(dir.join("junk.pem"), "not PEM at all\n").unwrap();
+        dir
+    }
+
+    fn tls_lab(dir: &Path, tls: &str) -> (Option<Lab>, Diagnostics) {
+        let profile =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/profiles/reference.yaml");
+        let text = format!(
+            "lab: bench\ndns: 127.0.0.1:5353\ndevice:\n  address: 127.0.0.1\n  profile: {}\ntrigger:\n  kind: manual\ntls:\n{tls}",
+            profile.display()
+        );
+        Lab::parse(&SourceFile::new("bench.yaml", &text), dir)
+    }
+
+    #[test]
+    fn a_labs_certificates_are_read_and_their_mistakes_located() {
+        let dir = certs_dir("parse");
+        let (parsed, found) = tls_lab(
+            &dir,
+            "  ca_cert: ca.pem\n  ca_key: ca.key\n  certificates:\n    S52.snom.rocks: {cert: s52.pem, key: s52.key}\n",
+        );
+        assert!(!found.has_errors(), "{found}");
+        let tls = parsed.unwrap().tls.unwrap();
+        assert!(tls.ca.as_ref().is_some_and(crate::tls::LabCa::can_issue));
+        assert_eq!(
+            tls.source_for("s52.snom.rocks."),
+            crate::tls::CertSource::Fixed
+        );
+        assert_eq!(
+            tls.source_for("s53.snom.rocks."),
+            crate::tls::CertSource::LabCa
+        );
+
+        // Line 9 is the first line under `tls:`.
+        let errors = |tls: &str| {
+            let (parsed, found) = tls_lab(&dir, tls);
+            assert!(parsed.is_none(), "{found}");
+            found.to_string()
+        };
+        let text = errors("  ca_cert: missing.pem\n  ca_key: ca.key\n");
+        assert!(
+            text.contains("bench.yaml:9:12: error: cannot read "),
+            "{text}"
+        );
+        assert!(text.contains("missing.pem"), "{text}");
+        let text = errors("  ca_key: ca.key\n");
+        assert!(
+            text.contains(
+                "bench.yaml:9:11: error: a CA key needs its certificate: give `ca_cert` too"
+            ),
+            "{text}"
+        );
+        let text = errors("  ca_cert: junk.pem\n");
+        assert!(
+            text.contains("bench.yaml:9:12: error: junk.pem: no PEM certificate in it"),
+            "{text}"
+        );
+        let text = errors("  ca_cert: s52.pem\n");
+        assert!(
+            text.contains("bench.yaml:9:12: error: s52.pem: the certificate is no CA"),
+            "{text}"
+        );
+        let text = errors("  ca_cert: ca.pem\n  ca_key: other.key\n");
+        assert!(
+            text.contains(
+                "bench.yaml:10:11: error: other.key: the key does not belong to the certificate"
+            ),
+            "{text}"
+        );
+        let text = errors("  certificates:\n    s53.snom.rocks.: {cert: s52.pem, key: s52.key}\n");
+        assert!(
+            text.contains("bench.yaml:10:29: error: s52.pem: the certificate names s52.snom.rocks, not s53.snom.rocks"),
+            "{text}"
+        );
+        let text =
+            errors("  certificates:\n    s52.snom.rocks.: {cert: s52.pem, key: other.key}\n");
+        assert!(
+            text.contains("bench.yaml:10:43: error: other.key: the key does not belong"),
+            "{text}"
+        );
+        let text = errors("  ca_cert: ca.pem\n  other: x\n");
+        assert!(
+            text.contains("bench.yaml:10:"),
+            "unknown fields are errors: {text}"
+        );
+
+        // A CA without its key only says what the fixed certificates chain to.
+        let (parsed, found) = tls_lab(&dir, "  ca_cert: ca.pem\n");
+        assert!(
+            found.to_string().contains("warning: no `ca_key`"),
+            "{found}"
+        );
+        let tls = parsed.unwrap().tls.unwrap();
+        assert_eq!(
+            tls.source_for("s53.snom.rocks."),
+            crate::tls::CertSource::RunCa
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_uri_names_its_numeric_host() {
         assert_eq!(
