@@ -43,7 +43,7 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
     if options.count == 0 {
         bail!("--count must be at least 1");
     }
-    let config = UaConfig {
+    let mut config = UaConfig {
         t1: Duration::from_millis(options.t1_ms),
         dirty_host_ttl: options.dirty_host_ttl.map(Duration::from_secs),
         seed: options.seed,
@@ -60,6 +60,10 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    if tls.is_some() {
+        // A CA to trust is what the UA needs to speak TLS: with one, it does.
+        config.transports.push(srvlab::timeline::Transport::Tls);
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     let failures = runtime.block_on(async {
         let mut ua = Ua::new(config, &options.user, options.dns);
