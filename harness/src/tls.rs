@@ -345,19 +345,39 @@ fn run_ca() -> Result<(rcgen::Certificate, Issuer<'static, KeyPair>), TlsError> 
     Ok((ca_cert, Issuer::new(ca_params, ca_key)))
 }
 
+/// How long a certificate from a lab's CA is valid at most: what strict clients accept of a
+/// server certificate.
+const LAB_CERT_DAYS: i64 = 397;
+
 /// A server certificate for `name` from `issuer`, with the issuer's certificate as its chain.
+/// From a lab's CA (`ca_not_after` given) it is valid from an hour ago for [`LAB_CERT_DAYS`],
+/// never beyond the CA itself: a phone may check both, unlike the run's own CA's certificates
+/// (rcgen's 1975–4096), which only srvlab's run trusts.
 fn issue(
     name: &str,
     issuer: &Issuer<'static, KeyPair>,
     issuer_cert: &CertificateDer<'static>,
     source: CertSource,
+    ca_not_after: Option<i64>,
 ) -> Result<HostCert, TlsError> {
+    use x509_parser::time::ASN1Time;
     let cert_error = |source| TlsError::Certificate {
         host: name.to_string(),
         source,
     };
     let mut params = CertificateParams::new(vec![name.to_string()]).map_err(cert_error)?;
     params.distinguished_name.push(DnType::CommonName, name);
+    if let Some(ca_not_after) = ca_not_after {
+        let now = ASN1Time::now().timestamp();
+        let end = ca_not_after.min(now + LAB_CERT_DAYS * 86_400);
+        if let (Ok(from), Ok(to)) = (
+            ASN1Time::from_timestamp(now - 3600),
+            ASN1Time::from_timestamp(end),
+        ) {
+            params.not_before = from.to_datetime();
+            params.not_after = to.to_datetime();
+        }
+    }
     // Some phones insist on serverAuth in a server's certificate.
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let key = KeyPair::generate().map_err(cert_error)?;
@@ -384,7 +404,9 @@ impl TestPki {
         lab: &LabPki,
     ) -> Result<Self, TlsError> {
         let lab_issuer = match &lab.ca {
-            Some(ca) => ca.issuer()?.map(|issuer| (issuer, ca.cert.clone())),
+            Some(ca) => ca
+                .issuer()?
+                .map(|issuer| (issuer, ca.cert.clone(), ca.info.not_after)),
             None => None,
         };
         let mut run: Option<(rcgen::Certificate, Issuer<'static, KeyPair>)> = None;
@@ -400,13 +422,15 @@ impl TestPki {
                     key: fixed.key.clone(),
                     source: CertSource::Fixed,
                 },
-                (None, Some((issuer, ca))) => issue(&name, issuer, ca, CertSource::LabCa)?,
+                (None, Some((issuer, ca, not_after))) => {
+                    issue(&name, issuer, ca, CertSource::LabCa, Some(*not_after))?
+                }
                 (None, None) => {
                     let (ca, issuer) = match run.take() {
                         Some(made) => made,
                         None => run_ca()?,
                     };
-                    let cert = issue(&name, &issuer, ca.der(), CertSource::RunCa)?;
+                    let cert = issue(&name, &issuer, ca.der(), CertSource::RunCa, None)?;
                     run = Some((ca, issuer));
                     cert
                 }
@@ -684,6 +708,10 @@ mod tests {
             pki.sources(),
             [("sip1.example".to_string(), CertSource::LabCa)]
         );
+        let issued = CertInfo::of(&pki.hosts["sip1.example"].chain[0]).unwrap();
+        let now = x509_parser::time::ASN1Time::now().timestamp();
+        assert!(issued.not_after > now && issued.not_after <= now + LAB_CERT_DAYS * 86_400);
+        assert_eq!(issued.names, ["sip1.example"]);
         let trusts_lab = client_config_trusting(&certificates_in_pem(&cert_pem).unwrap()).unwrap();
         handshake_trusting(&pki, trusts_lab, "sip1.example.", "sip1.example")
             .await
