@@ -316,6 +316,8 @@ pub struct TestPki {
     /// What a client trusts: the lab's CA and the run's, whichever are in play.
     roots: Vec<CertificateDer<'static>>,
     ca_pem: Option<String>,
+    /// Whether ca.pem is the lab's CA (else the run's, or none).
+    labs_ca: bool,
     hosts: HashMap<String, HostCert>,
 }
 
@@ -445,21 +447,37 @@ impl TestPki {
         }
         if let Some((ca, _)) = &run {
             roots.push(ca.der().clone());
-            // Without a lab CA, the run's is what a device is to trust.
-            ca_pem.get_or_insert_with(|| ca.pem());
+            // Beside a lab's CA that cannot issue (no key), the run's issued some hosts'
+            // certificates: a device trusting ca.pem is to trust both.
+            match &mut ca_pem {
+                Some(labs) => {
+                    if !labs.ends_with('\n') {
+                        labs.push('\n');
+                    }
+                    labs.push_str(&ca.pem());
+                }
+                None => ca_pem = Some(ca.pem()),
+            }
         }
         Ok(Self {
             roots,
             ca_pem,
+            labs_ca: lab.ca.is_some(),
             hosts: issued,
         })
     }
 
-    /// The CA certificate in PEM, for a device that is to trust it: the lab's when it has
-    /// one, else the run's; `None` when every host has a fixed certificate and the lab names
-    /// no CA.
+    /// The CA certificate(s) in PEM, for a device that is to trust them: the lab's when it
+    /// has one, the run's when it issued any (both, when a lab's CA without its key stands
+    /// beside hosts the run's CA issued for); `None` when every host has a fixed certificate
+    /// and the lab names no CA.
     pub fn ca_pem(&self) -> Option<&str> {
         self.ca_pem.as_deref()
+    }
+
+    /// Whether [`Self::ca_pem`] holds the lab's CA file.
+    pub fn ca_is_labs(&self) -> bool {
+        self.labs_ca
     }
 
     /// Where each host's certificate came from, by certificate name, sorted.
@@ -756,6 +774,16 @@ mod tests {
             .unwrap();
         let only_fixed = TestPki::with_lab(["s52.snom.rocks."], &lab).unwrap();
         assert_eq!(only_fixed.ca_pem(), None);
+        // The fixed certificate's CA named without its key: ca.pem holds it and the run's CA,
+        // which issued for the other host.
+        let with_ca = LabPki {
+            ca: Some(LabCa::from_pem("ca.pem".into(), &other_ca).unwrap()),
+            ..lab
+        };
+        let pki = TestPki::with_lab(["s52.snom.rocks.", "s53.snom.rocks."], &with_ca).unwrap();
+        let ca_pem = pki.ca_pem().unwrap();
+        assert!(ca_pem.starts_with(&other_ca) && pki.ca_is_labs());
+        assert_eq!(ca_pem.matches("-----BEGIN CERTIFICATE-----").count(), 2);
     }
 
     #[test]

@@ -389,13 +389,7 @@ impl Lab {
         }
         let mut hosts = BTreeMap::new();
         for (name, address) in raw.hosts {
-            let name = name.to_ascii_lowercase();
-            let name = if name.ends_with('.') {
-                name
-            } else {
-                format!("{name}.")
-            };
-            hosts.insert(name, address.value);
+            hosts.insert(absolute_lower(&name), address.value);
         }
         let mut seen = std::collections::BTreeSet::new();
         let pool: Vec<IpAddr> = raw.addresses.iter().map(|a| a.value).collect();

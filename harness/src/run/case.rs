@@ -288,6 +288,15 @@ fn write_ca(dir: &Path, pki: &crate::tls::TestPki, timeline: &Timeline) {
             });
         }
     }
+    let fixed = listed(crate::tls::CertSource::Fixed);
+    if !fixed.is_empty() && !pki.ca_is_labs() {
+        timeline.record(EventKind::Note {
+            text: format!(
+                "tls: the CA of the fixed certificate(s) of {} is not in ca.pem: the lab names no CA file",
+                fixed.join(", ")
+            ),
+        });
+    }
     match pki.ca_pem() {
         Some(ca_pem) => {
             if let Err(err) = std::fs::write(dir.join("ca.pem"), ca_pem) {
