@@ -564,3 +564,34 @@ fn internet_checksum(bytes: &[u8]) -> u16 {
     }
     !(sum as u16)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid_until(not_after: i64) -> CertInfo {
+        CertInfo {
+            subject: "CN=bench CA".into(),
+            issuer: "CN=bench CA".into(),
+            names: Vec::new(),
+            not_after,
+            not_after_text: "then".into(),
+            sha256: String::new(),
+            is_ca: true,
+        }
+    }
+
+    #[test]
+    fn an_expired_certificate_fails_and_one_about_to_expire_is_warned_of() {
+        let now = 1_800_000_000;
+        let day = 86_400;
+        let expired = expiry("lab CA", &valid_until(now - 1), now);
+        assert!(!expired.ok, "{}", expired.what);
+        assert_eq!(expired.what, "lab CA expired on then");
+        let soon = expiry("lab CA", &valid_until(now + 10 * day + 5), now);
+        assert!(soon.ok && soon.warn, "{}", soon.what);
+        assert_eq!(soon.what, "lab CA expires in 10 day(s), on then");
+        let fine = expiry("lab CA", &valid_until(now + 31 * day), now);
+        assert!(fine.ok && !fine.warn, "{}", fine.what);
+    }
+}

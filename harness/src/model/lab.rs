@@ -770,14 +770,13 @@ fn parse_tls(
                 }
                 pki.fixed.insert(crate::tls::certificate_name(&host), cert);
             }
-            Err(err @ crate::tls::PemError::KeyMismatch(_)) => problems.push((
-                Span::of(file, &fixed.key),
-                format!("{}: {err}", fixed.key.value),
-            )),
-            Err(err @ crate::tls::PemError::BadKey(_)) => problems.push((
-                Span::of(file, &fixed.key),
-                format!("{}: {err}", fixed.key.value),
-            )),
+            // What is wrong with the key is shown at the key's path.
+            Err(err @ (crate::tls::PemError::KeyMismatch(_) | crate::tls::PemError::BadKey(_))) => {
+                problems.push((
+                    Span::of(file, &fixed.key),
+                    format!("{}: {err}", fixed.key.value),
+                ))
+            }
             Err(err) => problems.push((
                 Span::of(file, &fixed.cert),
                 format!("{}: {err}", fixed.cert.value),
