@@ -523,3 +523,52 @@ fn a_phone_trusting_the_labs_ca_fails_the_handshake_with_the_runs_own() {
     let report = report(&out);
     assert!(report["manifest"]["lab"].get("tls").is_none());
 }
+
+#[test]
+fn a_labs_fixed_certificate_is_what_the_host_presents() {
+    use rcgen::{CertificateParams, Issuer, KeyPair};
+    let _lab = lock();
+    let dir = out_dir("labtls-fixed");
+    std::fs::create_dir_all(&dir).unwrap();
+    lab_ca(&dir, "bench CA");
+    // The lab's certificate for sip2, from its CA, made as the lab would (not by srvlab).
+    let ca_key =
+        KeyPair::from_pem(&std::fs::read_to_string(dir.join("lab-ca.key")).unwrap()).unwrap();
+    let issuer = Issuer::from_ca_cert_pem(
+        &std::fs::read_to_string(dir.join("lab-ca.pem")).unwrap(),
+        ca_key,
+    )
+    .unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["sip2.tls.test".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join("sip2.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("sip2.key"), key.serialize_pem()).unwrap();
+    let lab = tls_lab(
+        &dir,
+        5373,
+        "tls:\n  ca_cert: lab-ca.pem\n  certificates:\n    sip2.tls.test.: {cert: sip2.pem, key: sip2.key}\n",
+    );
+    let out = out_dir("labtls-fixed-run");
+    let output = run_tls_lab(&lab, &out);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let timeline = std::fs::read_to_string(out.join("cases/sips-tls/timeline.jsonl")).unwrap();
+    assert!(
+        timeline.contains("tls: sip2.tls.test: the lab's fixed certificate"),
+        "{timeline}"
+    );
+    let report = report(&out);
+    let tls = &report["manifest"]["lab"]["tls"];
+    assert_eq!(tls["issuer"], "run CA", "{tls}");
+    assert!(
+        tls["fixed"]["sip2.tls.test"]
+            .as_str()
+            .is_some_and(|path| path.ends_with("sip2.pem")),
+        "{tls}"
+    );
+    let (status, sentence) = verdict(&report, "sips-tls", "L5");
+    assert_eq!(status, "pass", "{sentence}");
+}
