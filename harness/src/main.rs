@@ -146,6 +146,10 @@ enum Command {
         /// The user part of the UA's address.
         #[arg(long, default_value = "srvlab")]
         user: String,
+        /// Reach TLS targets trusting the CA certificate(s) in this PEM file only (a lab's CA,
+        /// or a case's ca.pem); without it a TLS target fails.
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
     },
     /// Check zone and case files (files or folders of *.yaml); exits 2 when any has an error.
     Validate {
@@ -227,6 +231,7 @@ fn main() -> ExitCode {
             seed,
             faults,
             user,
+            ca,
             ..
         } => commands::ua::run(commands::ua::Options {
             method: action.unwrap_or(UaAction::Options).into(),
@@ -238,6 +243,7 @@ fn main() -> ExitCode {
             seed,
             faults,
             user,
+            ca,
         }),
     };
     match result {

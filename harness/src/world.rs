@@ -7,7 +7,7 @@ use crate::dns::{DnsError, DnsServer};
 use crate::model::case::{Case, TlsFailure};
 use crate::servers::{self, RefusalWatcher, RefusingPorts, ServerError, ServerHandle};
 use crate::timeline::{EventKind, Timeline, Transport};
-use crate::tls::{TestPki, TlsError};
+use crate::tls::{LabPki, TestPki, TlsError};
 
 /// How long a world waits for the kernel to stamp packets on arrival (see
 /// [`servers::stamp::wait_until_live`]); it takes a few milliseconds when it is needed at all.
@@ -23,10 +23,12 @@ pub enum WorldError {
     Tls(#[from] TlsError),
 }
 
-/// Where the world's DNS listens.
+/// Where the world's DNS listens, and the lab's TLS certificates when it has its own.
 #[derive(Clone, Debug)]
 pub struct WorldOptions {
     pub dns_listen: Vec<SocketAddr>,
+    /// `None`: every TLS server's certificate comes from a CA of this run.
+    pub tls: Option<std::sync::Arc<LabPki>>,
 }
 
 pub struct World {
@@ -35,7 +37,7 @@ pub struct World {
     /// `None` when raw sockets are not allowed; the reason is on the timeline.
     watcher: Option<RefusalWatcher>,
     timeline: Timeline,
-    /// The run's test CA and certificates, when a server listens on tls.
+    /// The servers' certificates and the CA to trust, when a server listens on tls.
     pki: Option<TestPki>,
 }
 
@@ -78,7 +80,11 @@ impl World {
             .any(|s| s.transports.contains(&Transport::Tls))
         {
             let hosts: Vec<String> = case.servers.iter().map(|s| s.host.to_ascii()).collect();
-            Some(TestPki::new(hosts.iter().map(String::as_str))?)
+            let hosts = hosts.iter().map(String::as_str);
+            Some(match &options.tls {
+                Some(lab) => TestPki::with_lab(hosts, lab)?,
+                None => TestPki::new(hosts)?,
+            })
         } else {
             None
         };
@@ -118,7 +124,7 @@ impl World {
         &self.dns
     }
 
-    /// The run's test CA, when a server listens on tls: what a TLS client is to trust.
+    /// The servers' certificates, when a server listens on tls: what a TLS client is to trust.
     pub fn pki(&self) -> Option<&TestPki> {
         self.pki.as_ref()
     }

@@ -372,3 +372,203 @@ fn a_passive_device_is_judged_on_what_it_does_by_itself() {
         "{stdout}"
     );
 }
+
+/// A lab's own CA, as a lab keeps it (certificate and PKCS#8 key in PEM), written to `dir`.
+fn lab_ca(dir: &std::path::Path, name: &str) -> PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join("lab-ca.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("lab-ca.key"), key.serialize_pem()).unwrap();
+    dir.join("lab-ca.pem")
+}
+
+/// A loopback lab on 127.0.71.x whose device, srvlab's own UA, trusts the lab's CA file only;
+/// `tls` is the lab file's `tls:` section (or nothing).
+fn tls_lab(dir: &std::path::Path, dns_port: u16, tls: &str) -> PathBuf {
+    let ca = dir.join("lab-ca.pem");
+    let dns = format!("127.0.71.9:{dns_port}");
+    let action = |verb: &str| {
+        format!(
+            "[\"{{srvlab}}\", ua, {verb}, \"{{uri}}\", --dns, \"{dns}\", --t1, \"20\", --seed, \"{{request}}\", --ca, \"{}\"]",
+            ca.display()
+        )
+    };
+    let lab = dir.join("lab.yaml");
+    std::fs::write(
+        &lab,
+        format!(
+            "lab: labtls\ndns: {dns}\naddresses: [127.0.71.1, 127.0.71.2]\ndevice:\n  address: 127.0.0.1\n  profile: {}\n  act_within: 10s\ntrigger:\n  kind: command\n  call: {}\n  register: {}\n{tls}",
+            root().join("fixtures/profiles/reference.yaml").display(),
+            action("call"),
+            action("register"),
+        ),
+    )
+    .unwrap();
+    lab
+}
+
+fn run_tls_lab(lab: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_srvlab"))
+        .args(["run", "--dut", "external", "--lab"])
+        .arg(lab)
+        .args(["cases/transport/sips-tls.yaml", "--out"])
+        .arg(out)
+        .current_dir(root())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_phone_trusting_the_labs_ca_gets_through_over_tls() {
+    let _lab = lock();
+    let dir = out_dir("labtls-ca");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = lab_ca(&dir, "bench CA");
+    let lab = tls_lab(
+        &dir,
+        5371,
+        "tls:\n  ca_cert: lab-ca.pem\n  ca_key: lab-ca.key\n",
+    );
+    let out = out_dir("labtls-ca-run");
+    let output = run_tls_lab(&lab, &out);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = report(&out);
+    for check in ["L5", "L8", "T3", "F2"] {
+        let (status, sentence) = verdict(&report, "sips-tls", check);
+        assert_eq!(status, "pass", "{check}: {sentence}");
+    }
+    // The device trusts the lab's CA file only, so its calls prove the servers' certificates
+    // chain to it; and ca.pem beside the capture is that very file.
+    let case = out.join("cases/sips-tls");
+    assert_eq!(
+        std::fs::read_to_string(case.join("ca.pem")).unwrap(),
+        std::fs::read_to_string(&ca).unwrap()
+    );
+    let timeline = std::fs::read_to_string(case.join("timeline.jsonl")).unwrap();
+    assert!(
+        timeline.contains("tls: sip1.tls.test, sip2.tls.test: issued by the lab's CA"),
+        "{timeline}"
+    );
+    assert!(!timeline.contains("\"tls_failed\""), "{timeline}");
+    assert!(
+        timeline.contains("\"tls_secret\""),
+        "the key log still works"
+    );
+    let tls = &report["manifest"]["lab"]["tls"];
+    assert_eq!(tls["issuer"], "lab CA", "{tls}");
+    assert!(tls["ca_subject"].as_str().unwrap().contains("bench CA"));
+    assert_eq!(tls["ca_sha256"].as_str().unwrap().len(), 95, "{tls}");
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("TLS: certificates issued by the lab's CA CN=bench CA (SHA-256 "),
+        "{summary}"
+    );
+
+    // The doctor shows the CA, its validity, and which certificate each case host gets.
+    let doctor = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+        .args(["doctor", "--lab"])
+        .arg(&lab)
+        .arg("cases/transport/sips-tls.yaml")
+        .arg("cases/transport/tls-handshake-failures.yaml")
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&doctor.stdout);
+    assert!(said.contains("ok    lab CA "), "{said}");
+    assert!(said.contains("loads: CN=bench CA, SHA-256 "), "{said}");
+    assert!(said.contains("is valid until "), "{said}");
+    assert!(
+        said.contains("case sips-tls: sip1.tls.test. → issued by the lab's CA; sip2.tls.test. → issued by the lab's CA"),
+        "{said}"
+    );
+    assert!(
+        said.contains("→ a self-signed certificate (tls fail: bad_certificate)"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_phone_trusting_the_labs_ca_fails_the_handshake_with_the_runs_own() {
+    let _lab = lock();
+    let dir = out_dir("labtls-run");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = lab_ca(&dir, "bench CA");
+    // No `tls:`: the servers' certificates come from the run's own CA, which this device
+    // (trusting only the lab's CA, as a phone on a bench does) rejects.
+    let lab = tls_lab(&dir, 5372, "");
+    let out = out_dir("labtls-run-run");
+    let output = run_tls_lab(&lab, &out);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_ne!(output.status.code(), Some(0), "{stdout}");
+    let case = out.join("cases/sips-tls");
+    let written = std::fs::read_to_string(case.join("ca.pem")).unwrap();
+    assert_ne!(written, std::fs::read_to_string(&ca).unwrap());
+    let timeline = std::fs::read_to_string(case.join("timeline.jsonl")).unwrap();
+    assert!(
+        timeline.contains("tls: sip1.tls.test, sip2.tls.test: issued by the run's own CA"),
+        "{timeline}"
+    );
+    assert!(timeline.contains("\"tls_failed\""), "{timeline}");
+    let report = report(&out);
+    assert!(report["manifest"]["lab"].get("tls").is_none());
+}
+
+#[test]
+fn a_labs_fixed_certificate_is_what_the_host_presents() {
+    use rcgen::{CertificateParams, Issuer, KeyPair};
+    let _lab = lock();
+    let dir = out_dir("labtls-fixed");
+    std::fs::create_dir_all(&dir).unwrap();
+    lab_ca(&dir, "bench CA");
+    // The lab's certificate for sip2, from its CA, made as the lab would (not by srvlab).
+    let ca_key =
+        KeyPair::from_pem(&std::fs::read_to_string(dir.join("lab-ca.key")).unwrap()).unwrap();
+    let issuer = Issuer::from_ca_cert_pem(
+        &std::fs::read_to_string(dir.join("lab-ca.pem")).unwrap(),
+        ca_key,
+    )
+    .unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["sip2.tls.test".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join("sip2.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("sip2.key"), key.serialize_pem()).unwrap();
+    let lab = tls_lab(
+        &dir,
+        5373,
+        "tls:\n  ca_cert: lab-ca.pem\n  certificates:\n    sip2.tls.test.: {cert: sip2.pem, key: sip2.key}\n",
+    );
+    let out = out_dir("labtls-fixed-run");
+    let output = run_tls_lab(&lab, &out);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let timeline = std::fs::read_to_string(out.join("cases/sips-tls/timeline.jsonl")).unwrap();
+    assert!(
+        timeline.contains("tls: sip2.tls.test: the lab's fixed certificate"),
+        "{timeline}"
+    );
+    let report = report(&out);
+    let tls = &report["manifest"]["lab"]["tls"];
+    assert_eq!(tls["issuer"], "run CA", "{tls}");
+    assert!(
+        tls["fixed"]["sip2.tls.test"]
+            .as_str()
+            .is_some_and(|path| path.ends_with("sip2.pem")),
+        "{tls}"
+    );
+    let (status, sentence) = verdict(&report, "sips-tls", "L5");
+    assert_eq!(status, "pass", "{sentence}");
+}

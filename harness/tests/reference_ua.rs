@@ -36,6 +36,7 @@ async fn seed_world(net: u8, script52: &str, script114: &str) -> World {
     let case = case.unwrap_or_else(|| panic!("{diagnostics}"));
     let options = WorldOptions {
         dns_listen: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: None,
     };
     World::start(&case, &options, Timeline::new())
         .await
@@ -197,6 +198,7 @@ async fn it_registers_with_and_calls_sipp() {
     let case = case.unwrap_or_else(|| panic!("{diagnostics}"));
     let options = WorldOptions {
         dns_listen: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: None,
     };
     let world = World::start(&case, &options, Timeline::new())
         .await

@@ -23,6 +23,7 @@ async fn world(yaml: &str) -> World {
     let case = case.unwrap_or_else(|| panic!("case does not validate:\n{diagnostics}"));
     let options = WorldOptions {
         dns_listen: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: None,
     };
     let world = World::start(&case, &options, Timeline::new())
         .await

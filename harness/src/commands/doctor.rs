@@ -12,15 +12,18 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use srvlab::model::case::Case;
+use srvlab::model::case::{Case, TlsFailure};
 use srvlab::model::lab::{Action, Lab, TriggerKind, Vars};
 use srvlab::timeline::Transport;
+use srvlab::tls::{CertInfo, CertSource};
 
 use super::{exit_bad_input, exit_run_failed, print_diagnostics};
 
 /// One line of the doctor's report.
 struct Finding {
     ok: bool,
+    /// Not in the way of a run, but soon will be (a certificate about to expire).
+    warn: bool,
     what: String,
     fixes: Vec<String>,
 }
@@ -29,14 +32,25 @@ impl Finding {
     fn ok(what: impl Into<String>) -> Self {
         Self {
             ok: true,
+            warn: false,
             what: what.into(),
             fixes: Vec::new(),
+        }
+    }
+
+    fn warn(what: impl Into<String>, fixes: Vec<String>) -> Self {
+        Self {
+            ok: true,
+            warn: true,
+            what: what.into(),
+            fixes,
         }
     }
 
     fn fail(what: impl Into<String>, fixes: Vec<String>) -> Self {
         Self {
             ok: false,
+            warn: false,
             what: what.into(),
             fixes,
         }
@@ -74,13 +88,18 @@ pub fn run(lab_path: &Path, cases: &[PathBuf]) -> anyhow::Result<ExitCode> {
     findings.extend(ports(&lab, &loaded));
     findings.push(raw_sockets());
     findings.extend(cases_fit(&lab, &loaded));
+    findings.extend(tls(&lab, &loaded, unix_now()));
     findings.push(trigger(&lab));
     findings.push(device_answers(&lab));
     let mut failed = 0;
     for finding in &findings {
         say!(
             "{}  {}",
-            if finding.ok { "ok  " } else { "FAIL" },
+            match (finding.ok, finding.warn) {
+                (true, false) => "ok  ",
+                (true, true) => "warn",
+                (false, _) => "FAIL",
+            },
             finding.what
         );
         for fix in &finding.fixes {
@@ -231,6 +250,112 @@ fn cases_fit(lab: &Lab, cases: &[Case]) -> Vec<Finding> {
     } else {
         problems
     }
+}
+
+/// A certificate expiring within this many days is warned of: a bench needs time to renew
+/// and roll out a CA.
+const EXPIRY_WARNING_DAYS: i64 = 30;
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Whether a certificate is still valid at `now` and for how long.
+fn expiry(what: &str, info: &CertInfo, now: i64) -> Finding {
+    let days = (info.not_after - now).div_euclid(86_400);
+    if info.not_after <= now {
+        Finding::fail(
+            format!("{what} expired on {}", info.not_after_text),
+            vec!["renew it (a device rejects an expired certificate)".into()],
+        )
+    } else if days < EXPIRY_WARNING_DAYS {
+        Finding::warn(
+            format!(
+                "{what} expires in {days} day(s), on {}",
+                info.not_after_text
+            ),
+            vec!["renew it before the bench's next runs".into()],
+        )
+    } else {
+        Finding::ok(format!("{what} is valid until {}", info.not_after_text))
+    }
+}
+
+/// The lab's CA and fixed certificates load (the lab file's parsing did that) and are not
+/// expired, and which certificate each TLS host of the cases would present.
+fn tls(lab: &Lab, cases: &[Case], now: i64) -> Vec<Finding> {
+    let pki = lab.tls.as_deref().cloned().unwrap_or_default();
+    let mut findings = Vec::new();
+    if let Some(ca) = &pki.ca {
+        findings.push(Finding::ok(format!(
+            "lab CA {} loads: {}, SHA-256 {}{}",
+            ca.path.display(),
+            ca.info.subject,
+            ca.info.sha256,
+            if ca.can_issue() {
+                ", with its key"
+            } else {
+                ", without a key"
+            }
+        )));
+        findings.push(expiry(
+            &format!("lab CA {}", ca.path.display()),
+            &ca.info,
+            now,
+        ));
+    }
+    for (host, cert) in &pki.fixed {
+        findings.push(Finding::ok(format!(
+            "certificate for {host} ({}) loads: names {}, issued by {}",
+            cert.path.display(),
+            cert.info.names.join(", "),
+            cert.info.issuer
+        )));
+        findings.push(expiry(
+            &format!("certificate for {host} ({})", cert.path.display()),
+            &cert.info,
+            now,
+        ));
+    }
+    for case in cases {
+        let hosts: Vec<String> = case
+            .servers
+            .iter()
+            .filter(|server| server.transports.contains(&Transport::Tls))
+            .map(|server| {
+                let host = server.host.to_ascii();
+                let source = if matches!(server.tls.fail, Some(TlsFailure::BadCertificate)) {
+                    "a self-signed certificate (tls fail: bad_certificate)".to_string()
+                } else {
+                    match pki.source_for(&host) {
+                        CertSource::Fixed => pki
+                            .fixed
+                            .get(&srvlab::tls::certificate_name(&host))
+                            .map_or_else(
+                                || CertSource::Fixed.to_string(),
+                                |cert| format!("{}", cert.path.display()),
+                            ),
+                        CertSource::RunCa => {
+                            "issued by the run's own CA (the device must trust the case's ca.pem)"
+                                .to_string()
+                        }
+                        source => source.to_string(),
+                    }
+                };
+                format!("{host} → {source}")
+            })
+            .collect();
+        if !hosts.is_empty() {
+            findings.push(Finding::ok(format!(
+                "case {}: {}",
+                case.id,
+                hosts.join("; ")
+            )));
+        }
+    }
+    findings
 }
 
 /// The trigger can be carried out: its programs exist, its URLs are plain http.
@@ -438,4 +563,35 @@ fn internet_checksum(bytes: &[u8]) -> u16 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid_until(not_after: i64) -> CertInfo {
+        CertInfo {
+            subject: "CN=bench CA".into(),
+            issuer: "CN=bench CA".into(),
+            names: Vec::new(),
+            not_after,
+            not_after_text: "then".into(),
+            sha256: String::new(),
+            is_ca: true,
+        }
+    }
+
+    #[test]
+    fn an_expired_certificate_fails_and_one_about_to_expire_is_warned_of() {
+        let now = 1_800_000_000;
+        let day = 86_400;
+        let expired = expiry("lab CA", &valid_until(now - 1), now);
+        assert!(!expired.ok, "{}", expired.what);
+        assert_eq!(expired.what, "lab CA expired on then");
+        let soon = expiry("lab CA", &valid_until(now + 10 * day + 5), now);
+        assert!(soon.ok && soon.warn, "{}", soon.what);
+        assert_eq!(soon.what, "lab CA expires in 10 day(s), on then");
+        let fine = expiry("lab CA", &valid_until(now + 31 * day), now);
+        assert!(fine.ok && !fine.warn, "{}", fine.what);
+    }
 }

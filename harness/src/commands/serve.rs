@@ -61,15 +61,15 @@ async fn serve(
     let mut terminate = signal(SignalKind::terminate())?;
     let options = WorldOptions {
         dns_listen: dns.to_vec(),
+        tls: None,
     };
     let world = World::start(case, &options, timeline)
         .await
         .with_context(|| format!("cannot bring up the world of case `{}`", case.id))?;
     say!("case {}: {}", case.id, case.title);
-    if let Some(pki) = world.pki() {
+    if let Some(ca_pem) = world.pki().and_then(|pki| pki.ca_pem()) {
         let ca = out.join("ca.pem");
-        std::fs::write(&ca, pki.ca_pem())
-            .with_context(|| format!("cannot write {}", ca.display()))?;
+        std::fs::write(&ca, ca_pem).with_context(|| format!("cannot write {}", ca.display()))?;
         say!(
             "tls CA:   {} (what a device connecting over TLS trusts)",
             ca.display()

@@ -21,6 +21,8 @@ pub struct Options {
     pub seed: u64,
     pub faults: Vec<Fault>,
     pub user: String,
+    /// The CA file to trust for TLS targets.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 pub fn list_faults() -> ExitCode {
@@ -41,16 +43,33 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
     if options.count == 0 {
         bail!("--count must be at least 1");
     }
-    let config = UaConfig {
+    let mut config = UaConfig {
         t1: Duration::from_millis(options.t1_ms),
         dirty_host_ttl: options.dirty_host_ttl.map(Duration::from_secs),
         seed: options.seed,
         faults: Faults(options.faults.iter().copied().collect()),
         ..UaConfig::default()
     };
+    let tls = match &options.ca {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --ca {}", path.display()))?;
+            let roots = srvlab::tls::certificates_in_pem(&pem)
+                .with_context(|| format!("--ca {}", path.display()))?;
+            Some(srvlab::tls::client_config_trusting(&roots)?)
+        }
+        None => None,
+    };
+    if tls.is_some() {
+        // A CA to trust is what the UA needs to speak TLS: with one, it does.
+        config.transports.push(srvlab::timeline::Transport::Tls);
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     let failures = runtime.block_on(async {
         let mut ua = Ua::new(config, &options.user, options.dns);
+        if let Some(tls) = tls {
+            ua = ua.with_tls(tls);
+        }
         let mut failures = 0;
         for round in 1..=options.count {
             if options.count > 1 {

@@ -17,7 +17,16 @@
 //!   register: [scripts/baresip-ctrl, "127.0.0.1:4444", uanew, "<{aor}>;regint=600"]
 //!   call: [scripts/baresip-ctrl, "127.0.0.1:4444", dial, "{uri}"]
 //!   hangup: [scripts/baresip-ctrl, "127.0.0.1:4444", hangup]
+//! tls:                              # optional: the lab's own PKI (paths relative to this file)
+//!   ca_cert: certs/lab-ca.pem       # the CA the phone trusts (PEM)
+//!   ca_key: certs/lab-ca.key        # its key (PEM, PKCS#8): each host's certificate is issued from it
+//!   certificates:                   # or fixed ones by host name, served as they are (chain + key)
+//!     sipserver52.snom.rocks.: {cert: certs/s52.pem, key: certs/s52.key}
 //! ```
+//!
+//! A host without a fixed certificate gets one issued by the lab's CA when `ca_key` is given,
+//! else by a CA of the run (written as ca.pem beside each capture). A phone on a bench trusts
+//! its lab's CA and cannot import a fresh one every run.
 //!
 //! A case speaks of server names and loopback addresses; a lab maps every address a case
 //! uses (its servers' and its zone's A/AAAA records) to an address of this host, so the same
@@ -40,6 +49,7 @@ use super::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 use super::duration::DurationSpec;
 use super::profile::Profile;
 use super::zone::RecordData;
+use crate::tls::{FixedCert, LabCa, LabPki};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +64,26 @@ struct RawLab {
     hosts: BTreeMap<String, Spanned<IpAddr>>,
     device: RawDevice,
     trigger: Spanned<RawTrigger>,
+    #[serde(default)]
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    #[serde(default)]
+    ca_cert: Option<Spanned<String>>,
+    #[serde(default)]
+    ca_key: Option<Spanned<String>>,
+    #[serde(default)]
+    certificates: BTreeMap<String, RawFixed>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFixed {
+    cert: Spanned<String>,
+    key: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -318,6 +348,8 @@ pub struct Lab {
     pub hosts: BTreeMap<String, IpAddr>,
     pub device: LabDevice,
     pub trigger: Trigger,
+    /// The lab's own CA and fixed certificates (`tls:`); `None`: the run's CA, as without a lab.
+    pub tls: Option<Arc<LabPki>>,
     pub file: Arc<SourceFile>,
 }
 
@@ -357,13 +389,7 @@ impl Lab {
         }
         let mut hosts = BTreeMap::new();
         for (name, address) in raw.hosts {
-            let name = name.to_ascii_lowercase();
-            let name = if name.ends_with('.') {
-                name
-            } else {
-                format!("{name}.")
-            };
-            hosts.insert(name, address.value);
+            hosts.insert(absolute_lower(&name), address.value);
         }
         let mut seen = std::collections::BTreeSet::new();
         let pool: Vec<IpAddr> = raw.addresses.iter().map(|a| a.value).collect();
@@ -479,7 +505,11 @@ impl Lab {
                 "`auth` is for http triggers",
             ));
         }
+        let tls = raw
+            .tls
+            .map(|tls| Arc::new(parse_tls(file, base, tls, &mut diagnostics)));
         let lab = Self {
+            tls,
             name: raw.lab.value,
             interface: raw.interface,
             dns,
@@ -649,6 +679,129 @@ impl Lab {
     }
 }
 
+/// Reads the lab's CA and fixed certificates; every problem is a diagnostic at the path that
+/// names the file.
+fn parse_tls(
+    file: &Arc<SourceFile>,
+    base: &Path,
+    raw: RawTls,
+    diagnostics: &mut Diagnostics,
+) -> LabPki {
+    // Missing or unreadable files are errors at the path that names them.
+    let mut problems: Vec<(Span, String)> = Vec::new();
+    let mut warnings: Vec<(Span, String)> = Vec::new();
+    let read = |path: &Spanned<String>, problems: &mut Vec<(Span, String)>| {
+        let full = base.join(&path.value);
+        match std::fs::read_to_string(&full) {
+            Ok(text) => Some((full, text)),
+            Err(err) => {
+                problems.push((
+                    Span::of(file, path),
+                    format!("cannot read {}: {err}", full.display()),
+                ));
+                None
+            }
+        }
+    };
+    let mut pki = LabPki::default();
+    let ca_cert = raw
+        .ca_cert
+        .as_ref()
+        .and_then(|path| Some((path, read(path, &mut problems)?)));
+    let ca_key = raw
+        .ca_key
+        .as_ref()
+        .and_then(|path| Some((path, read(path, &mut problems)?)));
+    if let (Some(key_path), None) = (&raw.ca_key, &raw.ca_cert) {
+        problems.push((
+            Span::of(file, key_path),
+            "a CA key needs its certificate: give `ca_cert` too".to_string(),
+        ));
+    }
+    if let Some((cert_path, (full, text))) = ca_cert {
+        match LabCa::from_pem(full, &text) {
+            Ok(ca) => match ca_key {
+                Some((key_path, (_, key))) => match ca.with_key(&key) {
+                    Ok(ca) => pki.ca = Some(ca),
+                    Err(err) => {
+                        problems.push((
+                            Span::of(file, key_path),
+                            format!("{}: {err}", key_path.value),
+                        ));
+                    }
+                },
+                None => pki.ca = Some(ca),
+            },
+            Err(err) => problems.push((
+                Span::of(file, cert_path),
+                format!("{}: {err}", cert_path.value),
+            )),
+        }
+    }
+    if raw.ca_key.is_none()
+        && let (Some(path), Some(_)) = (&raw.ca_cert, &pki.ca)
+    {
+        warnings.push((
+            Span::of(file, path),
+            "no `ca_key`: srvlab cannot issue from this CA; hosts without a fixed certificate get one from the run's own CA".into(),
+        ));
+    }
+    for (host, fixed) in raw.certificates {
+        let host = absolute_lower(&host);
+        let (Some((cert_full, chain)), Some((_, key))) = (
+            read(&fixed.cert, &mut problems),
+            read(&fixed.key, &mut problems),
+        ) else {
+            continue;
+        };
+        match FixedCert::from_pem(cert_full, &host, &chain, &key) {
+            Ok(cert) => {
+                if let Some(ca) = &pki.ca
+                    && cert.info.issuer != ca.info.subject
+                    && cert.info.subject != ca.info.subject
+                {
+                    warnings.push((
+                        Span::of(file, &fixed.cert),
+                        format!(
+                            "issued by {}, not by the lab's CA ({}): a phone trusting only that CA rejects it",
+                            cert.info.issuer, ca.info.subject
+                        ),
+                    ));
+                }
+                pki.fixed.insert(crate::tls::certificate_name(&host), cert);
+            }
+            // What is wrong with the key is shown at the key's path.
+            Err(err @ (crate::tls::PemError::KeyMismatch(_) | crate::tls::PemError::BadKey(_))) => {
+                problems.push((
+                    Span::of(file, &fixed.key),
+                    format!("{}: {err}", fixed.key.value),
+                ))
+            }
+            Err(err) => problems.push((
+                Span::of(file, &fixed.cert),
+                format!("{}: {err}", fixed.cert.value),
+            )),
+        }
+    }
+    for (span, text) in problems {
+        diagnostics.push(Diagnostic::error(span, text));
+    }
+    for (span, text) in warnings {
+        diagnostics.push(Diagnostic::warning(span, text));
+    }
+    pki
+}
+
+/// A host name as the lab's maps hold it: lower case, absolute.
+fn absolute_lower(name: &str) -> String {
+    let name = name.to_ascii_lowercase();
+    if name.ends_with('.') {
+        name
+    } else {
+        format!("{name}.")
+    }
+}
+
 fn same_family(a: IpAddr, b: IpAddr) -> bool {
     a.is_ipv4() == b.is_ipv4()
 }
@@ -810,6 +963,134 @@ mod tests {
         let err = small.apply(&case).unwrap_err().to_string();
         assert!(err.contains("needs 3 IPv4 address(es)"), "{err}");
         assert!(err.contains("the lab bench has 1"), "{err}");
+    }
+
+    /// A folder of PEM files as a lab keeps them: its CA (cert, PKCS#8 key), a certificate for
+    /// s52.snom.rocks from it, and a stranger's key.
+    fn certs_dir(name: &str) -> PathBuf {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let dir = std::env::temp_dir().join(format!("srvlab-labtls-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "bench CA");
+        let key = KeyPair::generate().unwrap();
+        let ca = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("ca.key"), key.serialize_pem()).unwrap();
+        let issuer = Issuer::new(params, key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["s52.snom.rocks".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        std::fs::write(dir.join("s52.pem"), leaf.pem()).unwrap();
+        std::fs::write(dir.join("s52.key"), leaf_key.serialize_pem()).unwrap();
+        std::fs::write(
+            dir.join("other.key"),
+            KeyPair::generate().unwrap().serialize_pem(),
+        )
+        .unwrap();
+        std::fs::write(dir.join("junk.pem"), "not PEM at all\n").unwrap();
+        dir
+    }
+
+    fn tls_lab(dir: &Path, tls: &str) -> (Option<Lab>, Diagnostics) {
+        let profile =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/profiles/reference.yaml");
+        let text = format!(
+            "lab: bench\ndns: 127.0.0.1:5353\ndevice:\n  address: 127.0.0.1\n  profile: {}\ntrigger:\n  kind: manual\ntls:\n{tls}",
+            profile.display()
+        );
+        Lab::parse(&SourceFile::new("bench.yaml", &text), dir)
+    }
+
+    #[test]
+    fn a_labs_certificates_are_read_and_their_mistakes_located() {
+        let dir = certs_dir("parse");
+        let (parsed, found) = tls_lab(
+            &dir,
+            "  ca_cert: ca.pem\n  ca_key: ca.key\n  certificates:\n    S52.snom.rocks: {cert: s52.pem, key: s52.key}\n",
+        );
+        assert!(!found.has_errors(), "{found}");
+        let tls = parsed.unwrap().tls.unwrap();
+        assert!(tls.ca.as_ref().is_some_and(crate::tls::LabCa::can_issue));
+        assert_eq!(
+            tls.source_for("s52.snom.rocks."),
+            crate::tls::CertSource::Fixed
+        );
+        assert_eq!(
+            tls.source_for("s53.snom.rocks."),
+            crate::tls::CertSource::LabCa
+        );
+
+        // Line 9 is the first line under `tls:`.
+        let errors = |tls: &str| {
+            let (parsed, found) = tls_lab(&dir, tls);
+            assert!(parsed.is_none(), "{found}");
+            found.to_string()
+        };
+        let text = errors("  ca_cert: missing.pem\n  ca_key: ca.key\n");
+        assert!(
+            text.contains("bench.yaml:9:12: error: cannot read "),
+            "{text}"
+        );
+        assert!(text.contains("missing.pem"), "{text}");
+        let text = errors("  ca_key: ca.key\n");
+        assert!(
+            text.contains(
+                "bench.yaml:9:11: error: a CA key needs its certificate: give `ca_cert` too"
+            ),
+            "{text}"
+        );
+        let text = errors("  ca_cert: junk.pem\n");
+        assert!(
+            text.contains("bench.yaml:9:12: error: junk.pem: no PEM certificate in it"),
+            "{text}"
+        );
+        let text = errors("  ca_cert: s52.pem\n");
+        assert!(
+            text.contains("bench.yaml:9:12: error: s52.pem: the certificate is no CA"),
+            "{text}"
+        );
+        let text = errors("  ca_cert: ca.pem\n  ca_key: other.key\n");
+        assert!(
+            text.contains(
+                "bench.yaml:10:11: error: other.key: the key does not belong to the certificate"
+            ),
+            "{text}"
+        );
+        let text = errors("  certificates:\n    s53.snom.rocks.: {cert: s52.pem, key: s52.key}\n");
+        assert!(
+            text.contains("bench.yaml:10:29: error: s52.pem: the certificate names s52.snom.rocks, not s53.snom.rocks"),
+            "{text}"
+        );
+        let text =
+            errors("  certificates:\n    s52.snom.rocks.: {cert: s52.pem, key: other.key}\n");
+        assert!(
+            text.contains("bench.yaml:10:43: error: other.key: the key does not belong"),
+            "{text}"
+        );
+        let text = errors("  ca_cert: ca.pem\n  other: x\n");
+        assert!(
+            text.contains("bench.yaml:10:"),
+            "unknown fields are errors: {text}"
+        );
+
+        // A CA without its key only says what the fixed certificates chain to.
+        let (parsed, found) = tls_lab(&dir, "  ca_cert: ca.pem\n");
+        assert!(
+            found.to_string().contains("warning: no `ca_key`"),
+            "{found}"
+        );
+        let tls = parsed.unwrap().tls.unwrap();
+        assert_eq!(
+            tls.source_for("s53.snom.rocks."),
+            crate::tls::CertSource::RunCa
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -189,18 +189,17 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
             DeviceUnderTest::Reference => vec![options.dns_listen],
             DeviceUnderTest::External(lab) => lab.dns.clone(),
         },
+        tls: match &options.device {
+            DeviceUnderTest::Reference => None,
+            DeviceUnderTest::External(lab) => lab.tls.clone(),
+        },
     };
     // Why the device could not be judged (it never acted): the checks are then inconclusive.
     let mut missed = Vec::new();
     match World::start(case, &world_options, timeline.clone()).await {
         Ok(world) => {
-            // A real device that is to connect over TLS must trust the run's CA.
-            if let Some(pki) = world.pki()
-                && let Err(err) = std::fs::write(dir.join("ca.pem"), pki.ca_pem())
-            {
-                timeline.record(EventKind::Note {
-                    text: format!("cannot write ca.pem: {err}"),
-                });
+            if let Some(pki) = world.pki() {
+                write_ca(dir, pki, &timeline);
             }
             let world = Arc::new(world);
             match &options.device {
@@ -272,6 +271,55 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
     }
     result.seconds = started.elapsed().as_secs_f64();
     result
+}
+
+/// A real device that is to connect over TLS must trust the CA of the servers' certificates:
+/// it goes beside the capture as ca.pem (the lab's CA file as it is, or the run's), and the
+/// timeline says where each host's certificate came from.
+fn write_ca(dir: &Path, pki: &crate::tls::TestPki, timeline: &Timeline) {
+    let sources = pki.sources();
+    let listed = |wanted: crate::tls::CertSource| {
+        sources
+            .iter()
+            .filter(|(_, source)| *source == wanted)
+            .map(|(host, _)| host.as_str())
+            .collect::<Vec<_>>()
+    };
+    for source in [
+        crate::tls::CertSource::LabCa,
+        crate::tls::CertSource::RunCa,
+        crate::tls::CertSource::Fixed,
+    ] {
+        let hosts = listed(source);
+        if !hosts.is_empty() {
+            timeline.record(EventKind::Note {
+                text: format!("tls: {}: {source}", hosts.join(", ")),
+            });
+        }
+    }
+    let fixed = listed(crate::tls::CertSource::Fixed);
+    if !fixed.is_empty() && !pki.ca_is_labs() {
+        timeline.record(EventKind::Note {
+            text: format!(
+                "tls: the CA of the fixed certificate(s) of {} is not in ca.pem: the lab names no CA file",
+                fixed.join(", ")
+            ),
+        });
+    }
+    match pki.ca_pem() {
+        Some(ca_pem) => {
+            if let Err(err) = std::fs::write(dir.join("ca.pem"), ca_pem) {
+                timeline.record(EventKind::Note {
+                    text: format!("cannot write ca.pem: {err}"),
+                });
+            }
+        }
+        None => {
+            timeline.record(EventKind::Note {
+                text: "no ca.pem: every host has the lab's fixed certificate, from a CA the lab names no file for".into(),
+            });
+        }
+    }
 }
 
 /// The same verdict for every check of a case, when none could be judged.

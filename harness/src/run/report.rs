@@ -46,6 +46,67 @@ pub struct LabSummary {
     pub device: String,
     pub dns: Vec<String>,
     pub trigger: String,
+    /// Where the TLS servers' certificates came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<LabTlsSummary>,
+}
+
+/// A lab's TLS certificates, as a reader checks them against what the phone trusts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LabTlsSummary {
+    /// Who issues the certificate of a host without a fixed one: "lab CA" or "run CA".
+    pub issuer: String,
+    /// The lab's CA file, its subject and SHA-256 fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_sha256: Option<String>,
+    /// Fixed certificates: host name → certificate file.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fixed: BTreeMap<String, String>,
+}
+
+impl LabTlsSummary {
+    pub fn of(pki: &crate::tls::LabPki) -> Self {
+        let issues = pki.ca.as_ref().is_some_and(crate::tls::LabCa::can_issue);
+        Self {
+            issuer: if issues { "lab CA" } else { "run CA" }.into(),
+            ca_file: pki.ca.as_ref().map(|ca| ca.path.display().to_string()),
+            ca_subject: pki.ca.as_ref().map(|ca| ca.info.subject.clone()),
+            ca_sha256: pki.ca.as_ref().map(|ca| ca.info.sha256.clone()),
+            fixed: pki
+                .fixed
+                .iter()
+                .map(|(host, cert)| (host.clone(), cert.path.display().to_string()))
+                .collect(),
+        }
+    }
+
+    /// "certificates issued by the lab's CA CN=… (SHA-256 AB:…), fixed for s52.example"
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        match (&self.ca_subject, &self.ca_sha256) {
+            (Some(subject), Some(sha256)) if self.issuer == "lab CA" => {
+                parts.push(format!(
+                    "certificates issued by the lab's CA {subject} (SHA-256 {sha256})"
+                ));
+            }
+            (Some(subject), Some(sha256)) => {
+                parts.push(format!("the lab's CA {subject} (SHA-256 {sha256}, no key: other hosts' certificates from the run's own CA)"));
+            }
+            _ => parts
+                .push("certificates from the run's own CA (ca.pem in each case's folder)".into()),
+        }
+        if !self.fixed.is_empty() {
+            parts.push(format!(
+                "fixed certificates for {}",
+                self.fixed.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        parts.join(", ")
+    }
 }
 
 impl LabSummary {
@@ -57,13 +118,19 @@ impl LabSummary {
             device: lab.device.address.to_string(),
             dns: lab.dns.iter().map(ToString::to_string).collect(),
             trigger: lab.trigger.kind.to_string(),
+            tls: lab.tls.as_deref().map(LabTlsSummary::of),
         }
     }
 
     /// "lab bench-1 (labs/bench.yaml): device 192.168.77.20, command trigger, DNS 192.168.77.1:53"
     pub fn describe(&self) -> String {
+        let tls = self
+            .tls
+            .as_ref()
+            .map(|tls| format!("; TLS: {}", tls.describe()))
+            .unwrap_or_default();
         format!(
-            "lab {} ({}): device {}, {} trigger, DNS {}",
+            "lab {} ({}): device {}, {} trigger, DNS {}{tls}",
             self.name,
             self.file,
             self.device,
