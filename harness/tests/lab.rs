@@ -522,6 +522,17 @@ fn a_phone_trusting_the_labs_ca_fails_the_handshake_with_the_runs_own() {
     assert!(timeline.contains("\"tls_failed\""), "{timeline}");
     let report = report(&out);
     assert!(report["manifest"]["lab"].get("tls").is_none());
+    // The case did not run as written: nothing is judged, and the report says why.
+    assert_eq!(output.status.code(), Some(3), "{stdout}");
+    for verdict in report["cases"][0]["verdicts"].as_array().unwrap() {
+        assert_eq!(verdict["status"], "inconclusive", "{verdict}");
+        let sentence = verdict["sentence"].as_str().unwrap();
+        assert!(
+            sentence.contains("the TLS handshake with sip2.tls.test. failed")
+                && sentence.contains("give the device the CA in ca.pem"),
+            "{sentence}"
+        );
+    }
 }
 
 #[test]

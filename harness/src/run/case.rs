@@ -243,6 +243,11 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
             text: format!("the capture is incomplete: {err}"),
         });
     }
+    let device = match &options.device {
+        DeviceUnderTest::Reference => None,
+        DeviceUnderTest::External(lab) => Some(lab.device.address),
+    };
+    missed.extend(untrusted_servers(case, &timeline.events(), device));
     if result.error.is_none() && !missed.is_empty() {
         let why = format!("the device could not be judged: {}", missed.join("; "));
         result.verdicts = every_check(case, crate::checks::Status::Inconclusive, &why);
@@ -583,6 +588,40 @@ pub fn cache_lifetime(zones: &ZoneSet) -> Duration {
 /// Where a case's files go inside a run folder.
 pub fn case_dir(run_dir: &Path, id: &str) -> PathBuf {
     run_dir.join("cases").join(id)
+}
+
+/// Servers the case meant to complete TLS with (no `tls: {fail: …}`) whose handshake with the
+/// device failed: the device does not trust the CA they present (or shares nothing with
+/// srvlab's TLS), so the case did not run as written and its checks say nothing of failover.
+fn untrusted_servers(
+    case: &Case,
+    events: &[crate::timeline::Event],
+    device: Option<std::net::IpAddr>,
+) -> Vec<String> {
+    let mut servers: Vec<&str> = Vec::new();
+    let mut found = Vec::new();
+    for event in events {
+        let EventKind::TlsFailed(failed) = &event.kind else {
+            continue;
+        };
+        if device.is_some_and(|address| failed.remote.ip() != address)
+            || servers.contains(&failed.server.as_str())
+        {
+            continue;
+        }
+        let meant_to_work = case
+            .servers
+            .iter()
+            .any(|s| s.host.to_ascii() == failed.server && s.tls.fail.is_none());
+        if meant_to_work {
+            servers.push(&failed.server);
+            found.push(format!(
+                "the TLS handshake with {} failed ({}) although its certificate is one the device is meant to trust: give the device the CA in ca.pem (a lab names its own with `tls:`)",
+                failed.server, failed.reason
+            ));
+        }
+    }
+    found
 }
 
 /// A grace period long enough for the world's sockets to close between cases.
