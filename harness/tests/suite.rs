@@ -308,17 +308,20 @@ const MATRIX: &[Row] = &[
         &[("busy-503", "F3")],
     ),
     (
-        // A failed TLS handshake is a refusal too (a stalled one a timeout, judged by F1).
+        // A failed TLS handshake is a refusal too (a stalled one a timeout, judged by F1), and
+        // so is a connection the server reset under a waiting request.
         "wait-timer-b-on-refusal",
         &[
             "cases/ordering/priority-groups.yaml",
             "cases/failover/refused-primary.yaml",
             "cases/transport/tls-handshake-failures.yaml",
+            "cases/transport/tcp-reset.yaml",
         ],
         &[
             ("priority-groups", "F2"),
             ("refused-primary", "F2"),
             ("tls-handshake-failures", "F2"),
+            ("tcp-reset", "F2"),
         ],
     ),
     (

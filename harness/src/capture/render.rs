@@ -114,6 +114,7 @@ impl Renderer {
             | EventKind::PhaseChanged(_)
             | EventKind::Step { .. }
             | EventKind::Note { .. }
+            | EventKind::Stopped { .. }
             | EventKind::HostDelay { .. } => {}
         }
         Ok(out)

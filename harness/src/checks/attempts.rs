@@ -25,7 +25,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use crate::timeline::{Event, EventKind, Flow, Refused, SipMessage, SipSummary, Transport};
+use crate::timeline::{
+    CloseKind, Event, EventKind, Flow, Refused, SipMessage, SipSummary, Transport,
+};
 
 /// One event, by sequence number and time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,8 +106,13 @@ pub struct Attempt {
     pub tied: bool,
     /// Set when the attempt never got past the TLS handshake.
     pub handshake: Option<Handshake>,
+    /// Set when the server closed or reset the attempt's connection before a final response
+    /// (a crash): a transport failure the device sees at once, like a refusal.
+    pub dropped: Option<CloseKind>,
     /// Steps of the case begun before this attempt (requests never span a step).
     epoch: usize,
+    /// The TCP/TLS connection its first copy went over (an index into the connections).
+    connection: Option<usize>,
 }
 
 impl Attempt {
@@ -150,8 +157,12 @@ impl Attempt {
     /// How the attempt was refused, for sentences: "was refused", or what became of the TLS
     /// handshake.
     pub fn refused_how(&self) -> String {
-        match self.handshake.as_ref().and_then(|h| h.failure.as_ref()) {
-            Some(failure) => format!("failed its TLS handshake ({})", failure.reason),
+        if let Some(failure) = self.handshake.as_ref().and_then(|h| h.failure.as_ref()) {
+            return format!("failed its TLS handshake ({})", failure.reason);
+        }
+        match self.dropped {
+            Some(CloseKind::ServerReset) => "had its connection reset by the server".to_owned(),
+            Some(_) => "had its connection closed by the server".to_owned(),
             None => "was refused".to_owned(),
         }
     }
@@ -200,6 +211,17 @@ pub fn group(events: &[Event], failover_codes: &[u16]) -> Vec<Request> {
             EventKind::SipSent(message) => builder.sent(event, message),
             EventKind::Refused(refused) => builder.refused(event, refused),
             EventKind::TcpConnected(c) => builder.connections.connected(event, c, builder.epoch),
+            // After the run stopped watching, the world resets what is still open.
+            EventKind::Stopped { .. } => builder.stopped = true,
+            EventKind::TcpClosed(c) if !builder.stopped => {
+                if let Some(connection) = builder.connections.get(c.local, c.remote) {
+                    let mark = Mark {
+                        seq: event.seq,
+                        t_ns: event.happened_ns(),
+                    };
+                    connection.closed.get_or_insert((mark, c.how));
+                }
+            }
             EventKind::TlsBytes(b) => builder.connections.tls(b.local, b.remote, |c| {
                 c.server_spoke |= b.flow == Flow::ToDevice;
             }),
@@ -228,6 +250,7 @@ struct Connection {
     /// The server sent TLS records (its handshake answered).
     server_spoke: bool,
     failure: Option<HandshakeFailure>,
+    closed: Option<(Mark, CloseKind)>,
 }
 
 /// The device's connections, by (server address, device address); a new connection from the
@@ -252,6 +275,7 @@ impl Connections {
             carried: false,
             server_spoke: false,
             failure: None,
+            closed: None,
         });
         self.open.insert((c.local, c.remote), self.all.len() - 1);
     }
@@ -294,7 +318,9 @@ impl Connections {
                 end: AttemptEnd::Unanswered,
                 tied: false,
                 handshake: Some(Handshake { failure: c.failure }),
+                dropped: None,
                 epoch: c.epoch,
+                connection: None,
             })
     }
 }
@@ -313,6 +339,7 @@ struct Builder<'a> {
     /// Refusals naming no Call-ID, with the epoch they happened in.
     untied: Vec<Attempt>,
     connections: Connections,
+    stopped: bool,
 }
 
 fn cseq_number(summary: &SipSummary) -> Option<u32> {
@@ -418,7 +445,9 @@ impl Builder<'_> {
             end: AttemptEnd::Unanswered,
             tied,
             handshake: None,
+            dropped: None,
             epoch: self.epoch,
+            connection: None,
         }
     }
 
@@ -481,13 +510,20 @@ impl Builder<'_> {
             attempt.sends.push(send);
             return;
         }
-        let attempt = self.new_attempt(
+        let mut attempt = self.new_attempt(
             (&message.server, message.local, message.transport),
             method,
             summary,
             send,
             true,
         );
+        if message.transport != Transport::Udp {
+            attempt.connection = self
+                .connections
+                .open
+                .get(&(message.local, message.remote))
+                .copied();
+        }
         self.add_attempt(attempt);
     }
 
@@ -597,6 +633,26 @@ impl Builder<'_> {
     }
 
     fn finish(mut self) -> Vec<Request> {
+        // A connection the server closed under an attempt still waiting for its answer.
+        for attempt in self.requests.iter_mut().flat_map(|r| &mut r.attempts) {
+            let Some((mark, how)) = attempt
+                .connection
+                .and_then(|i| self.connections.all.get(i))
+                .and_then(|c| c.closed)
+            else {
+                continue;
+            };
+            let by_server = matches!(how, CloseKind::Server | CloseKind::ServerReset);
+            if by_server && attempt.final_response().is_none() && mark.t_ns >= attempt.first_sent()
+            {
+                attempt.sends.push(Transmission {
+                    seq: mark.seq,
+                    t_ns: mark.t_ns,
+                    refused: true,
+                });
+                attempt.dropped = Some(how);
+            }
+        }
         let handshakes = std::mem::take(&mut self.connections).handshake_attempts();
         self.untied.extend(handshakes);
         for refusal in std::mem::take(&mut self.untied) {

@@ -63,9 +63,10 @@ pub fn failure_of(
 ) -> Option<(u64, u64, String)> {
     match attempt.end {
         AttemptEnd::Refused => attempt.refusal().map(|r| {
-            let how = match attempt.handshake {
-                Some(_) => "TLS handshake failed",
-                None => "refused",
+            let how = match (&attempt.handshake, attempt.dropped) {
+                (Some(_), _) => "TLS handshake failed",
+                (None, Some(_)) => "connection dropped",
+                (None, None) => "refused",
             };
             (r.t_ns, r.seq, how.to_owned())
         }),

@@ -1721,3 +1721,55 @@ fn t7_says_whether_requests_reuse_an_open_connection() {
         .invite(S114, "b2", "c2", 3.0);
     assert_eq!(status("T7", &one), Status::Inconclusive);
 }
+
+#[test]
+fn a_connection_the_server_reset_under_a_waiting_request_is_a_refusal() {
+    let reset_then = |next_ms: f64, stopped_first: bool| {
+        let mut tl = Tl::default();
+        tl.query(UDP, "SRV", 0.0).at(
+            1.0,
+            EventKind::TcpConnected(crate::timeline::TcpConnection {
+                server: server_name(S52),
+                local: addr(S52),
+                remote: addr(DEVICE),
+            }),
+        );
+        tl.send("INVITE", S52, Transport::Tcp, "b1", "c1", 1, 2.0);
+        if stopped_first {
+            tl.at(
+                5.0,
+                EventKind::Stopped {
+                    text: "stopped".into(),
+                },
+            );
+        }
+        tl.at(
+            6.0,
+            EventKind::TcpClosed(crate::timeline::TcpClosed {
+                server: server_name(S52),
+                local: addr(S52),
+                remote: addr(DEVICE),
+                how: crate::timeline::CloseKind::ServerReset,
+            }),
+        );
+        tl.send("INVITE", S114, Transport::Tcp, "b2", "c1", 1, next_ms);
+        tl
+    };
+    let quick = reset_then(8.0, false);
+    let requests = crate::checks::attempts::group(&quick.events(), &[]);
+    assert_eq!(requests[0].attempts[0].end, AttemptEnd::Refused);
+    assert_eq!(status("F2", &quick), Status::Pass);
+    let waited = run("F2", &reset_then(1290.0, false), &profile(None));
+    assert_eq!(waited.status, Status::Warn);
+    assert!(
+        waited
+            .sentence
+            .contains("had its connection reset by the server at 0.006 s"),
+        "{}",
+        waited.sentence
+    );
+    // The world resetting what is left once srvlab stopped watching is no failure.
+    let after = reset_then(1290.0, true);
+    let requests = crate::checks::attempts::group(&after.events(), &[]);
+    assert_eq!(requests[0].attempts[0].end, AttemptEnd::Unanswered);
+}

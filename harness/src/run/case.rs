@@ -220,7 +220,7 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
             tokio::time::sleep(linger).await;
             // The checks read how long the device was watched from the last event: a device
             // that went quiet (gave up) was seen doing nothing until here.
-            timeline.record(EventKind::Note {
+            timeline.record(EventKind::Stopped {
                 text: format!(
                     "srvlab stopped watching, {} ms after the last step",
                     linger.as_millis()

@@ -57,6 +57,7 @@ pub fn concerns_device(event: &Event, address: IpAddr) -> bool {
         EventKind::PhaseChanged(_)
         | EventKind::Step { .. }
         | EventKind::Note { .. }
+        | EventKind::Stopped { .. }
         | EventKind::HostDelay { .. } => true,
     }
 }
@@ -481,6 +482,7 @@ fn is_traffic(event: &Event) -> bool {
         EventKind::PhaseChanged(_)
             | EventKind::Step { .. }
             | EventKind::Note { .. }
+            | EventKind::Stopped { .. }
             | EventKind::HostDelay { .. }
     )
 }

@@ -672,7 +672,7 @@ fn kind_name(kind: &EventKind) -> &'static str {
         EventKind::TlsFailed(_) => "tls failed",
         EventKind::PhaseChanged(_) => "phase",
         EventKind::Step { .. } => "step",
-        EventKind::Note { .. } => "note",
+        EventKind::Note { .. } | EventKind::Stopped { .. } => "note",
         EventKind::HostDelay { .. } => "host delay",
     }
 }

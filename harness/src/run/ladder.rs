@@ -467,6 +467,7 @@ fn mark_of(
         | EventKind::TlsBytes(_)
         | EventKind::TlsSecret(_)
         | EventKind::Note { .. }
+        | EventKind::Stopped { .. }
         | EventKind::HostDelay { .. } => return None,
     })
 }

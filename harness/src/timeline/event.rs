@@ -308,6 +308,11 @@ pub enum EventKind {
     HostDelay {
         late_ns: u64,
     },
+    /// srvlab stopped watching the device: what follows is the world shutting down (its
+    /// connections reset), no longer the device's doing.
+    Stopped {
+        text: String,
+    },
 }
 
 impl fmt::Display for Event {
@@ -425,6 +430,7 @@ impl fmt::Display for Event {
             ),
             EventKind::Step { name } => write!(f, "step {name}"),
             EventKind::Note { text } => write!(f, "note {text}"),
+            EventKind::Stopped { text } => write!(f, "stopped {text}"),
             EventKind::HostDelay { late_ns } => write!(
                 f,
                 "note the host ran the reference UA {:.3} ms late for a timer",
