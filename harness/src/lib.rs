@@ -15,7 +15,8 @@
 //! - [`checks`]: the oracle: pure functions that judge a timeline against the RFCs and the
 //!   device's profile, each verdict with its evidence.
 //!
-//! - [`tls`]: the run's test CA, server certificates and rustls configurations.
+//! - [`tls`]: the run's test CA (or a lab's own), server certificates and rustls
+//!   configurations.
 //!
 //! `main.rs` only parses the command line; `commands/` carries each subcommand out.
 

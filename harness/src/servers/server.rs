@@ -508,6 +508,28 @@ struct Accepted {
     tls_failure: Option<TlsFailure>,
 }
 
+impl Accepted {
+    /// `stream` with every byte it carries recorded as it crosses the wire.
+    fn recorded(&self, stream: TcpStream, local: SocketAddr, remote: SocketAddr) -> RecordedStream {
+        RecordedStream::new(
+            stream,
+            self.timeline.clone(),
+            self.name.clone(),
+            local,
+            remote,
+        )
+    }
+
+    fn closed(&self, local: SocketAddr, remote: SocketAddr, how: CloseKind) {
+        self.timeline.record(EventKind::TcpClosed(TcpClosed {
+            server: self.name.clone(),
+            local,
+            remote,
+            how,
+        }));
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     local: SocketAddr,
@@ -593,13 +615,7 @@ async fn stalled_handshake(
     remote: SocketAddr,
     mut accepted: Accepted,
 ) {
-    let mut recorded = RecordedStream::new(
-        stream,
-        accepted.timeline.clone(),
-        accepted.name.clone(),
-        local,
-        remote,
-    );
+    let mut recorded = accepted.recorded(stream, local, remote);
     let mut buf = vec![0u8; 16384];
     let how = loop {
         tokio::select! {
@@ -615,12 +631,7 @@ async fn stalled_handshake(
         }
     };
     drop(recorded);
-    accepted.timeline.record(EventKind::TcpClosed(TcpClosed {
-        server: accepted.name.clone(),
-        local,
-        remote,
-        how,
-    }));
+    accepted.closed(local, remote, how);
 }
 
 /// A TLS listener that shares no cipher suite with anyone: it reads the ClientHello, records
@@ -633,13 +644,7 @@ async fn no_shared_cipher(
     mut accepted: Accepted,
 ) {
     let _ = stream.set_nodelay(true);
-    let mut recorded = RecordedStream::new(
-        stream,
-        accepted.timeline.clone(),
-        accepted.name.clone(),
-        local,
-        remote,
-    );
+    let mut recorded = accepted.recorded(stream, local, remote);
     let mut hello = Vec::new();
     let mut buf = vec![0u8; 16384];
     let read = loop {
@@ -688,12 +693,7 @@ async fn no_shared_cipher(
         Err(how) => how,
     };
     drop(recorded);
-    accepted.timeline.record(EventKind::TcpClosed(TcpClosed {
-        server: accepted.name.clone(),
-        local,
-        remote,
-        how,
-    }));
+    accepted.closed(local, remote, how);
 }
 
 /// The TLS handshake, then SIP as over TCP. Every byte on the socket is recorded as it crossed
@@ -712,23 +712,12 @@ async fn tls_connection(
             text: format!("{}: TCP_NODELAY on {local}/tls: {err}", accepted.name),
         });
     }
-    let recorded = RecordedStream::new(
-        stream,
-        accepted.timeline.clone(),
-        accepted.name.clone(),
-        local,
-        remote,
-    );
+    let recorded = accepted.recorded(stream, local, remote);
     let handshake = tokio::select! {
         handshake = acceptor.accept(recorded) => handshake,
         _ = accepted.reset.changed() => {
             // The socket went with the handshake future, closed without SO_LINGER 0: a FIN.
-            accepted.timeline.record(EventKind::TcpClosed(TcpClosed {
-                server: accepted.name.clone(),
-                local,
-                remote,
-                how: CloseKind::Server,
-            }));
+            accepted.closed(local, remote, CloseKind::Server);
             return;
         }
     };
@@ -746,12 +735,7 @@ async fn tls_connection(
                 remote,
                 reason: err.to_string(),
             }));
-            accepted.timeline.record(EventKind::TcpClosed(TcpClosed {
-                server: accepted.name.clone(),
-                local,
-                remote,
-                how,
-            }));
+            accepted.closed(local, remote, how);
         }
     }
 }
