@@ -25,6 +25,12 @@ use tokio_rustls::rustls::{self, ClientConfig, KeyLog, RootCertStore, ServerConf
 
 use crate::timeline::{EventKind, Timeline, TlsSecret};
 
+mod verifier;
+pub use verifier::CertificateCheck;
+
+/// The name on the certificate a `tls: {fail: wrong_name}` server presents.
+pub const WRONG_NAME: &str = "wrong-name.invalid.";
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot make a certificate for {host}: {source}")]
@@ -537,14 +543,16 @@ impl TestPki {
 
     /// A client configuration that trusts the CAs in play only (the reference UA's). It logs
     /// no secrets: the server logs the same ones for every session.
-    pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
-        client_config_trusting(&self.roots)
+    pub fn client_config(&self, check: CertificateCheck) -> Result<Arc<ClientConfig>, TlsError> {
+        client_config_trusting(&self.roots, check)
     }
 }
 
-/// A client configuration that trusts `roots` only (`srvlab ua --ca FILE`).
+/// A client configuration that trusts `roots` only (`srvlab ua --ca FILE`), checking what
+/// `check` says of a server's certificate.
 pub fn client_config_trusting(
     roots: &[CertificateDer<'static>],
+    check: CertificateCheck,
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let mut store = RootCertStore::empty();
     for root in roots {
@@ -552,7 +560,8 @@ pub fn client_config_trusting(
     }
     let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(store)
+        .dangerous()
+        .with_custom_certificate_verifier(verifier::verifier(store, check)?)
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
@@ -621,7 +630,13 @@ mod tests {
     }
 
     async fn handshake(pki: &TestPki, server_host: &str, asked_name: &str) -> Result<(), String> {
-        handshake_trusting(pki, pki.client_config().unwrap(), server_host, asked_name).await
+        handshake_trusting(
+            pki,
+            pki.client_config(CertificateCheck::Full).unwrap(),
+            server_host,
+            asked_name,
+        )
+        .await
     }
 
     async fn handshake_trusting(
@@ -676,7 +691,7 @@ mod tests {
             .server_config("sip1.example.", &timeline)
             .unwrap()
             .unwrap();
-        let client = pki.client_config().unwrap();
+        let client = pki.client_config(CertificateCheck::Full).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -730,7 +745,11 @@ mod tests {
         let now = x509_parser::time::ASN1Time::now().timestamp();
         assert!(issued.not_after > now && issued.not_after <= now + LAB_CERT_DAYS * 86_400);
         assert_eq!(issued.names, ["sip1.example"]);
-        let trusts_lab = client_config_trusting(&certificates_in_pem(&cert_pem).unwrap()).unwrap();
+        let trusts_lab = client_config_trusting(
+            &certificates_in_pem(&cert_pem).unwrap(),
+            CertificateCheck::Full,
+        )
+        .unwrap();
         handshake_trusting(&pki, trusts_lab, "sip1.example.", "sip1.example")
             .await
             .unwrap();
@@ -738,7 +757,7 @@ mod tests {
         let run = TestPki::new(["sip1.example."]).unwrap();
         let refused = handshake_trusting(
             &pki,
-            run.client_config().unwrap(),
+            run.client_config(CertificateCheck::Full).unwrap(),
             "sip1.example.",
             "sip1.example",
         )
@@ -767,8 +786,11 @@ mod tests {
         );
         // The run's CA is what ca.pem holds; the fixed one's CA srvlab has no file for.
         assert!(pki.ca_pem().is_some_and(|pem| pem != other_ca));
-        let trusts_other =
-            client_config_trusting(&certificates_in_pem(&other_ca).unwrap()).unwrap();
+        let trusts_other = client_config_trusting(
+            &certificates_in_pem(&other_ca).unwrap(),
+            CertificateCheck::Full,
+        )
+        .unwrap();
         handshake_trusting(&pki, trusts_other, "s52.snom.rocks.", "s52.snom.rocks")
             .await
             .unwrap();

@@ -79,7 +79,14 @@ impl World {
             .iter()
             .any(|s| s.transports.contains(&Transport::Tls))
         {
-            let hosts: Vec<String> = case.servers.iter().map(|s| s.host.to_ascii()).collect();
+            let mut hosts: Vec<String> = case.servers.iter().map(|s| s.host.to_ascii()).collect();
+            if case
+                .servers
+                .iter()
+                .any(|s| s.tls.fail == Some(TlsFailure::WrongName))
+            {
+                hosts.push(crate::tls::WRONG_NAME.to_owned());
+            }
             let hosts = hosts.iter().map(String::as_str);
             Some(match &options.tls {
                 Some(lab) => TestPki::with_lab(hosts, lab)?,
@@ -94,6 +101,9 @@ impl World {
             let tls = match (&pki, spec.tls.fail) {
                 (Some(_), Some(TlsFailure::BadCertificate)) => {
                     Some(TestPki::untrusted_server_config(&host, &timeline)?)
+                }
+                (Some(pki), Some(TlsFailure::WrongName)) => {
+                    pki.server_config(crate::tls::WRONG_NAME, &timeline)?
                 }
                 (Some(pki), _) => pki.server_config(&host, &timeline)?,
                 (None, _) => None,

@@ -332,6 +332,18 @@ const MATRIX: &[Row] = &[
         &[("tls-handshake-failures", "F2")],
     ),
     (
+        // The self-signed certificate is taken, and the call stays there.
+        "no-certificate-check",
+        &["cases/transport/tls-handshake-failures.yaml"],
+        &[("tls-handshake-failures", "F6")],
+    ),
+    (
+        // The self-signed one is refused, the trusted CA's for another name taken.
+        "no-hostname-check",
+        &["cases/transport/tls-handshake-failures.yaml"],
+        &[("tls-handshake-failures", "F6")],
+    ),
+    (
         "no-dirty-host",
         &["cases/failover/seed-crash.yaml"],
         &[("seed-crash", "D1")],

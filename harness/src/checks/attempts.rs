@@ -619,7 +619,7 @@ impl Builder<'_> {
             None => {
                 // Nothing on the wire says what it was for (a TCP RST, a failed handshake).
                 if refusal.method == "?" {
-                    refusal.method = "a request".to_owned();
+                    refusal.method = "request".to_owned();
                 }
                 self.requests.push(Request {
                     call_id: None,

@@ -14,10 +14,11 @@
 //!   D2), [`dirty_scope`] (D3), [`registration`] (D4, D5, D6), [`caching`] (C1),
 //!   [`transactions`] (T5, T6), [`responses`] (F4, F5), [`discovery`] (L4, L5, L7),
 //!   [`srv_search`] (L6), [`expiry`] (C2), [`reuse`] (C3), [`dual_stack`] (L13),
-//!   [`connections`] (T7).
+//!   [`connections`] (T7), [`certificates`] (F6).
 
 pub mod attempts;
 pub mod caching;
+pub mod certificates;
 pub mod connections;
 pub mod dirty;
 pub mod dirty_scope;
@@ -97,7 +98,7 @@ pub enum CheckError {
 pub const IMPLEMENTED: &[&str] = &[
     "L8", "L9", "L10", "L11", "L12", "T1", "T3", "F1", "F2", "F3", "D1", "D2", "C1", "T5", "T6",
     "F4", "F5", "L4", "L5", "L7", "C2", "L1", "L2", "L3", "L6", "C3", "T2", "T4", "D3", "D4", "D5",
-    "D6", "L13", "T7",
+    "D6", "L13", "T7", "F6",
 ];
 
 /// A checklist row's level as CONFORMANCE.md gives it (a profile's claim may raise a SHOULD to
@@ -105,7 +106,7 @@ pub const IMPLEMENTED: &[&str] = &[
 pub fn level_of(id: &str) -> Option<Level> {
     Some(match id {
         "L1" | "L2" | "L3" | "L5" | "L7" | "L8" | "L9" | "L10" | "L11" | "T1" | "T2" | "T3"
-        | "T5" | "T6" | "F1" | "F3" | "C1" | "C2" => Level::Must,
+        | "T5" | "T6" | "F1" | "F3" | "F6" | "C1" | "C2" => Level::Must,
         "L4" | "L12" | "L13" | "F2" | "F5" | "D4" | "D5" => Level::Should,
         "L6" | "F4" | "D3" | "D6" | "C3" | "T7" => Level::Info,
         "T4" | "D1" | "D2" => Level::Profile,
@@ -181,6 +182,7 @@ pub fn judge(id: &str, ctx: &Context) -> Result<Verdict, CheckError> {
         "D5" => registration::d5(ctx),
         "D6" => registration::d6(ctx),
         "T7" => connections::t7(ctx),
+        "F6" => certificates::f6(ctx),
         other => return Err(CheckError::Unknown(other.to_owned())),
     })
 }

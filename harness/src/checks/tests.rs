@@ -1773,3 +1773,60 @@ fn a_connection_the_server_reset_under_a_waiting_request_is_a_refusal() {
     let requests = crate::checks::attempts::group(&after.events(), &[]);
     assert_eq!(requests[0].attempts[0].end, AttemptEnd::Unanswered);
 }
+
+// --- F6: certificates the device must reject ---
+
+#[test]
+fn f6_no_request_goes_over_a_certificate_the_device_must_reject() {
+    use crate::model::case::{Behaviour, Phase, ServerSpec, TlsFailure, TlsSpec};
+    let spec = |address: &str, fail: Option<TlsFailure>| ServerSpec {
+        host: crate::model::zone::parse_absolute(&server_name(address)).unwrap(),
+        addresses: vec![addr(address).ip()],
+        port: 5060,
+        transports: vec![Transport::Tls],
+        tls: TlsSpec { fail },
+        script: vec![Phase {
+            behaviour: Behaviour::Stall { trying: false },
+            until: None,
+        }],
+        span: crate::model::diag::Span::new(&SourceFile::new("case.yaml", ""), 1, 1),
+    };
+    let servers = [
+        spec(S52, Some(TlsFailure::BadCertificate)),
+        spec(S114, Some(TlsFailure::WrongName)),
+    ];
+    let judge_f6 = |tl: &Tl| {
+        let zones = zones(ZONE);
+        let events = tl.events();
+        let profile = profile(None);
+        let ctx = Context {
+            profile: &profile,
+            zones: &zones,
+            servers: &servers,
+            events: &events,
+        };
+        judge("F6", &ctx).unwrap()
+    };
+    // Both rejected: connections, no request.
+    let mut rejected = Tl::default();
+    tls_connection(&mut rejected, S52, DEVICE, 1.0, true);
+    tls_failed(&mut rejected, S52, DEVICE, 2.0);
+    tls_connection(&mut rejected, S114, DEVICE_2, 3.0, true);
+    let verdict = judge_f6(&rejected);
+    assert_eq!((verdict.level, verdict.status), (Level::Must, Status::Pass));
+    // An INVITE over the wrongly named one: the name was never checked.
+    let mut trusted = Tl::default();
+    tls_connection(&mut trusted, S114, DEVICE, 1.0, true);
+    trusted.send("INVITE", S114, Transport::Tls, "b1", "c1", 1, 2.0);
+    let verdict = judge_f6(&trusted);
+    assert_eq!(verdict.status, Status::Fail);
+    assert!(
+        verdict.sentence.contains("for another name"),
+        "{}",
+        verdict.sentence
+    );
+    // Never near such a server: nothing to say.
+    let mut elsewhere = Tl::default();
+    elsewhere.invite(BACKUP, "b1", "c1", 1.0);
+    assert_eq!(judge_f6(&elsewhere).status, Status::Inconclusive);
+}

@@ -326,13 +326,17 @@ fn tls(lab: &Lab, cases: &[Case], now: i64) -> Vec<Finding> {
             .filter(|server| server.transports.contains(&Transport::Tls))
             .map(|server| {
                 let host = server.host.to_ascii();
+                let named = match server.tls.fail {
+                    Some(TlsFailure::WrongName) => srvlab::tls::WRONG_NAME.to_owned(),
+                    _ => host.clone(),
+                };
                 let source = if matches!(server.tls.fail, Some(TlsFailure::BadCertificate)) {
                     "a self-signed certificate (tls fail: bad_certificate)".to_string()
                 } else {
-                    match pki.source_for(&host) {
+                    match pki.source_for(&named) {
                         CertSource::Fixed => pki
                             .fixed
-                            .get(&srvlab::tls::certificate_name(&host))
+                            .get(&srvlab::tls::certificate_name(&named))
                             .map_or_else(
                                 || CertSource::Fixed.to_string(),
                                 |cert| format!("{}", cert.path.display()),

@@ -56,7 +56,10 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot read --ca {}", path.display()))?;
             let roots = srvlab::tls::certificates_in_pem(&pem)
                 .with_context(|| format!("--ca {}", path.display()))?;
-            Some(srvlab::tls::client_config_trusting(&roots)?)
+            Some(srvlab::tls::client_config_trusting(
+                &roots,
+                config.faults.certificate_check(),
+            )?)
         }
         None => None,
     };

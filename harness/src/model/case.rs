@@ -207,6 +207,9 @@ pub enum TlsFailure {
     /// A self-signed certificate for the right name: no device that trusts only the run's CA
     /// completes the handshake.
     BadCertificate,
+    /// A certificate from the CA the device trusts, for another name
+    /// ([`WRONG_NAME`](crate::tls::WRONG_NAME)): only a device that checks the name rejects it.
+    WrongName,
     /// TCP is accepted and the ClientHello read, but the handshake is never answered.
     HandshakeStall,
     /// The ClientHello is answered with a fatal handshake_failure alert, as a server that

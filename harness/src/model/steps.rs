@@ -25,8 +25,8 @@ use super::profile::Profile;
 /// Every checklist id of CONFORMANCE.md.
 pub const CHECKLIST: &[&str] = &[
     "L1", "L2", "L3", "L4", "L5", "L6", "L7", "L8", "L9", "L10", "L11", "L12", "L13", "T1", "T2",
-    "T3", "T4", "T5", "T6", "T7", "F1", "F2", "F3", "F4", "F5", "D1", "D2", "D3", "D4", "D5", "D6",
-    "C1", "C2", "C3",
+    "T3", "T4", "T5", "T6", "T7", "F1", "F2", "F3", "F4", "F5", "F6", "D1", "D2", "D3", "D4", "D5",
+    "D6", "C1", "C2", "C3",
 ];
 
 /// How long to wait: fixed, or in the device profile's own units.

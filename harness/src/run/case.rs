@@ -395,9 +395,10 @@ fn reference_ua(
     user: &str,
     dns: SocketAddr,
 ) -> Result<Ua, String> {
+    let check = config.faults.certificate_check();
     let ua = Ua::new(config, user, dns);
     match world.pki() {
-        Some(pki) => Ok(ua.with_tls(pki.client_config().map_err(|e| e.to_string())?)),
+        Some(pki) => Ok(ua.with_tls(pki.client_config(check).map_err(|e| e.to_string())?)),
         None => Ok(ua),
     }
 }

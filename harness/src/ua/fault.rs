@@ -42,10 +42,12 @@ pub enum Fault {
     TargetMajorSkip,
     SipsOverUdp,
     TlsFailureIsFinal,
+    NoCertificateCheck,
+    NoHostnameCheck,
 }
 
 impl Fault {
-    pub const ALL: [Self; 28] = [
+    pub const ALL: [Self; 30] = [
         Self::IgnorePriority,
         Self::IgnoreWeights,
         Self::WeightZeroFirst,
@@ -74,6 +76,8 @@ impl Fault {
         Self::TargetMajorSkip,
         Self::SipsOverUdp,
         Self::TlsFailureIsFinal,
+        Self::NoCertificateCheck,
+        Self::NoHostnameCheck,
     ];
 
     pub fn name(self) -> &'static str {
@@ -106,6 +110,8 @@ impl Fault {
             Self::TargetMajorSkip => "target-major-skip",
             Self::SipsOverUdp => "sips-over-udp",
             Self::TlsFailureIsFinal => "tls-failure-is-final",
+            Self::NoCertificateCheck => "no-certificate-check",
+            Self::NoHostnameCheck => "no-hostname-check",
         }
     }
 
@@ -194,6 +200,12 @@ impl Fault {
             Self::TlsFailureIsFinal => {
                 "gives the request up when a TLS handshake fails instead of trying the next target (a certificate it cannot verify ends the call)"
             }
+            Self::NoCertificateCheck => {
+                "accepts any server certificate over TLS, self-signed or not (verification switched off to make a lab work)"
+            }
+            Self::NoHostnameCheck => {
+                "checks that a server certificate chains to a trusted CA but not that it names the SRV target (RFC 5922's name check skipped)"
+            }
         }
     }
 }
@@ -225,6 +237,18 @@ impl Faults {
 
     pub fn one(fault: Fault) -> Self {
         Self(BTreeSet::from([fault]))
+    }
+
+    /// What the UA checks of a server certificate under these faults.
+    pub fn certificate_check(&self) -> crate::tls::CertificateCheck {
+        use crate::tls::CertificateCheck;
+        if self.has(Fault::NoCertificateCheck) {
+            CertificateCheck::Nothing
+        } else if self.has(Fault::NoHostnameCheck) {
+            CertificateCheck::ChainOnly
+        } else {
+            CertificateCheck::Full
+        }
     }
 
     pub fn has(&self, fault: Fault) -> bool {
