@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::{Namespace, root, verdict};
+use support::{Namespace, lab_ca, root, verdict};
 
 /// baresip, stopped whatever happens (before its namespace goes: declare it after).
 struct Baresip(Child);
@@ -53,6 +53,31 @@ fn baresip_is_judged_by_doctor_and_run_in_a_namespace() {
         )
         .unwrap();
     }
+    // The bench's own CA, which baresip is told to trust (`sip_cafile`) and srvlab issues the
+    // TLS servers' certificates from.
+    let ca = lab_ca(&config, "baresip bench CA");
+    let mut settings = std::fs::read_to_string(config.join("config")).unwrap();
+    settings += &format!("sip_cafile\t\t{}\n", ca.display());
+    std::fs::write(config.join("config"), settings).unwrap();
+    let tls_lab = config.join("lab-tls.yaml");
+    let lab_text = std::fs::read_to_string(root().join("fixtures/labs/baresip-netns.yaml"))
+        .unwrap()
+        .replace(
+            "../profiles/baresip.yaml",
+            &root()
+                .join("fixtures/profiles/baresip.yaml")
+                .display()
+                .to_string(),
+        );
+    std::fs::write(
+        &tls_lab,
+        format!(
+            "{lab_text}tls:\n  ca_cert: {}\n  ca_key: {}\n",
+            ca.display(),
+            config.join("lab-ca.key").display()
+        ),
+    )
+    .unwrap();
     let log = std::fs::File::create(config.join("baresip.log")).unwrap();
     let _baresip = Baresip(
         ns.exec("baresip")
@@ -145,4 +170,44 @@ fn baresip_is_judged_by_doctor_and_run_in_a_namespace() {
             pcap.display()
         );
     }
+
+    // Over TLS, with certificates from the bench's CA.
+    let out = artifacts().join("tls");
+    let run = ns
+        .exec(env!("CARGO_BIN_EXE_srvlab"))
+        .args(["run", "--dut", "external", "--lab"])
+        .arg(&tls_lab)
+        .args([
+            "cases/transport/sips-tls.yaml",
+            "cases/transport/tls-handshake-failures.yaml",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(1), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["manifest"]["lab"]["tls"]["issuer"], "lab CA",
+        "{report}"
+    );
+    // It speaks SIPS as the NAPTR says, moves on from a RST, keeps its connection…
+    for check in ["L5", "L8", "T3", "F2"] {
+        let (status, sentence) = verdict(&report, "sips-tls", check);
+        assert_eq!(status, "pass", "{check}: {sentence}");
+    }
+    let (status, sentence) = verdict(&report, "sips-tls", "T7");
+    assert_eq!(status, "info", "{sentence}");
+    assert!(sentence.contains("went over 1 connection(s)"), "{sentence}");
+    // …but calls a server whose certificate is self-signed: sip_cafile is not enforced.
+    let (status, sentence) = verdict(&report, "tls-handshake-failures", "F6");
+    assert_eq!(status, "fail", "{sentence}");
+    assert!(
+        sentence.contains("INVITE went over TLS to badcert.tls-fail.test.")
+            && sentence.contains("a self-signed certificate"),
+        "{sentence}"
+    );
 }

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use support::{root, verdict};
+use support::{lab_ca, root, verdict};
 
 /// The labs share 127.0.0.1 as the device's address and fixed DNS ports.
 static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -371,20 +371,6 @@ fn a_passive_device_is_judged_on_what_it_does_by_itself() {
         6,
         "{stdout}"
     );
-}
-
-/// A lab's own CA, as a lab keeps it (certificate and PKCS#8 key in PEM), written to `dir`.
-fn lab_ca(dir: &std::path::Path, name: &str) -> PathBuf {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let key = KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    std::fs::write(dir.join("lab-ca.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("lab-ca.key"), key.serialize_pem()).unwrap();
-    dir.join("lab-ca.pem")
 }
 
 /// A loopback lab on 127.0.71.x whose device, srvlab's own UA, trusts the lab's CA file only;

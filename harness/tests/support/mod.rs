@@ -192,3 +192,17 @@ impl Drop for Namespace {
             .status();
     }
 }
+
+/// A lab's own CA, as a lab keeps it (certificate and PKCS#8 key in PEM), written to `dir`.
+pub fn lab_ca(dir: &Path, name: &str) -> PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join("lab-ca.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("lab-ca.key"), key.serialize_pem()).unwrap();
+    dir.join("lab-ca.pem")
+}
