@@ -122,24 +122,26 @@ fn baresip_is_judged_by_doctor_and_run_in_a_namespace() {
 
     let out = artifacts();
     let _ = std::fs::remove_dir_all(&out);
-    let run = ns
-        .exec(env!("CARGO_BIN_EXE_srvlab"))
-        .args([
-            "run",
-            "--dut",
-            "external",
-            "--lab",
-            "fixtures/labs/baresip-netns.yaml",
-        ])
-        .args([
+    // `srvlab run --dut external` in the namespace, over `cases` with `lab`.
+    let run_cases = |lab: &Path, cases: &[&str], out: &Path| {
+        ns.exec(env!("CARGO_BIN_EXE_srvlab"))
+            .args(["run", "--dut", "external", "--lab"])
+            .arg(lab)
+            .args(cases)
+            .arg("--out")
+            .arg(out)
+            .current_dir(root())
+            .output()
+            .unwrap()
+    };
+    let run = run_cases(
+        Path::new("fixtures/labs/baresip-netns.yaml"),
+        &[
             "cases/failover/refused-primary.yaml",
             "cases/timers/invite-timer-a.yaml",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .current_dir(root())
-        .output()
-        .unwrap();
+        ],
+        &out,
+    );
     let stdout = String::from_utf8_lossy(&run.stdout);
     let _ = std::fs::copy(config.join("baresip.log"), out.join("baresip.log"));
     // A warning is no failure: exit 0.
@@ -173,19 +175,14 @@ fn baresip_is_judged_by_doctor_and_run_in_a_namespace() {
 
     // Over TLS, with certificates from the bench's CA.
     let out = artifacts().join("tls");
-    let run = ns
-        .exec(env!("CARGO_BIN_EXE_srvlab"))
-        .args(["run", "--dut", "external", "--lab"])
-        .arg(&tls_lab)
-        .args([
+    let run = run_cases(
+        &tls_lab,
+        &[
             "cases/transport/sips-tls.yaml",
             "cases/transport/tls-handshake-failures.yaml",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .current_dir(root())
-        .output()
-        .unwrap();
+        ],
+        &out,
+    );
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert_eq!(run.status.code(), Some(1), "{stdout}");
     let report: serde_json::Value =

@@ -96,6 +96,14 @@ impl Tl {
         self
     }
 
+    /// The last message came from the device's port `remote` (another connection).
+    fn sent_from(&mut self, remote: &str) -> &mut Self {
+        if let Some((_, EventKind::SipReceived(message))) = self.events.last_mut() {
+            message.remote = addr(remote);
+        }
+        self
+    }
+
     fn query(&mut self, name: &str, qtype: &str, t_ms: f64) -> &mut Self {
         self.at(
             t_ms,
@@ -1652,19 +1660,6 @@ fn t7_says_whether_requests_reuse_an_open_connection() {
             }),
         );
     };
-    // An INVITE over TCP from the device's port `remote`.
-    let invite_from = |tl: &mut Tl, remote: &str, branch: &str, call_id: &str, t_ms: f64| {
-        let summary = SipSummary {
-            method: Some("INVITE".into()),
-            call_id: Some(call_id.into()),
-            cseq: Some("1 INVITE".into()),
-            branch: Some(branch.into()),
-            ..SipSummary::default()
-        };
-        let mut message = Tl::message(S52, Transport::Tcp, summary, Vec::new());
-        message.remote = addr(remote);
-        tl.at(t_ms, EventKind::SipReceived(message));
-    };
     // Two calls over one connection.
     let mut reused = Tl::default();
     connect(&mut reused, DEVICE, 1.0);
@@ -1685,7 +1680,9 @@ fn t7_says_whether_requests_reuse_an_open_connection() {
     connect(&mut fresh, DEVICE, 1.0);
     fresh.send("INVITE", S52, Transport::Tcp, "b1", "c1", 1, 2.0);
     connect(&mut fresh, DEVICE_2, 40.0);
-    invite_from(&mut fresh, DEVICE_2, "b2", "c2", 50.0);
+    fresh
+        .send("INVITE", S52, Transport::Tcp, "b2", "c2", 1, 50.0)
+        .sent_from(DEVICE_2);
     let verdict = run("T7", &fresh, &profile(None));
     assert!(
         verdict
@@ -1708,7 +1705,9 @@ fn t7_says_whether_requests_reuse_an_open_connection() {
         }),
     );
     connect(&mut closed, DEVICE_2, 40.0);
-    invite_from(&mut closed, DEVICE_2, "b2", "c2", 50.0);
+    closed
+        .send("INVITE", S52, Transport::Tcp, "b2", "c2", 1, 50.0)
+        .sent_from(DEVICE_2);
     assert!(
         run("T7", &closed, &profile(None))
             .sentence
