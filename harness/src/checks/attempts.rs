@@ -477,10 +477,16 @@ impl Builder<'_> {
             return; // the device's own responses are not requests
         };
         let key = Self::key(summary, message.local, message.transport);
-        if message.transport != Transport::Udp
-            && let Some(connection) = self.connections.get(message.local, message.remote)
-        {
-            connection.carried = true;
+        let connection = match message.transport {
+            Transport::Udp => None,
+            _ => self
+                .connections
+                .open
+                .get(&(message.local, message.remote))
+                .copied(),
+        };
+        if let Some(carrier) = connection.and_then(|i| self.connections.all.get_mut(i)) {
+            carrier.carried = true;
         }
         let mark = Mark {
             seq: event.seq,
@@ -517,13 +523,7 @@ impl Builder<'_> {
             send,
             true,
         );
-        if message.transport != Transport::Udp {
-            attempt.connection = self
-                .connections
-                .open
-                .get(&(message.local, message.remote))
-                .copied();
-        }
+        attempt.connection = connection;
         self.add_attempt(attempt);
     }
 

@@ -243,21 +243,17 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
             text: format!("the capture is incomplete: {err}"),
         });
     }
-    let device = match &options.device {
-        DeviceUnderTest::Reference => None,
-        DeviceUnderTest::External(lab) => Some(lab.device.address),
-    };
-    missed.extend(untrusted_servers(case, &timeline.events(), device));
+    let mut events = timeline.events();
+    // On a lab network only the device's own traffic is judged.
+    if let DeviceUnderTest::External(lab) = &options.device {
+        let address = lab.device.address;
+        events.retain(|event| super::external::concerns_device(event, address));
+    }
+    missed.extend(untrusted_servers(case, &events));
     if result.error.is_none() && !missed.is_empty() {
         let why = format!("the device could not be judged: {}", missed.join("; "));
         result.verdicts = every_check(case, crate::checks::Status::Inconclusive, &why);
     } else if result.error.is_none() {
-        let mut events = timeline.events();
-        // On a lab network only the device's own traffic is judged.
-        if let DeviceUnderTest::External(lab) = &options.device {
-            let address = lab.device.address;
-            events.retain(|event| super::external::concerns_device(event, address));
-        }
         let context = Context {
             profile: &options.profile,
             zones: &case.zones,
@@ -594,20 +590,14 @@ pub fn case_dir(run_dir: &Path, id: &str) -> PathBuf {
 /// Servers the case meant to complete TLS with (no `tls: {fail: …}`) whose handshake with the
 /// device failed: the device does not trust the CA they present (or shares nothing with
 /// srvlab's TLS), so the case did not run as written and its checks say nothing of failover.
-fn untrusted_servers(
-    case: &Case,
-    events: &[crate::timeline::Event],
-    device: Option<std::net::IpAddr>,
-) -> Vec<String> {
+fn untrusted_servers(case: &Case, events: &[crate::timeline::Event]) -> Vec<String> {
     let mut servers: Vec<&str> = Vec::new();
     let mut found = Vec::new();
     for event in events {
         let EventKind::TlsFailed(failed) = &event.kind else {
             continue;
         };
-        if device.is_some_and(|address| failed.remote.ip() != address)
-            || servers.contains(&failed.server.as_str())
-        {
+        if servers.contains(&failed.server.as_str()) {
             continue;
         }
         let meant_to_work = case
