@@ -294,17 +294,7 @@ impl Tl {
 }
 
 fn run(id: &str, tl: &Tl, profile: &Profile) -> Verdict {
-    let zones = zones(ZONE);
-    let events = tl.events();
-    let ctx = Context {
-        profile,
-        zones: &zones,
-        servers: &[],
-        events: &events,
-    };
-    let verdict = judge(id, &ctx).unwrap();
-    eprintln!("{id}: {:?}: {}", verdict.status, verdict.sentence);
-    verdict
+    run_in(ZONE, id, tl, profile)
 }
 
 fn status(id: &str, tl: &Tl) -> Status {
@@ -1259,12 +1249,23 @@ records:
 "#;
 
 fn run_in(zone: &str, id: &str, tl: &Tl, profile: &Profile) -> Verdict {
+    run_with(zone, &[], id, tl, profile)
+}
+
+/// Judges `id` on `tl` in `zone`, with the case's scripted `servers`.
+fn run_with(
+    zone: &str,
+    servers: &[crate::model::case::ServerSpec],
+    id: &str,
+    tl: &Tl,
+    profile: &Profile,
+) -> Verdict {
     let zones = zones(zone);
     let events = tl.events();
     let ctx = Context {
         profile,
         zones: &zones,
-        servers: &[],
+        servers,
         events: &events,
     };
     let verdict = judge(id, &ctx).unwrap();
@@ -1794,18 +1795,7 @@ fn f6_no_request_goes_over_a_certificate_the_device_must_reject() {
         spec(S52, Some(TlsFailure::BadCertificate)),
         spec(S114, Some(TlsFailure::WrongName)),
     ];
-    let judge_f6 = |tl: &Tl| {
-        let zones = zones(ZONE);
-        let events = tl.events();
-        let profile = profile(None);
-        let ctx = Context {
-            profile: &profile,
-            zones: &zones,
-            servers: &servers,
-            events: &events,
-        };
-        judge("F6", &ctx).unwrap()
-    };
+    let judge_f6 = |tl: &Tl| run_with(ZONE, &servers, "F6", tl, &profile(None));
     // Both rejected: connections, no request.
     let mut rejected = Tl::default();
     tls_connection(&mut rejected, S52, DEVICE, 1.0, true);

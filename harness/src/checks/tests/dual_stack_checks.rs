@@ -27,17 +27,7 @@ fn dual_profile() -> Profile {
 }
 
 fn l13(tl: &Tl, profile: &Profile) -> Verdict {
-    let zones = zones(DUAL_ZONE);
-    let events = tl.events();
-    let ctx = Context {
-        profile,
-        zones: &zones,
-        servers: &[],
-        events: &events,
-    };
-    let verdict = judge("L13", &ctx).unwrap();
-    eprintln!("L13: {:?}: {}", verdict.status, verdict.sentence);
-    verdict
+    run_in(DUAL_ZONE, "L13", tl, profile)
 }
 
 /// Both addresses of `one` refused, then `two` answers; `skip_v4` leaves out `one`'s A.
