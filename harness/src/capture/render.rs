@@ -115,7 +115,8 @@ impl Renderer {
             | EventKind::Step { .. }
             | EventKind::Note { .. }
             | EventKind::Stopped { .. }
-            | EventKind::HostDelay { .. } => {}
+            | EventKind::HostDelay { .. }
+            | EventKind::HostStall { .. } => {}
         }
         Ok(out)
     }

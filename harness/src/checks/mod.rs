@@ -54,7 +54,7 @@ pub use verdict::{Level, Status, Verdict};
 use crate::model::case::ServerSpec;
 use crate::model::profile::Profile;
 use crate::model::zone::ZoneSet;
-use crate::timeline::Event;
+use crate::timeline::{Event, EventKind};
 
 /// Everything a check may look at.
 #[derive(Clone, Copy, Debug)]
@@ -74,6 +74,21 @@ impl Context<'_> {
     /// When the last event was recorded: how far the run was watched.
     pub fn end_ns(&self) -> u64 {
         self.events.iter().map(|e| e.t_ns).max().unwrap_or(0)
+    }
+
+    /// How much of `from_ns..to_ns` the host did not run srvlab's reference UA (its watchdog's
+    /// `HostStall` reports; a real device has none, so nothing is ever taken off its times).
+    pub fn host_stalled_ns(&self, from_ns: u64, to_ns: u64) -> u64 {
+        self.events
+            .iter()
+            .filter_map(|e| match e.kind {
+                EventKind::HostStall { stalled_ns } => {
+                    let start = e.t_ns.saturating_sub(stalled_ns).max(from_ns);
+                    Some(e.t_ns.min(to_ns).saturating_sub(start))
+                }
+                _ => None,
+            })
+            .sum()
     }
 
     /// How long the device waits for an answer before it moves on: the vendor's declared

@@ -774,6 +774,43 @@ fn f2_moves_on_at_once_after_a_refusal() {
 }
 
 #[test]
+fn f2_takes_off_the_time_the_host_did_not_run_the_reference_ua() {
+    // Refused at 5 ms, the next attempt at 29 ms: 24 ms > T1 + 2 ms.
+    let late = |stall: Option<(f64, u64)>| {
+        let mut tl = Tl::default();
+        tl.query(UDP, "SRV", 0.0).refused_udp(S52, "b1", "c1", 5.0);
+        if let Some((at, stalled_ns)) = stall {
+            tl.at(at, EventKind::HostStall { stalled_ns });
+        }
+        tl.invite(S114, "b2", "c1", 29.0);
+        tl
+    };
+    let mut claimed = profile(None);
+    claimed.refusal_failover = Some(true);
+    assert_eq!(run("F2", &late(None), &claimed).status, Status::Fail);
+    // The watchdog saw the device's thread stopped from 6 to 28.5 ms: 1.5 ms of reaction.
+    let verdict = run("F2", &late(Some((28.5, 22_500_000))), &claimed);
+    assert_eq!(verdict.status, Status::Pass, "{}", verdict.sentence);
+    assert!(
+        verdict
+            .sentence
+            .contains("0.024 s later, 22.500 ms of it stalled"),
+        "{}",
+        verdict.sentence
+    );
+    // A stall before the refusal, or too short to explain the wait, excuses nothing.
+    let before = run("F2", &late(Some((4.0, 22_500_000))), &claimed);
+    assert_eq!(before.status, Status::Fail, "{}", before.sentence);
+    let short = run("F2", &late(Some((28.5, 1_500_000))), &claimed);
+    assert_eq!(short.status, Status::Fail, "{}", short.sentence);
+    assert!(
+        short.sentence.contains("(1.500 ms of it srvlab's host"),
+        "{}",
+        short.sentence
+    );
+}
+
+#[test]
 fn f2_over_tls_the_next_attempt_begins_with_its_connection() {
     let connected = |tl: &mut Tl, t_ms: f64| {
         tl.at(

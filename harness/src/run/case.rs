@@ -354,7 +354,13 @@ async fn act_on_own_thread(
                 .map_err(|err| format!("no runtime for the device: {err}"))
                 .and_then(|runtime| {
                     let dns = world.dns().addr();
-                    runtime.block_on(act(&case, &options, &world, dns))
+                    runtime.block_on(async {
+                        let watchdog =
+                            tokio::spawn(super::watchdog::watch(world.timeline().clone()));
+                        let acted = act(&case, &options, &world, dns).await;
+                        watchdog.abort();
+                        acted
+                    })
                 });
             // Dropped here, so the world is the runner's alone again once the result is in.
             drop(world);
@@ -372,7 +378,8 @@ const DEVICE_NICE: i32 = -10;
 /// Gives the calling thread (the device's) precedence over srvlab's own work: a device is a
 /// machine of its own. Without the privilege it keeps the normal priority. What the host still
 /// delays (a busy or virtualised machine can pause any thread for milliseconds), the device
-/// reports (`Progress::HostDelay`), and the timing checks leave those copies out.
+/// reports (`Progress::HostDelay`) and its watchdog records (`EventKind::HostStall`), and the
+/// timing checks do not hold it against the device.
 fn raise_device_priority() {
     // SAFETY: gettid and setpriority take and return plain integers and touch no memory of
     // ours. On Linux the nice value is per thread, so PRIO_PROCESS with this thread's id

@@ -58,7 +58,8 @@ pub fn concerns_device(event: &Event, address: IpAddr) -> bool {
         | EventKind::Step { .. }
         | EventKind::Note { .. }
         | EventKind::Stopped { .. }
-        | EventKind::HostDelay { .. } => true,
+        | EventKind::HostDelay { .. }
+        | EventKind::HostStall { .. } => true,
     }
 }
 
@@ -484,6 +485,7 @@ fn is_traffic(event: &Event) -> bool {
             | EventKind::Note { .. }
             | EventKind::Stopped { .. }
             | EventKind::HostDelay { .. }
+            | EventKind::HostStall { .. }
     )
 }
 

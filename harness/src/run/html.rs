@@ -673,7 +673,7 @@ fn kind_name(kind: &EventKind) -> &'static str {
         EventKind::PhaseChanged(_) => "phase",
         EventKind::Step { .. } => "step",
         EventKind::Note { .. } | EventKind::Stopped { .. } => "note",
-        EventKind::HostDelay { .. } => "host delay",
+        EventKind::HostDelay { .. } | EventKind::HostStall { .. } => "host delay",
     }
 }
 

@@ -468,7 +468,8 @@ fn mark_of(
         | EventKind::TlsSecret(_)
         | EventKind::Note { .. }
         | EventKind::Stopped { .. }
-        | EventKind::HostDelay { .. } => return None,
+        | EventKind::HostDelay { .. }
+        | EventKind::HostStall { .. } => return None,
     })
 }
 

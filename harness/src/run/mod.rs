@@ -8,6 +8,7 @@
 //! - [`html`]: report.html, with [`ladder`] diagrams of each case.
 //! - [`baseline`]: known deviations, so that the exit code reflects changes only.
 //! - [`schedule`]: which cases may run at the same time.
+//! - [`watchdog`]: when the host did not run the reference UA (its stalls, for the checks).
 
 pub mod baseline;
 pub mod case;
@@ -18,3 +19,4 @@ pub mod record;
 pub mod report;
 pub mod schedule;
 pub mod trigger;
+pub mod watchdog;

@@ -308,6 +308,12 @@ pub enum EventKind {
     HostDelay {
         late_ns: u64,
     },
+    /// The host did not run srvlab's own reference UA for `stalled_ns` up to this moment: the
+    /// watchdog on the device's thread woke that late. Whatever the device did in that window
+    /// took longer by the host's doing; reaction checks (F2) take it off their measurement.
+    HostStall {
+        stalled_ns: u64,
+    },
     /// srvlab stopped watching the device: what follows is the world shutting down (its
     /// connections reset), no longer the device's doing.
     Stopped {
@@ -435,6 +441,11 @@ impl fmt::Display for Event {
                 f,
                 "note the host ran the reference UA {:.3} ms late for a timer",
                 *late_ns as f64 / 1e6
+            ),
+            EventKind::HostStall { stalled_ns } => write!(
+                f,
+                "note the host did not run the reference UA for {:.3} ms",
+                *stalled_ns as f64 / 1e6
             ),
         }
     }
