@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
 
-use crate::timeline::{Event, EventKind, RefusalSeen, Transport};
+use crate::timeline::{CloseKind, Event, EventKind, RefusalSeen, Transport};
 
 /// Pixels per nanosecond of true time, before rows are pushed apart.
 pub struct Scale {
@@ -268,6 +268,8 @@ fn server_of(event: &Event) -> Option<(&str, Option<String>)> {
         EventKind::Refused(r) => Some((&r.server, Some(r.local.to_string()))),
         EventKind::SipMalformed(m) => Some((&m.server, Some(m.local.to_string()))),
         EventKind::TlsFailed(t) => Some((&t.server, Some(t.local.to_string()))),
+        EventKind::TcpConnected(c) => Some((&c.server, Some(c.local.to_string()))),
+        EventKind::TcpClosed(c) => Some((&c.server, Some(c.local.to_string()))),
         EventKind::PhaseChanged(p) => Some((&p.server, None)),
         _ => None,
     }
@@ -462,9 +464,38 @@ fn mark_of(
             class: "lost",
             lost: false,
         },
-        EventKind::TcpConnected(_)
-        | EventKind::TcpClosed(_)
-        | EventKind::TlsBytes(_)
+        EventKind::TcpConnected(c) => Mark::Arrow {
+            from: DEVICE,
+            to: column(&c.server)?,
+            label: "TCP connect".into(),
+            class: "conn",
+            lost: false,
+        },
+        EventKind::TcpClosed(c) => {
+            let (from, to) = match c.how {
+                CloseKind::Peer | CloseKind::PeerReset => (DEVICE, column(&c.server)?),
+                CloseKind::Server | CloseKind::ServerReset => (column(&c.server)?, DEVICE),
+            };
+            let reset = matches!(c.how, CloseKind::PeerReset | CloseKind::ServerReset);
+            Mark::Arrow {
+                from,
+                to,
+                label: if reset {
+                    "TCP reset (RST)"
+                } else {
+                    "TCP close (FIN)"
+                }
+                .into(),
+                // A server's reset under a waiting request is a refusal (F2): red, as one.
+                class: if reset && from != DEVICE {
+                    "refused"
+                } else {
+                    "conn"
+                },
+                lost: false,
+            }
+        }
+        EventKind::TlsBytes(_)
         | EventKind::TlsSecret(_)
         | EventKind::Note { .. }
         | EventKind::Stopped { .. }
@@ -585,8 +616,14 @@ pub fn svg(case: &str, events: &[Event], t1_ns: u64, t2_ns: u64, max_requests: u
     let (columns, servers) = columns(events);
     let retransmitted = retransmissions(drawn);
     let failed_over = failovers(drawn);
+    // Once srvlab stopped watching, the world closes its connections: not the device's doing.
+    let stopped = drawn
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::Stopped { .. }))
+        .map_or(u64::MAX, |e| e.t_ns);
     let marks: Vec<(&Event, Mark)> = drawn
         .iter()
+        .filter(|e| !(matches!(e.kind, EventKind::TcpClosed(_)) && e.t_ns >= stopped))
         .filter_map(|e| Some((e, mark_of(e, &servers, &retransmitted, &failed_over)?)))
         .collect();
     let timers = timers(drawn, &servers, &retransmitted, t1_ns, t2_ns);
@@ -984,5 +1021,57 @@ mod tests {
         assert!(drawing.svg.contains(r##"href="#event-seed-1""##));
         assert!(!drawing.svg.contains("event-seed-3"));
         assert!(drawing.svg.starts_with("<svg") && drawing.svg.ends_with("</svg>"));
+    }
+
+    #[test]
+    fn connections_are_drawn_until_srvlab_stops_watching() {
+        let connection = |seq: u64, t_ms: u64, how: Option<CloseKind>| {
+            let (server, local, remote) = (
+                "sipserver52.".to_string(),
+                "127.0.0.52:5060".parse().unwrap(),
+                "127.0.0.1:40000".parse().unwrap(),
+            );
+            Event {
+                seq,
+                t_ns: t_ms * MS,
+                kind: match how {
+                    None => EventKind::TcpConnected(crate::timeline::TcpConnection {
+                        server,
+                        local,
+                        remote,
+                    }),
+                    Some(how) => EventKind::TcpClosed(crate::timeline::TcpClosed {
+                        server,
+                        local,
+                        remote,
+                        how,
+                    }),
+                },
+            }
+        };
+        let events = vec![
+            connection(0, 0, None),
+            connection(1, 5, Some(CloseKind::ServerReset)),
+            connection(2, 10, None),
+            Event {
+                seq: 3,
+                t_ns: 20 * MS,
+                kind: EventKind::Stopped {
+                    text: "done".into(),
+                },
+            },
+            connection(4, 21, Some(CloseKind::Server)),
+        ];
+        let drawing = svg("tcp", &events, 20 * MS, 4000 * MS, 10);
+        assert_eq!(drawing.svg.matches(">TCP connect<").count(), 2);
+        // The server's reset is drawn red, from the server to the device.
+        let reset = drawing
+            .svg
+            .find(">TCP reset (RST)<")
+            .expect("the reset is drawn");
+        let element = &drawing.svg[drawing.svg[..reset].rfind("<a ").unwrap()..reset];
+        assert!(element.contains(r#"<line class="refused""#), "{element}");
+        assert!(!drawing.svg.contains("TCP close (FIN)"));
+        assert!(!drawing.svg.contains("event-tcp-4"));
     }
 }
