@@ -244,3 +244,45 @@ async fn it_registers_with_and_calls_sipp() {
     }
     world.shutdown().await.unwrap();
 }
+
+/// Over TCP, one connection carries every call to the same server (RFC 3261 §18.1.1): the
+/// world sees one connect, and every INVITE from the same port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_to_one_tcp_server_reuse_its_connection() {
+    let yaml = "id: reuse\nzone:\n  origin: reuse.test.\n  ttl: 300\n  records:\n\
+         \x20   - NAPTR: {name: \"@\", order: 10, preference: 10, flags: s, service: SIP+D2T, regexp: \"\", replacement: _sip._tcp}\n\
+         \x20   - SRV: {name: _sip._tcp, priority: 1, weight: 1, port: 5060, target: pbx}\n\
+         \x20   - A: {name: pbx, address: 127.0.5.1}\n\
+         servers:\n  - host: pbx.reuse.test.\n    transports: [tcp]\n    script: [{behaviour: accept}]\n";
+    let (case, diagnostics) = Case::parse(&SourceFile::new("reuse.yaml", yaml), &root());
+    let case = case.unwrap_or_else(|| panic!("{diagnostics}"));
+    let options = WorldOptions {
+        dns_listen: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: None,
+    };
+    let world = World::start(&case, &options, Timeline::new())
+        .await
+        .expect("the world comes up");
+    let mut ua = Ua::new(config(1, None), "alice", world.dns().addr());
+    let uri = SipUri::parse("sip:100@reuse.test").unwrap();
+    for _ in 0..3 {
+        let outcome = ua.run(Method::Invite, uri.clone(), |_| {}).await;
+        assert!(outcome.is_success(), "{outcome:?}");
+    }
+    let events = world.timeline().events();
+    let connects = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::TcpConnected(_)))
+        .count();
+    let ports: std::collections::BTreeSet<SocketAddr> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::SipReceived(m) if m.summary.method.as_deref() == Some("INVITE") => {
+                Some(m.remote)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!((connects, ports.len()), (1, 1), "{ports:?}");
+    world.shutdown().await.unwrap();
+}

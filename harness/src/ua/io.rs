@@ -71,6 +71,24 @@ enum Event {
 struct Conn {
     writer: Writer,
     reader: Option<JoinHandle<()>>,
+    local: SocketAddr,
+    /// A TCP or TLS connection: whom its reader reports to, and what it may be reused for.
+    stream: Option<(Owner, ReuseKey)>,
+}
+
+/// Whom a connection's reader reports to: the attempt using it, or nobody while it waits to be
+/// reused (a message then is a stray, and the end of the connection just ends the reader).
+type Owner = Arc<std::sync::Mutex<Option<(JobId, u32)>>>;
+
+/// What an open connection can carry another request to: the same transport and address,
+/// and over TLS the same verified host name (RFC 5923 §5 ties reuse to the certificate).
+type ReuseKey = (Transport, SocketAddr, Option<Name>);
+
+impl Conn {
+    /// Still open: its reader has not seen the connection end.
+    fn is_open(&self) -> bool {
+        self.reader.as_ref().is_some_and(|r| !r.is_finished())
+    }
 }
 
 enum Writer {
@@ -111,6 +129,9 @@ pub struct Ua {
     started: Instant,
     events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
     conns: HashMap<(JobId, u32), Conn>,
+    /// TCP and TLS connections whose attempt ended, kept open for the next request to the same
+    /// target (RFC 3261 §18.1.1: a request goes over an existing connection when there is one).
+    idle: HashMap<ReuseKey, Conn>,
     /// The TLS client configuration; without it a TLS target fails like a refused one.
     tls: Option<Arc<ClientConfig>>,
     /// How long a TLS handshake may take before the attempt fails: Timer B (64·T1), as long
@@ -128,6 +149,7 @@ impl Ua {
             started: Instant::now(),
             events: mpsc::unbounded_channel(),
             conns: HashMap::new(),
+            idle: HashMap::new(),
             tls: None,
         }
     }
@@ -145,6 +167,35 @@ impl Ua {
 
     pub fn agent(&self) -> &Agent {
         &self.agent
+    }
+
+    /// An open connection to `target` that no attempt uses, now the attempt's.
+    fn reusable(&mut self, target: &Target, job: JobId, attempt: u32) -> Option<Conn> {
+        let key = (target.transport, target.addr, target.host.clone());
+        let conn = self.idle.remove(&key).filter(Conn::is_open)?;
+        if let Some((owner, _)) = &conn.stream {
+            *owner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((job, attempt));
+        }
+        Some(conn)
+    }
+
+    /// A TCP or TLS connection still open waits for the next request to its target; anything
+    /// else is closed (dropped).
+    fn keep_for_reuse(&mut self, conn: Conn) {
+        if !conn.is_open() {
+            return;
+        }
+        let Some((owner, key)) = &conn.stream else {
+            return;
+        };
+        *owner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        let key = key.clone();
+        // One idle connection per target: a second one (two requests were in flight) closes.
+        self.idle.insert(key, conn);
     }
 
     /// Carries out one request to the end, reporting each attempt as it ends.
@@ -257,6 +308,16 @@ impl Ua {
                     attempt,
                     target,
                 } => {
+                    if let Some(conn) = self.reusable(&target, job, attempt) {
+                        let local = conn.local;
+                        let _ = self.events.0.send(Event::Opened {
+                            job,
+                            attempt,
+                            local,
+                            conn,
+                        });
+                        continue;
+                    }
                     let events = self.events.0.clone();
                     let tls = self
                         .tls
@@ -285,7 +346,9 @@ impl Ua {
                     }
                 }
                 Action::Close { job, attempt } => {
-                    self.conns.remove(&(job, attempt));
+                    if let Some(conn) = self.conns.remove(&(job, attempt)) {
+                        self.keep_for_reuse(conn);
+                    }
                 }
                 Action::Attempt(report) => progress(&Progress::Attempt(report)),
                 Action::Done {
@@ -411,7 +474,7 @@ async fn open(
             .await
             .map_err(|_| Failed::Transport),
         Transport::Tcp => match TcpStream::connect(target.addr).await {
-            Ok(stream) => stream_conn(job, attempt, stream, events.clone()),
+            Ok(stream) => stream_conn(job, attempt, &target, stream, events.clone()),
             Err(err) => Err(err),
         }
         .map_err(|_| Failed::Transport),
@@ -475,6 +538,8 @@ async fn open_udp(
         Conn {
             writer: Writer::Udp(socket),
             reader: Some(reader),
+            local,
+            stream: None,
         },
     ))
 }
@@ -507,18 +572,29 @@ async fn open_tls(
         .await
         .map_err(|_| Failed::Handshake { timed_out: true })?
         .map_err(|_| Failed::Handshake { timed_out: false })?;
-    let (_, conn) = stream_conn(job, attempt, stream, events).map_err(|_| Failed::Transport)?;
+    let (_, conn) =
+        stream_conn(job, attempt, target, stream, events).map_err(|_| Failed::Transport)?;
     Ok((local, conn))
 }
 
-/// A connected stream (TCP, or TLS over it) read into framed messages by its own task.
+/// A connected stream (TCP, or TLS over it) to `target`, read into framed messages by its own
+/// task for whichever attempt uses it: first `job`'s `attempt`, later any it is reused for.
 fn stream_conn<S: AsyncRead + AsyncWrite + Unpin + Send + 'static + LocalAddr>(
     job: JobId,
     attempt: u32,
+    target: &Target,
     stream: S,
     events: mpsc::UnboundedSender<Event>,
 ) -> io::Result<(SocketAddr, Conn)> {
     let local = stream.local_addr()?;
+    let owner: Owner = Arc::new(std::sync::Mutex::new(Some((job, attempt))));
+    let key = (target.transport, target.addr, target.host.clone());
+    let user = owner.clone();
+    let current = move || {
+        *user
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
     let (writer, mut outbox) = mpsc::unbounded_channel::<Vec<u8>>();
     let reader = tokio::spawn(async move {
         let mut stream = stream;
@@ -528,13 +604,18 @@ fn stream_conn<S: AsyncRead + AsyncWrite + Unpin + Send + 'static + LocalAddr>(
             tokio::select! {
                 read = stream.read(&mut buf) => match read {
                     Ok(0) | Err(_) => {
-                        let _ = events.send(Event::TransportError { job, attempt });
+                        if let Some((job, attempt)) = current() {
+                            let _ = events.send(Event::TransportError { job, attempt });
+                        }
                         return;
                     }
                     Ok(len) => {
                         framer.push(&buf[..len]);
                         while let Some(Ok((bytes, _))) = framer.next_message() {
-                            let _ = events.send(Event::Message { job, attempt, bytes });
+                            // Unowned, it is a stray: no transaction is waiting for it.
+                            if let Some((job, attempt)) = current() {
+                                let _ = events.send(Event::Message { job, attempt, bytes });
+                            }
                         }
                     }
                 },
@@ -546,7 +627,9 @@ fn stream_conn<S: AsyncRead + AsyncWrite + Unpin + Send + 'static + LocalAddr>(
                             stream.flush().await
                         };
                         if written.await.is_err() {
-                            let _ = events.send(Event::TransportError { job, attempt });
+                            if let Some((job, attempt)) = current() {
+                                let _ = events.send(Event::TransportError { job, attempt });
+                            }
                             return;
                         }
                     }
@@ -560,6 +643,8 @@ fn stream_conn<S: AsyncRead + AsyncWrite + Unpin + Send + 'static + LocalAddr>(
         Conn {
             writer: Writer::Tcp(writer),
             reader: Some(reader),
+            local,
+            stream: Some((owner, key)),
         },
     ))
 }
