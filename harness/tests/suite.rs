@@ -328,20 +328,38 @@ const MATRIX: &[Row] = &[
         // The request ends at the bad certificate: nothing after it can be judged (L11, F1:
         // inconclusive), F2 sees the targets left untried.
         "tls-failure-is-final",
-        &["cases/transport/tls-handshake-failures.yaml"],
-        &[("tls-handshake-failures", "F2")],
+        &[
+            "cases/transport/tls-handshake-failures.yaml",
+            "cases/dual-stack/sips-ipv6-certificates.yaml",
+        ],
+        &[
+            ("tls-handshake-failures", "F2"),
+            ("sips-ipv6-certificates", "F2"),
+        ],
     ),
     (
-        // The self-signed certificate is taken, and the call stays there.
+        // The self-signed certificate is taken, and the call stays there (over IPv6 too).
         "no-certificate-check",
-        &["cases/transport/tls-handshake-failures.yaml"],
-        &[("tls-handshake-failures", "F6")],
+        &[
+            "cases/transport/tls-handshake-failures.yaml",
+            "cases/dual-stack/sips-ipv6-certificates.yaml",
+        ],
+        &[
+            ("tls-handshake-failures", "F6"),
+            ("sips-ipv6-certificates", "F6"),
+        ],
     ),
     (
         // The self-signed one is refused, the trusted CA's for another name taken.
         "no-hostname-check",
-        &["cases/transport/tls-handshake-failures.yaml"],
-        &[("tls-handshake-failures", "F6")],
+        &[
+            "cases/transport/tls-handshake-failures.yaml",
+            "cases/dual-stack/sips-ipv6-certificates.yaml",
+        ],
+        &[
+            ("tls-handshake-failures", "F6"),
+            ("sips-ipv6-certificates", "F6"),
+        ],
     ),
     (
         "no-dirty-host",
@@ -470,6 +488,7 @@ const MATRIX: &[Row] = &[
         &[
             ("aaaa-only", "L13"),
             ("sips-ipv6", "L13"),
+            ("sips-ipv6-certificates", "L13"),
             ("srv-major", "L13"),
             ("srv-major-refused", "L13"),
             ("srv-major-refused-tcp", "L13"),
@@ -481,6 +500,7 @@ const MATRIX: &[Row] = &[
         &["cases/dual-stack"],
         &[
             ("sips-ipv6", "L13"),
+            ("sips-ipv6-certificates", "L13"),
             ("srv-major", "L13"),
             ("srv-major-refused", "L13"),
             ("srv-major-refused-tcp", "L13"),
