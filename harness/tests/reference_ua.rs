@@ -8,14 +8,12 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use srvlab::model::case::Case;
-use srvlab::model::diag::SourceFile;
-use srvlab::timeline::{Event, EventKind, Timeline};
+use srvlab::timeline::{Event, EventKind};
 use srvlab::ua::UaConfig;
 use srvlab::ua::agent::{AttemptOutcome, Method, Outcome};
 use srvlab::ua::io::{Progress, Ua};
 use srvlab::ua::uri::SipUri;
-use srvlab::world::{World, WorldOptions};
+use srvlab::world::World;
 use support::root;
 
 const T1: Duration = Duration::from_millis(20);
@@ -32,15 +30,7 @@ async fn seed_world(net: u8, script52: &str, script114: &str) -> World {
          servers:\n  - host: sipserver52.snom.rocks.\n    script: {script52}\n\
          \x20 - host: sipserver114.snom.rocks.\n    script: {script114}\n"
     );
-    let (case, diagnostics) = Case::parse(&SourceFile::new("seed.yaml", yaml), &root());
-    let case = case.unwrap_or_else(|| panic!("{diagnostics}"));
-    let options = WorldOptions {
-        dns_listen: vec!["127.0.0.1:0".parse().unwrap()],
-        tls: None,
-    };
-    World::start(&case, &options, Timeline::new())
-        .await
-        .expect("the world comes up")
+    support::world_from("seed.yaml", &yaml, &root()).await
 }
 
 fn config(seed: u64, dirty_host_ttl: Option<Duration>) -> UaConfig {
@@ -194,15 +184,7 @@ async fn it_registers_with_and_calls_sipp() {
     let yaml = "id: sipp\nzone:\n  origin: sipp.test.\n  ttl: 60\n  records:\n\
         \x20   - SRV: {name: _sip._udp, priority: 1, weight: 1, port: 5060, target: uas}\n\
         \x20   - A: {name: uas, address: 127.0.4.1}\nservers: []\n";
-    let (case, diagnostics) = Case::parse(&SourceFile::new("sipp.yaml", yaml), &root());
-    let case = case.unwrap_or_else(|| panic!("{diagnostics}"));
-    let options = WorldOptions {
-        dns_listen: vec!["127.0.0.1:0".parse().unwrap()],
-        tls: None,
-    };
-    let world = World::start(&case, &options, Timeline::new())
-        .await
-        .unwrap();
+    let world = support::world_from("sipp.yaml", yaml, &root()).await;
     let dir = std::env::temp_dir().join(format!("srvlab-sipp-uas-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let register = root().join("fixtures/sipp/uas-register.xml");
@@ -254,15 +236,7 @@ async fn calls_to_one_tcp_server_reuse_its_connection() {
          \x20   - SRV: {name: _sip._tcp, priority: 1, weight: 1, port: 5060, target: pbx}\n\
          \x20   - A: {name: pbx, address: 127.0.5.1}\n\
          servers:\n  - host: pbx.reuse.test.\n    transports: [tcp]\n    script: [{behaviour: accept}]\n";
-    let (case, diagnostics) = Case::parse(&SourceFile::new("reuse.yaml", yaml), &root());
-    let case = case.unwrap_or_else(|| panic!("{diagnostics}"));
-    let options = WorldOptions {
-        dns_listen: vec!["127.0.0.1:0".parse().unwrap()],
-        tls: None,
-    };
-    let world = World::start(&case, &options, Timeline::new())
-        .await
-        .expect("the world comes up");
+    let world = support::world_from("reuse.yaml", yaml, &root()).await;
     let mut ua = Ua::new(config(1, None), "alice", world.dns().addr());
     let uri = SipUri::parse("sip:100@reuse.test").unwrap();
     for _ in 0..3 {

@@ -10,24 +10,13 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use rstest::rstest;
-use srvlab::model::case::Case;
-use srvlab::model::diag::SourceFile;
-use srvlab::timeline::{Event, EventKind, RefusalSeen, SipMessage, Timeline, Transport};
-use srvlab::world::{World, WorldOptions};
+use srvlab::timeline::{Event, EventKind, RefusalSeen, SipMessage, Transport};
+use srvlab::world::World;
 use support::root;
 
 /// A world from case YAML; the DNS listens on a free port of 127.0.0.1.
 async fn world(yaml: &str) -> World {
-    let file = SourceFile::new("test-case.yaml", yaml);
-    let (case, diagnostics) = Case::parse(&file, &root().join("fixtures/cases"));
-    let case = case.unwrap_or_else(|| panic!("case does not validate:\n{diagnostics}"));
-    let options = WorldOptions {
-        dns_listen: vec!["127.0.0.1:0".parse().unwrap()],
-        tls: None,
-    };
-    let world = World::start(&case, &options, Timeline::new())
-        .await
-        .expect("the world comes up");
+    let world = support::world_from("test-case.yaml", yaml, &root().join("fixtures/cases")).await;
     assert!(
         world.sees_refusals(),
         "these tests run as root (CI does) so that raw sockets can see refusals"

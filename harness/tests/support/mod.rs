@@ -31,6 +31,22 @@ pub fn fixture(relative: &str) -> Arc<SourceFile> {
     SourceFile::new(relative, text)
 }
 
+/// A world from case YAML (`name` for its diagnostics, `base` where its relative paths
+/// start); the DNS listens on a free port of 127.0.0.1, without TLS of a lab.
+pub async fn world_from(name: &str, yaml: &str, base: &Path) -> srvlab::world::World {
+    use srvlab::model::case::Case;
+    use srvlab::world::{World, WorldOptions};
+    let (case, diagnostics) = Case::parse(&SourceFile::new(name, yaml), base);
+    let case = case.unwrap_or_else(|| panic!("{name} does not validate:\n{diagnostics}"));
+    let options = WorldOptions {
+        dns_listen: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: None,
+    };
+    World::start(&case, &options, Timeline::new())
+        .await
+        .expect("the world comes up")
+}
+
 /// Zones from YAML text; panics with the diagnostics when they do not validate.
 pub fn zones_from(texts: &[&str]) -> ZoneSet {
     let files: Vec<_> = texts
