@@ -685,6 +685,21 @@ pub fn svg(case: &str, events: &[Event], t1_ns: u64, t2_ns: u64, max_requests: u
             seconds(gap.to_ns - gap.from_ns)
         );
     }
+    // Where the host did not run srvlab's reference UA (its watchdog's reports): a band on the
+    // device's lifeline, taking no row, so that a late reaction shows whose it was.
+    for event in drawn {
+        if let EventKind::HostStall { stalled_ns } = event.kind {
+            let (from, to) = (y(event.t_ns.saturating_sub(stalled_ns)), y(event.t_ns));
+            let _ = write!(
+                out,
+                r#"<rect class="stall" x="{:.1}" y="{from:.1}" width="6" height="{:.1}"><title>srvlab's host did not run the reference UA for {} (until {})</title></rect>"#,
+                x_of(DEVICE) - 3.0,
+                (to - from).max(1.0),
+                seconds(stalled_ns),
+                seconds(event.t_ns)
+            );
+        }
+    }
     for timer in &timers {
         let x = x_of(timer.server);
         for tick in &timer.ticks {
@@ -1073,5 +1088,29 @@ mod tests {
         assert!(element.contains(r#"<line class="refused""#), "{element}");
         assert!(!drawing.svg.contains("TCP close (FIN)"));
         assert!(!drawing.svg.contains("event-tcp-4"));
+    }
+
+    #[test]
+    fn a_host_stall_is_a_band_on_the_device_lifeline() {
+        let events = vec![
+            received(0, 0, "sipserver52.", "c1", "INVITE", "z1"),
+            Event {
+                seq: 1,
+                t_ns: 30 * MS,
+                kind: EventKind::HostStall {
+                    stalled_ns: 24 * MS,
+                },
+            },
+            received(2, 40, "sipserver114.", "c1", "INVITE", "z2"),
+        ];
+        let drawing = svg("stall", &events, 20 * MS, 4000 * MS, 10);
+        assert_eq!(drawing.svg.matches(r#"<rect class="stall""#).count(), 1);
+        assert!(
+            drawing
+                .svg
+                .contains("did not run the reference UA for 0.024 s (until 0.030 s)"),
+            "{}",
+            drawing.svg
+        );
     }
 }
