@@ -1032,47 +1032,44 @@ mod tests {
             assert!(parsed.is_none(), "{found}");
             found.to_string()
         };
-        let text = errors("  ca_cert: missing.pem\n  ca_key: ca.key\n");
-        assert!(
-            text.contains("bench.yaml:9:12: error: cannot read "),
-            "{text}"
-        );
-        assert!(text.contains("missing.pem"), "{text}");
-        let text = errors("  ca_key: ca.key\n");
-        assert!(
-            text.contains(
-                "bench.yaml:9:11: error: a CA key needs its certificate: give `ca_cert` too"
+        // Each broken `tls:` and what its error must say, at its place.
+        for (tls, expected) in [
+            (
+                "  ca_cert: missing.pem\n  ca_key: ca.key\n",
+                &["bench.yaml:9:12: error: cannot read ", "missing.pem"][..],
             ),
-            "{text}"
-        );
-        let text = errors("  ca_cert: junk.pem\n");
-        assert!(
-            text.contains("bench.yaml:9:12: error: junk.pem: no PEM certificate in it"),
-            "{text}"
-        );
-        let text = errors("  ca_cert: s52.pem\n");
-        assert!(
-            text.contains("bench.yaml:9:12: error: s52.pem: the certificate is no CA"),
-            "{text}"
-        );
-        let text = errors("  ca_cert: ca.pem\n  ca_key: other.key\n");
-        assert!(
-            text.contains(
-                "bench.yaml:10:11: error: other.key: the key does not belong to the certificate"
+            (
+                "  ca_key: ca.key\n",
+                &["bench.yaml:9:11: error: a CA key needs its certificate: give `ca_cert` too"],
             ),
-            "{text}"
-        );
-        let text = errors("  certificates:\n    s53.snom.rocks.: {cert: s52.pem, key: s52.key}\n");
-        assert!(
-            text.contains("bench.yaml:10:29: error: s52.pem: the certificate names s52.snom.rocks, not s53.snom.rocks"),
-            "{text}"
-        );
-        let text =
-            errors("  certificates:\n    s52.snom.rocks.: {cert: s52.pem, key: other.key}\n");
-        assert!(
-            text.contains("bench.yaml:10:43: error: other.key: the key does not belong"),
-            "{text}"
-        );
+            (
+                "  ca_cert: junk.pem\n",
+                &["bench.yaml:9:12: error: junk.pem: no PEM certificate in it"],
+            ),
+            (
+                "  ca_cert: s52.pem\n",
+                &["bench.yaml:9:12: error: s52.pem: the certificate is no CA"],
+            ),
+            (
+                "  ca_cert: ca.pem\n  ca_key: other.key\n",
+                &["bench.yaml:10:11: error: other.key: the key does not belong to the certificate"],
+            ),
+            (
+                "  certificates:\n    s53.snom.rocks.: {cert: s52.pem, key: s52.key}\n",
+                &[
+                    "bench.yaml:10:29: error: s52.pem: the certificate names s52.snom.rocks, not s53.snom.rocks",
+                ],
+            ),
+            (
+                "  certificates:\n    s52.snom.rocks.: {cert: s52.pem, key: other.key}\n",
+                &["bench.yaml:10:43: error: other.key: the key does not belong"],
+            ),
+        ] {
+            let text = errors(tls);
+            for part in expected {
+                assert!(text.contains(part), "{tls}: {text}");
+            }
+        }
         let text = errors("  ca_cert: ca.pem\n  other: x\n");
         assert!(
             text.contains("bench.yaml:10:"),

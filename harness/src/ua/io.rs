@@ -81,7 +81,7 @@ struct Conn {
 type Owner = Arc<std::sync::Mutex<Option<(JobId, u32)>>>;
 
 /// What an open connection can carry another request to: the same transport and address,
-/// and over TLS the same verified host name (RFC 5923 §5 ties reuse to the certificate).
+/// and over TLS the same verified host name (RFC 5923 ties reuse to the certificate).
 type ReuseKey = (Transport, SocketAddr, Option<Name>);
 
 impl Conn {
