@@ -15,13 +15,17 @@
 //! - [`checks`]: the oracle: pure functions that judge a timeline against the RFCs and the
 //!   device's profile, each verdict with its evidence.
 //!
+//! - [`console`]: what srvlab prints for a person; a closed stdout never stops a run.
 //! - [`tls`]: the run's test CA (or a lab's own), server certificates and rustls
 //!   configurations.
 //!
 //! `main.rs` only parses the command line; `commands/` carries each subcommand out.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod capture;
 pub mod checks;
+pub mod console;
 pub mod dns;
 pub mod model;
 pub mod run;

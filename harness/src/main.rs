@@ -1,5 +1,7 @@
 //! The `srvlab` command line. This file only parses arguments; `commands/` does the work.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod commands;
 
 use std::net::SocketAddr;
@@ -8,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use srvlab::model::zone::DnsFault;
+use srvlab::tell;
 
 /// Conformance test harness for SIP server location and failover over DNS.
 ///
@@ -249,7 +252,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("srvlab: error: {err:#}");
+            tell!("srvlab: error: {err:#}");
             commands::exit_run_failed()
         }
     }

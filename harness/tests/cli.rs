@@ -461,3 +461,110 @@ fn ua_calls_through_a_served_world() {
     let out = srvlab(&["ua", "call", "http://example.test", "--dns", &dns]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `srvlab serve CASE | head -3` and `srvlab dns … | head -1`: once the reader of stdout has
+/// gone, every line printed fails with EPIPE. The world must go on answering and recording
+/// (issue 13: `serve` panicked in the recording callback and went deaf, its timeline stopped at
+/// one event), and Ctrl-C still ends it cleanly with exit 0.
+#[rstest::rstest]
+#[case::serve(&["serve", "fixtures/cases/closed-stdout.yaml", "--dns", "127.0.94.1:0"], "DNS on ", "up.pipe.test")]
+#[case::dns(&["dns", "--zone", "fixtures/zones/example-test.yaml", "--listen", "127.0.94.2:0"], "serving ", "sip1.example.test")]
+fn a_closed_stdout_never_stops_the_world(
+    #[case] args: &[&str],
+    #[case] banner: &str,
+    #[case] name: &str,
+) {
+    let out =
+        std::env::temp_dir().join(format!("srvlab-closed-{}-{}", args[0], std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_srvlab"));
+    command.args(args).current_dir(root());
+    if args[0] == "serve" {
+        command.arg("--out").arg(&out);
+    }
+    let mut child = KillOnDrop(Some(
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start srvlab"),
+    ));
+    let running = child.0.as_mut().unwrap();
+    // Read up to the line that names the DNS address, then close the pipe, as `head` does.
+    let mut stdout = BufReader::new(running.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains(banner) {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "no `{banner}` line"
+        );
+    }
+    drop(stdout);
+    let dns: SocketAddr = line
+        .split(" on ")
+        .nth(1)
+        .and_then(|rest| rest.split([',', ' ', '\n']).next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("address in `{line}`"));
+    for round in 1..=3 {
+        let answer = dig(dns, &[name, "A", "+short"]);
+        assert!(
+            !answer.trim().is_empty(),
+            "round {round}: no answer from {dns}"
+        );
+        if args[0] == "serve" {
+            let sipsak = Command::new("sipsak")
+                .args(["-s", "sip:me@127.0.94.1:5060"])
+                .output()
+                .expect("sipsak is needed (scripts/test installs it)");
+            assert_eq!(
+                sipsak.status.code(),
+                Some(0),
+                "round {round}: OPTIONS unanswered"
+            );
+        }
+    }
+    let pid = running.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = child.0.take().unwrap().wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    if args[0] == "serve" {
+        let (_, events) = srvlab::timeline::jsonl::read(&out.join("timeline.jsonl")).unwrap();
+        let count = |kind: fn(&srvlab::timeline::EventKind) -> bool| {
+            events.iter().filter(|e| kind(&e.kind)).count()
+        };
+        assert_eq!(
+            count(|k| matches!(k, srvlab::timeline::EventKind::DnsAnswer(_))),
+            3
+        );
+        assert_eq!(
+            count(|k| matches!(k, srvlab::timeline::EventKind::SipReceived(_))),
+            3
+        );
+        assert_eq!(
+            count(|k| matches!(k, srvlab::timeline::EventKind::SipSent(_))),
+            3
+        );
+    }
+}
+
+/// A child process that a failing test must not leave running (it holds its ports).
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

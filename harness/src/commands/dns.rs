@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use srvlab::dns::DnsServer;
 use srvlab::model::zone::{DnsFault, ZoneSet};
+use srvlab::say;
 use srvlab::timeline::{EventKind, Timeline};
 
 use super::{exit_bad_input, print_diagnostics};

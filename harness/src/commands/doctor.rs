@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use srvlab::model::case::{Case, TlsFailure};
 use srvlab::model::lab::{Action, Lab, TriggerKind, Vars};
+use srvlab::say;
 use srvlab::timeline::Transport;
 use srvlab::tls::{CertInfo, CertSource};
 

@@ -1,15 +1,6 @@
 //! One module per subcommand. Each returns the process exit code; an `Err` means the run
 //! itself could not be carried out (exit 3).
 
-/// `println!` that survives a closed stdout (`srvlab run | head`): the console is a courtesy,
-/// and the run must go on to write its reports.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-
 pub mod dns;
 pub mod doctor;
 pub mod report;
@@ -21,6 +12,7 @@ pub mod validate;
 use std::process::ExitCode;
 
 use srvlab::model::diag::Diagnostics;
+use srvlab::tell;
 
 /// Bad input: a zone or case file with an error.
 pub fn exit_bad_input() -> ExitCode {
@@ -36,8 +28,9 @@ pub fn print_diagnostics(diagnostics: &Diagnostics) {
     if diagnostics.is_empty() {
         return;
     }
-    eprint!("{diagnostics}");
-    eprintln!(
+    // Each diagnostic is a line of its own; the count follows.
+    tell!("{}", diagnostics.to_string().trim_end());
+    tell!(
         "{} error{}, {} warning{}",
         diagnostics.error_count(),
         if diagnostics.error_count() == 1 {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use srvlab::run::report::Report;
+use srvlab::{say, tell};
 
 use super::exit_bad_input;
 
@@ -38,7 +39,7 @@ pub fn run(dir: &Path, format: Format) -> anyhow::Result<ExitCode> {
     let report = match Report::load(&dir.join("report.json")) {
         Ok(report) => report,
         Err(err) => {
-            eprintln!("srvlab: {err}");
+            tell!("srvlab: {err}");
             return Ok(exit_bad_input());
         }
     };

@@ -20,6 +20,7 @@ use srvlab::run::report::{
 use srvlab::run::schedule::Schedule;
 use srvlab::timeline::jsonl::Header;
 use srvlab::ua::{Fault, Faults};
+use srvlab::{say, tell};
 
 use super::{exit_bad_input, print_diagnostics};
 
@@ -74,17 +75,17 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
             lab.map(Arc::new)
         }
         (Dut::External, None) => {
-            eprintln!("srvlab: --dut external needs --lab LAB.yaml (see `srvlab doctor`)");
+            tell!("srvlab: --dut external needs --lab LAB.yaml (see `srvlab doctor`)");
             return Ok(exit_bad_input());
         }
         (Dut::Reference, Some(_)) => {
-            eprintln!("srvlab: --lab is for --dut external");
+            tell!("srvlab: --lab is for --dut external");
             return Ok(exit_bad_input());
         }
         (Dut::Reference, None) => None,
     };
     if lab.is_some() && !options.faults.is_empty() {
-        eprintln!("srvlab: --fault switches on faults of the reference UA, not of a real device");
+        tell!("srvlab: --fault switches on faults of the reference UA, not of a real device");
         return Ok(exit_bad_input());
     }
     if options.dut == Dut::External && lab.is_none() {
@@ -114,7 +115,7 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         return Ok(exit_bad_input());
     }
     if cases.is_empty() {
-        eprintln!("srvlab: no case files under {}", display(&options.paths));
+        tell!("srvlab: no case files under {}", display(&options.paths));
         return Ok(exit_bad_input());
     }
 
@@ -233,7 +234,7 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
     Ok(if c.errors > 0 {
         super::exit_run_failed()
     } else if lab.is_some() && judged == 0 {
-        eprintln!(
+        tell!(
             "srvlab: nothing could be judged: the device never acted (see the inconclusive verdicts)"
         );
         super::exit_run_failed()
@@ -298,7 +299,7 @@ async fn run_all(cases: &[Case], options: &RunOptions, out: &Path, jobs: usize) 
             // A panic in a case is a bug of srvlab; the case is reported as not carried out.
             Err(err) => {
                 let index = tasks.get(&err.id()).copied();
-                eprintln!("srvlab: a case task failed: {err}");
+                tell!("srvlab: a case task failed: {err}");
                 if let Some(index) = index {
                     schedule.finished(index);
                     results[index] = Some(CaseResult::not_run(
@@ -318,7 +319,7 @@ async fn run_all(cases: &[Case], options: &RunOptions, out: &Path, jobs: usize) 
         results[index] = Some(result);
     }
     if let Some(why) = stopped {
-        eprintln!("srvlab: {why}; writing the reports of what ran");
+        tell!("srvlab: {why}; writing the reports of what ran");
         running.abort_all();
         for index in tasks.values() {
             if results[*index].is_none() {

@@ -11,6 +11,7 @@ use srvlab::model::case::Case;
 use srvlab::run::record::Recorder;
 use srvlab::timeline::Timeline;
 use srvlab::world::{World, WorldOptions};
+use srvlab::{say, tell};
 use tokio::io::AsyncBufReadExt;
 
 use super::{exit_bad_input, print_diagnostics};
@@ -31,7 +32,7 @@ pub fn run(case: &Path, out: Option<PathBuf>, dns: &[SocketAddr]) -> anyhow::Res
     say!("timeline: {}", recorder.timeline_path.display());
     say!("capture:  {}", recorder.capture_path.display());
     if let Err(err) = recorder.finish() {
-        eprintln!("srvlab: warning: {err}");
+        tell!("srvlab: warning: {err}");
     }
     result.map(|()| ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ use srvlab::ua::agent::{AttemptOutcome, Method, Outcome};
 use srvlab::ua::io::{Progress, Ua};
 use srvlab::ua::uri::SipUri;
 use srvlab::ua::{Fault, Faults, UaConfig};
+use srvlab::{say, tell};
 
 pub struct Options {
     pub method: Method,
@@ -36,7 +37,7 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
     let uri = match SipUri::parse(&options.uri) {
         Ok(uri) => uri,
         Err(why) => {
-            eprintln!("srvlab: `{}` is not a SIP URI: {why}", options.uri);
+            tell!("srvlab: `{}` is not a SIP URI: {why}", options.uri);
             return Ok(super::exit_bad_input());
         }
     };

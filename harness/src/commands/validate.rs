@@ -8,6 +8,7 @@ use srvlab::model::FileKind;
 use srvlab::model::case::Case;
 use srvlab::model::diag::{Diagnostics, SourceFile};
 use srvlab::model::zone::ZoneSet;
+use srvlab::say;
 
 use super::{exit_bad_input, print_diagnostics};
 

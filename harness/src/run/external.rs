@@ -7,7 +7,7 @@
 //! sends the request is recorded as such: the case's verdicts are then inconclusive with the
 //! reason, never a pass.
 
-use std::io::{IsTerminal, Write as _};
+use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -33,9 +33,7 @@ pub struct Acted {
 
 /// Prints a line for the person at the console (a closed stdout is no error).
 pub fn say(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
-    let _ = out.flush();
+    crate::say!("{text}");
 }
 
 /// Whether `event` is traffic of the device at `address` (or no traffic at all): on a lab
@@ -350,7 +348,7 @@ impl Driver<'_> {
         let mut next_tick = Instant::now();
         let end_line = || {
             if countdown && tty {
-                println!();
+                crate::say!();
             }
         };
         loop {
@@ -358,8 +356,7 @@ impl Driver<'_> {
                 let left = deadline.saturating_duration_since(Instant::now()).as_secs();
                 let line = format!("    waiting for {method} from {address}: {left} s left");
                 if tty {
-                    print!("\r{line}   ");
-                    let _ = std::io::stdout().flush();
+                    crate::console::partial(format_args!("\r{line}   "));
                 } else {
                     say(&line);
                 }

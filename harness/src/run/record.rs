@@ -12,6 +12,7 @@ use crate::capture::{CaptureError, PcapRecorder};
 use crate::timeline::jsonl::JsonlWriter;
 use crate::timeline::{Event, EventKind, Timeline};
 use crate::tls::keylog_line;
+use crate::{say, tell};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -53,7 +54,7 @@ impl Recorder {
         let mut warned = false;
         timeline.observe(move |event: &Event| {
             if echo {
-                println!("{event}");
+                say!("{event}");
             }
             let mut failures = Vec::new();
             if let Err(err) = jsonl.write(event) {
@@ -73,7 +74,7 @@ impl Recorder {
             // Say it once; the run goes on (the timeline in memory is still whole).
             if !failures.is_empty() && !warned {
                 warned = true;
-                eprintln!("srvlab: warning: cannot record: {}", failures.join("; "));
+                tell!("srvlab: warning: cannot record: {}", failures.join("; "));
             }
         });
         Ok(Self {
