@@ -242,8 +242,12 @@ fn doctor_says_what_is_missing_and_how_to_fix_it() {
 }
 
 #[test]
+/// Also issue 13's reproducer: the dialled number holds `&key=CANCEL`, which must reach the
+/// phone percent-encoded as part of `number`, never as a second parameter (a second command).
 fn the_http_trigger_answers_a_digest_challenge() {
-    use srvlab::model::lab::{Action, AuthScheme, HttpAuth, Template, Trigger, TriggerKind, Vars};
+    use srvlab::model::lab::{
+        Action, AuthScheme, HttpAuth, Place, Template, Trigger, TriggerKind, Vars,
+    };
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -272,9 +276,11 @@ fn the_http_trigger_answers_a_digest_challenge() {
             kind: TriggerKind::Http,
             actions: [(
                 Action::Call,
-                Template(vec![format!(
-                    "http://127.0.0.1:{port}/command.htm?number={{user}}"
-                )]),
+                Template::parse(
+                    Place::Url,
+                    &[format!("http://127.0.0.1:{port}/command.htm?number={{user}}")],
+                )
+                .unwrap(),
             )]
             .into_iter()
             .collect(),
@@ -285,7 +291,7 @@ fn the_http_trigger_answers_a_digest_challenge() {
             }),
         };
         let vars = Vars {
-            user: "100".into(),
+            user: "+4930123&key=CANCEL".into(),
             ..Vars::default()
         };
         let fired = srvlab::run::trigger::fire(
@@ -299,13 +305,20 @@ fn the_http_trigger_answers_a_digest_challenge() {
         assert_eq!(
             fired,
             Ok(format!(
-                "GET http://127.0.0.1:{port}/command.htm?number=100 → 200"
+                "GET http://127.0.0.1:{port}/command.htm?number=%2B4930123%26key%3DCANCEL → 200"
             ))
         );
         let requests = phone.await.unwrap();
-        assert!(requests[0].starts_with("GET /command.htm?number=100 HTTP/1.1\r\n"));
         assert!(
-            requests[1].contains("uri=\"/command.htm?number=100\", qop=auth, nc=00000001"),
+            requests[0]
+                .starts_with("GET /command.htm?number=%2B4930123%26key%3DCANCEL HTTP/1.1\r\n"),
+            "{}",
+            requests[0]
+        );
+        assert!(
+            requests[1].contains(
+                "uri=\"/command.htm?number=%2B4930123%26key%3DCANCEL\", qop=auth, nc=00000001"
+            ),
             "{}",
             requests[1]
         );

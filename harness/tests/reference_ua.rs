@@ -12,7 +12,7 @@ use srvlab::timeline::{Event, EventKind};
 use srvlab::ua::UaConfig;
 use srvlab::ua::agent::{AttemptOutcome, Method, Outcome};
 use srvlab::ua::io::{Progress, Ua};
-use srvlab::ua::uri::SipUri;
+use srvlab::sip::uri::SipUri;
 use srvlab::world::World;
 use support::root;
 

@@ -390,11 +390,15 @@ fn trigger(lab: &Lab) -> Finding {
                 let Some(template) = lab.trigger.template(action) else {
                     continue;
                 };
-                let argv = template.fill(&vars);
-                if let Some(program) = argv.first()
-                    && !is_executable(program)
-                {
-                    missing.push(format!("{}: `{program}`", action.name()));
+                match template.fill(&vars) {
+                    Ok(argv) => {
+                        if let Some(program) = argv.first()
+                            && !is_executable(program)
+                        {
+                            missing.push(format!("{}: `{program}`", action.name()));
+                        }
+                    }
+                    Err(err) => missing.push(format!("{}: {err}", action.name())),
                 }
             }
             if missing.is_empty() {

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use srvlab::sip::uri::SipUri;
 use srvlab::ua::agent::{AttemptOutcome, Method, Outcome};
 use srvlab::ua::io::{Progress, Ua};
-use srvlab::ua::uri::SipUri;
 use srvlab::ua::{Fault, Faults, UaConfig};
 use srvlab::{say, tell};
 

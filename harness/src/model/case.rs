@@ -35,9 +35,10 @@ use serde_saphyr::Spanned;
 use super::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 use super::duration::DurationSpec;
 use super::profile::{ProfileSettings, RawSettings};
-use super::steps::{CHECKLIST, DeviceTarget, Step};
+use super::steps::{CHECKLIST, DeviceTarget, MAX_REQUESTS, Step};
 use super::zone::{RawZone, RecordData, Zone, ZoneSet};
 use crate::checks::CheckParams;
+use crate::sip::uri::SipUri;
 use crate::timeline::Transport;
 
 // ---------------------------------------------------------------------------------------------
@@ -484,6 +485,23 @@ impl Case {
             .profile
             .map(|settings| settings.check(file, &mut diagnostics))
             .unwrap_or_default();
+        let mut requests = 0u64;
+        for step in &raw.steps {
+            if let Some(problem) = step.value.excessive_repeat() {
+                diagnostics.push(Diagnostic::error(Span::of(file, step), problem));
+                continue;
+            }
+            let before = requests;
+            requests = requests.saturating_add(step.value.requests());
+            if before <= MAX_REQUESTS && requests > MAX_REQUESTS {
+                diagnostics.push(Diagnostic::error(
+                    Span::of(file, step),
+                    format!(
+                        "with this step the case asks the device for {requests} requests, more than {MAX_REQUESTS}: split it into cases"
+                    ),
+                ));
+            }
+        }
         let mut zone_changes = BTreeMap::new();
         for step in &raw.steps {
             let mut paths = Vec::new();
@@ -525,13 +543,9 @@ impl Case {
             covers: raw.covers.into_iter().map(|c| c.value).collect(),
             zones,
             servers,
-            uri: raw
-                .device
-                .uri
+            uri: device_uri(file, raw.device.uri, "uri", &mut diagnostics)
                 .unwrap_or_else(|| format!("sip:100@{domain}")),
-            aor: raw
-                .device
-                .aor
+            aor: device_uri(file, raw.device.aor, "aor", &mut diagnostics)
                 .unwrap_or_else(|| format!("sip:alice@{domain}")),
             steps,
             zone_changes,
@@ -552,6 +566,24 @@ impl Case {
             (Some(case), diagnostics.sorted())
         }
     }
+}
+
+/// A URI the case wrote for the device, checked now: a trigger passes it on, and the run must
+/// not be the first to find it broken.
+fn device_uri(
+    file: &Arc<SourceFile>,
+    written: Option<Spanned<String>>,
+    what: &str,
+    diagnostics: &mut Diagnostics,
+) -> Option<String> {
+    let written = written?;
+    if let Err(err) = SipUri::parse(&written.value) {
+        diagnostics.push(Diagnostic::error(
+            Span::of(file, &written),
+            format!("device {what}: {err}"),
+        ));
+    }
+    Some(written.value.trim().to_string())
 }
 
 fn convert_server(

@@ -48,6 +48,7 @@ use super::case::Case;
 use super::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 use super::duration::DurationSpec;
 use super::profile::Profile;
+pub use super::template::{Place, Template, Vars};
 use super::zone::RecordData;
 use crate::tls::{FixedCert, LabCa, LabPki};
 
@@ -175,6 +176,29 @@ pub struct HttpAuth {
     pub scheme: AuthScheme,
 }
 
+impl HttpAuth {
+    /// What cannot go into an Authorization header as written: no control character anywhere,
+    /// no `"` in a digest username (a quoted string, RFC 7616 §3.4), no `:` in a basic user-id
+    /// (RFC 7617 §2).
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (what, value) in [("user", &self.user), ("password", &self.password)] {
+            if let Some(bad) = value.chars().find(|c| c.is_control()) {
+                problems.push(format!(
+                    "auth {what}: {bad:?} cannot go into an HTTP header"
+                ));
+            }
+        }
+        if self.user.contains('"') {
+            problems.push("auth user: a `\"` cannot go into a digest username".into());
+        }
+        if self.user.contains(':') {
+            problems.push("auth user: a `:` cannot go into a user name (RFC 7617 §2)".into());
+        }
+        problems
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthScheme {
@@ -218,91 +242,6 @@ impl Action {
     }
 }
 
-/// One action's template: argv (command), one URL (http) or one prompt (manual).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Template(pub Vec<String>);
-
-/// The values a template's placeholders take.
-#[derive(Clone, Debug, Default)]
-pub struct Vars {
-    pub uri: String,
-    pub user: String,
-    pub domain: String,
-    pub aor: String,
-    pub device: String,
-    pub step: String,
-    pub trial: String,
-    /// How many actions the case has asked of the device so far, this one included (1, 2, …).
-    pub request: String,
-    /// This srvlab program itself: a lab may use srvlab's own UA as the device.
-    pub srvlab: String,
-}
-
-/// Every placeholder a template may use.
-pub const PLACEHOLDERS: &[&str] = &[
-    "uri", "user", "domain", "aor", "device", "step", "trial", "request", "srvlab",
-];
-
-impl Template {
-    /// Each part with its placeholders filled in.
-    pub fn fill(&self, vars: &Vars) -> Vec<String> {
-        self.0.iter().map(|part| fill(part, vars)).collect()
-    }
-}
-
-/// `text` with `{name}` replaced; `{{` and `}}` stand for braces.
-pub fn fill(text: &str, vars: &Vars) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(open) = rest.find(['{', '}']) {
-        out.push_str(&rest[..open]);
-        let tail = &rest[open..];
-        if tail.starts_with("{{") || tail.starts_with("}}") {
-            out.push_str(&tail[..1]);
-            rest = &tail[2..];
-            continue;
-        }
-        let Some(close) = tail.find('}').filter(|_| tail.starts_with('{')) else {
-            out.push_str(&tail[..1]);
-            rest = &tail[1..];
-            continue;
-        };
-        let value = match &tail[1..close] {
-            "uri" => &vars.uri,
-            "user" => &vars.user,
-            "domain" => &vars.domain,
-            "aor" => &vars.aor,
-            "device" => &vars.device,
-            "step" => &vars.step,
-            "trial" => &vars.trial,
-            "request" => &vars.request,
-            "srvlab" => &vars.srvlab,
-            _ => &tail[..=close],
-        };
-        out.push_str(value);
-        rest = &tail[close + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Placeholders in `text` that are not known (validation).
-fn unknown_placeholders(text: &str) -> Vec<String> {
-    let mut unknown = Vec::new();
-    let mut rest = text.replace("{{", "").replace("}}", "");
-    while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}') else {
-            break;
-        };
-        let name = &rest[open + 1..open + close];
-        if !PLACEHOLDERS.contains(&name) {
-            unknown.push(name.to_string());
-        }
-        rest = rest[open + close + 1..].to_string();
-    }
-    unknown
-}
-
 #[derive(Clone, Debug)]
 pub struct Trigger {
     pub kind: TriggerKind,
@@ -317,7 +256,7 @@ impl Trigger {
         match self.actions.get(&action) {
             Some(template) => Some(template.clone()),
             None if self.kind == TriggerKind::Manual && action != Action::Reset => {
-                Some(Template(vec![action.default_prompt().to_string()]))
+                Some(Template::prompt(action.default_prompt()))
             }
             None => None,
         }
@@ -448,10 +387,6 @@ impl Lab {
                     ));
                     continue;
                 }
-                (TriggerKind::Command, RawAction::Argv(argv)) if argv.is_empty() => {
-                    diagnostics.push(Diagnostic::error(span, "the command names no program"));
-                    continue;
-                }
                 (TriggerKind::Http | TriggerKind::Manual, RawAction::Argv(_)) => {
                     diagnostics.push(Diagnostic::error(
                         span,
@@ -459,32 +394,24 @@ impl Lab {
                     ));
                     continue;
                 }
-                (TriggerKind::Http, RawAction::Text(url)) if !url.starts_with("http://") => {
-                    diagnostics.push(Diagnostic::error(
-                        span,
-                        format!("`{url}`: srvlab speaks plain http:// to devices"),
-                    ));
-                    continue;
-                }
                 (_, RawAction::Text(text)) => vec![text],
                 (_, RawAction::Argv(argv)) => argv,
             };
-            for part in &parts {
-                for name in unknown_placeholders(part) {
-                    diagnostics.push(Diagnostic::error(
-                        span.clone(),
-                        format!(
-                            "unknown placeholder `{{{name}}}`: use {}",
-                            PLACEHOLDERS
-                                .iter()
-                                .map(|p| format!("{{{p}}}"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    ));
+            let place = match kind {
+                TriggerKind::Command => Place::Argv,
+                TriggerKind::Http => Place::Url,
+                TriggerKind::Manual | TriggerKind::Passive => Place::Prompt,
+            };
+            let template = match Template::parse(place, &parts) {
+                Ok(template) => template,
+                Err(problems) => {
+                    for problem in problems {
+                        diagnostics.push(Diagnostic::error(span.clone(), problem));
+                    }
+                    continue;
                 }
-            }
-            actions.insert(action, Template(parts));
+            };
+            actions.insert(action, template);
         }
         if matches!(kind, TriggerKind::Command | TriggerKind::Http) {
             for needed in [Action::Register, Action::Call] {
@@ -501,9 +428,14 @@ impl Lab {
         }
         if raw_trigger.auth.is_some() && kind != TriggerKind::Http {
             diagnostics.push(Diagnostic::error(
-                trigger_span,
+                trigger_span.clone(),
                 "`auth` is for http triggers",
             ));
+        }
+        if let Some(auth) = &raw_trigger.auth {
+            for problem in auth.problems() {
+                diagnostics.push(Diagnostic::error(trigger_span.clone(), problem));
+            }
         }
         let tls = raw
             .tls
@@ -844,34 +776,6 @@ fn numeric_host(uri: &str) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
-    fn vars() -> Vars {
-        Vars {
-            uri: "sip:100@snom.rocks".into(),
-            user: "100".into(),
-            domain: "snom.rocks".into(),
-            aor: "sip:alice@snom.rocks".into(),
-            device: "127.0.0.1".into(),
-            step: "3".into(),
-            trial: "0".into(),
-            request: "7".into(),
-            srvlab: "srvlab".into(),
-        }
-    }
-
-    #[test]
-    fn templates_fill_their_placeholders_and_keep_escaped_braces() {
-        assert_eq!(
-            fill(
-                "dial {uri} as {user}@{domain} ({aor}) #{step}/{trial}",
-                &vars()
-            ),
-            "dial sip:100@snom.rocks as 100@snom.rocks (sip:alice@snom.rocks) #3/0"
-        );
-        assert_eq!(fill("{{\"json\": {user}}}", &vars()), "{\"json\": 100}");
-        assert_eq!(fill("{nope} {", &vars()), "{nope} {");
-        assert_eq!(unknown_placeholders("{uri} {nope} {{x}}"), vec!["nope"]);
-    }
-
     fn lab(text: &str) -> (Option<Lab>, Diagnostics) {
         let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/labs");
         Lab::parse(&SourceFile::new("bench.yaml", text), &base)
@@ -885,9 +789,13 @@ mod tests {
         assert!(!found.has_errors(), "{found}");
         let parsed = parsed.unwrap();
         assert_eq!(parsed.device.act_within, DEFAULT_ACT_WITHIN);
+        let vars = Vars {
+            uri: "sip:100@snom.rocks".into(),
+            ..Vars::default()
+        };
         assert_eq!(
-            parsed.trigger.template(Action::Call).unwrap().0,
-            ["dial", "{uri}"]
+            parsed.trigger.template(Action::Call).unwrap().fill(&vars),
+            Ok(vec!["dial".to_string(), "sip:100@snom.rocks".to_string()])
         );
         assert!(parsed.trigger.template(Action::Hangup).is_none());
 
@@ -905,6 +813,25 @@ mod tests {
             text.contains("bench.yaml:9:9: error: unknown placeholder `{number}`"),
             "{text}"
         );
+
+        // What an http trigger's URL and credentials cannot carry is refused where written.
+        let http = GOOD
+            .replace("kind: command", "kind: http\n  auth: {user: \"ad\\r\\nmin\", password: x}")
+            .replace(
+                "call: [dial, \"{uri}\"]",
+                "call: \"http://{device}/command.htm?number={user} now\"",
+            )
+            .replace("register: [reg, \"{aor}\"]", "register: \"http://{domain}/reg\"");
+        let (parsed, found) = lab(&http);
+        assert!(parsed.is_none());
+        let text = found.to_string();
+        for expected in [
+            "bench.yaml:10:9: error: a URL cannot hold ' ' as written",
+            "bench.yaml:11:13: error: {domain} cannot stand in the URL's host",
+            "bench.yaml:8:3: error: auth user: '\\r' cannot go into an HTTP header",
+        ] {
+            assert!(text.contains(expected), "{expected}: {text}");
+        }
 
         let (_, found) = lab(&GOOD.replace("call: [dial, \"{uri}\"]", "call: \"dial {uri}\""));
         assert!(found.to_string().contains("a command is a list"), "{found}");

@@ -1,5 +1,5 @@
-//! What the user writes: zones, cases and device profiles lab profiles, validated with exact
-//! file:line:column diagnostics.
+//! What the user writes: zones, cases, device profiles and lab profiles (with their trigger
+//! templates), validated with exact file:line:column diagnostics.
 
 pub mod case;
 pub mod diag;
@@ -7,6 +7,7 @@ pub mod duration;
 pub mod lab;
 pub mod profile;
 pub mod steps;
+pub mod template;
 pub mod zone;
 
 /// What kind of file a YAML file is, judged by its top-level keys.

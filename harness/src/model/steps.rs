@@ -153,6 +153,47 @@ pub enum Step {
     Zone(String),
 }
 
+/// The most a step may repeat (`calls`, `registers`, `trials`): a weight test needs about a
+/// thousand trials, a soak test a few thousand; a typo of four billion would otherwise run
+/// for days and fill the disk with its timeline.
+pub const MAX_REPEAT: u32 = 10_000;
+/// The most requests the steps of one case may ask of the device in all (trials multiply).
+pub const MAX_REQUESTS: u64 = 100_000;
+
+impl Step {
+    /// How many requests this step asks of the device (trials times their steps).
+    pub fn requests(&self) -> u64 {
+        match self {
+            Self::Register | Self::Call | Self::Options => 1,
+            Self::Registers(n) | Self::Calls(n) => u64::from(*n),
+            Self::Trials(t) => {
+                u64::from(t.count).saturating_mul(t.steps.iter().map(Self::requests).sum())
+            }
+            Self::Wait(_) | Self::Step(_) | Self::Zone(_) => 0,
+        }
+    }
+
+    /// A count beyond [`MAX_REPEAT`] in this step or the steps of its trials, if any.
+    pub fn excessive_repeat(&self) -> Option<String> {
+        let (what, n) = match self {
+            Self::Registers(n) => ("registers: ", *n),
+            Self::Calls(n) => ("calls: ", *n),
+            Self::Trials(t) => ("trials: {count: ", t.count),
+            _ => return None,
+        };
+        if n > MAX_REPEAT {
+            let close = if what.contains('{') { ", …}" } else { "" };
+            return Some(format!(
+                "`{what}{n}{close}` is more than srvlab repeats a step ({MAX_REPEAT})"
+            ));
+        }
+        match self {
+            Self::Trials(t) => t.steps.iter().find_map(Self::excessive_repeat),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -169,16 +210,16 @@ impl fmt::Display for Step {
     }
 }
 
-/// Who the device is and whom it calls.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+/// Who the device is and whom it calls, as written (checked as SIP URIs when the case loads).
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceTarget {
     /// The URI calls and OPTIONS go to (default `sip:100@ORIGIN`).
     #[serde(default)]
-    pub uri: Option<String>,
+    pub uri: Option<serde_saphyr::Spanned<String>>,
     /// The address of record it registers (default `sip:alice@ORIGIN`).
     #[serde(default)]
-    pub aor: Option<String>,
+    pub aor: Option<serde_saphyr::Spanned<String>>,
 }
 
 #[cfg(test)]

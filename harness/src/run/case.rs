@@ -15,10 +15,10 @@ use crate::model::lab::Lab;
 use crate::model::profile::Profile;
 use crate::model::steps::{Between, Step};
 use crate::model::zone::ZoneSet;
+use crate::sip::uri::SipUri;
 use crate::timeline::{EventKind, Timeline};
 use crate::ua::agent::{Method, Outcome};
 use crate::ua::io::{Progress, Ua};
-use crate::ua::uri::SipUri;
 use crate::ua::{Faults, UaConfig};
 use crate::world::{World, WorldOptions};
 

@@ -19,6 +19,7 @@ use super::trigger;
 use crate::model::case::{Behaviour, Case};
 use crate::model::lab::{Action, Lab, Vars};
 use crate::model::steps::{Between, Step};
+use crate::sip::uri::SipUri;
 use crate::timeline::{Event, EventKind};
 use crate::world::World;
 
@@ -67,7 +68,17 @@ pub async fn act(case: &Case, options: &RunOptions, world: &World, lab: &Lab) ->
     world.timeline().observe(move |event| {
         let _ = sender.send(event.clone());
     });
-    let (user, domain) = user_and_domain(&case.uri);
+    // Checked when the case loaded; the parse cannot fail here, but a run must not panic.
+    let uri = match SipUri::parse(&case.uri) {
+        Ok(uri) => uri,
+        Err(err) => {
+            return Acted {
+                missed: vec![format!("device uri: {err}")],
+                ..Acted::default()
+            };
+        }
+    };
+    let (user, domain) = user_and_domain(&uri);
     let mut driver = Driver {
         case,
         options,
@@ -97,17 +108,14 @@ pub async fn act(case: &Case, options: &RunOptions, world: &World, lab: &Lab) ->
     driver.acted
 }
 
-/// `sip:100@snom.rocks;transport=tcp` → ("100", "snom.rocks").
-fn user_and_domain(uri: &str) -> (String, String) {
-    let rest = uri
-        .strip_prefix("sips:")
-        .or_else(|| uri.strip_prefix("sip:"))
-        .unwrap_or(uri);
-    let rest = rest.split([';', '?']).next().unwrap_or(rest);
-    match rest.split_once('@') {
-        Some((user, host)) => (user.to_string(), host.to_string()),
-        None => (String::new(), rest.to_string()),
-    }
+/// `sip:100@snom.rocks;transport=tcp` → ("100", "snom.rocks"); a port stays with the domain.
+fn user_and_domain(uri: &SipUri) -> (String, String) {
+    let user = uri.user_name().unwrap_or_default().to_string();
+    let domain = match uri.port {
+        Some(port) => format!("{}:{port}", uri.host),
+        None => uri.host.to_string(),
+    };
+    (user, domain)
 }
 
 struct Driver<'a> {
@@ -525,11 +533,11 @@ mod tests {
     #[test]
     fn a_uri_gives_its_user_and_domain() {
         assert_eq!(
-            user_and_domain("sip:100@snom.rocks;transport=tcp"),
+            user_and_domain(&SipUri::parse("sip:100@snom.rocks;transport=tcp").unwrap()),
             ("100".into(), "snom.rocks".into())
         );
         assert_eq!(
-            user_and_domain("sips:alice@example.test:5061"),
+            user_and_domain(&SipUri::parse("sips:alice:secret@example.test:5061").unwrap()),
             ("alice".into(), "example.test:5061".into())
         );
     }

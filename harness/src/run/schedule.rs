@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use crate::model::case::Case;
 use crate::model::steps::Step;
 use crate::model::zone::RecordData;
-use crate::ua::uri::{Host, SipUri};
+use crate::sip::uri::{Host, SipUri};
 
 /// Every IP address a case's world listens on or its device may send to: the servers', every
 /// A/AAAA record of its zones and of the zones its steps switch to (a device may try any of

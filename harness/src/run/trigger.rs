@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 
-use crate::model::lab::{Action, AuthScheme, HttpAuth, Template, Trigger, TriggerKind, Vars};
+use crate::model::lab::{Action, AuthScheme, HttpAuth, Trigger, TriggerKind, Vars};
 
 /// What firing a trigger did, for the timeline.
 pub type Fired = Result<String, String>;
@@ -33,24 +33,22 @@ pub async fn fire(
             )),
         };
     };
+    // Every value encoded for where it goes; one that cannot be is not sent at all.
+    let filled = template.fill(vars).map_err(|err| err.to_string())?;
     match trigger.kind {
         TriggerKind::Passive => Ok("passive trigger".into()),
         TriggerKind::Manual => {
-            let prompt = template.fill(vars).join(" ");
+            let prompt = filled.join(" ");
             say(&format!(">>> {prompt}"));
             Ok(format!("asked the person: {prompt}"))
         }
-        TriggerKind::Command => run_command(&template, vars, limit).await,
-        TriggerKind::Http => {
-            let url = template.fill(vars).join("");
-            http_get(&url, trigger.auth.as_ref(), limit).await
-        }
+        TriggerKind::Command => run_command(&filled, limit).await,
+        TriggerKind::Http => http_get(&filled.concat(), trigger.auth.as_ref(), limit).await,
     }
 }
 
 /// Runs the program with its arguments as a vector: no shell ever sees them.
-async fn run_command(template: &Template, vars: &Vars, limit: Duration) -> Fired {
-    let argv = template.fill(vars);
+async fn run_command(argv: &[String], limit: Duration) -> Fired {
     let shown = argv.join(" ");
     let Some((program, args)) = argv.split_first() else {
         return Err("the command names no program".into());

@@ -8,6 +8,7 @@
 //! - [`summary`]: [`summarize_partial`] for truncated or broken payloads.
 //! - [`builder`]: responses to requests, a message builder, reason phrases.
 //! - [`framing`]: [`StreamFramer`], messages out of a TCP stream.
+//! - [`uri`]: the SIP URI a user writes (a case's device URI and AOR, `srvlab ua`).
 
 pub mod builder;
 pub mod framing;
@@ -15,6 +16,7 @@ pub mod message;
 mod parse;
 pub mod summary;
 mod syntax;
+pub mod uri;
 pub mod via;
 
 pub use builder::{MessageBuilder, reason_phrase, response_to, response_to_with_tag};

@@ -29,9 +29,9 @@ use super::request::{RequestSpec, build_ack, build_request, new_branch, sdp_offe
 use super::rng::Rng;
 use super::target::Target;
 use super::transaction::{ClientTransaction, Kind, TxEvent};
-use super::uri::SipUri;
 use crate::model::profile::FailbackMode;
 use crate::sip::Message;
+use crate::sip::uri::SipUri;
 use crate::timeline::Transport;
 
 pub type JobId = u64;
@@ -977,8 +977,8 @@ fn job_method(jobs: &BTreeMap<JobId, Job>, id: JobId) -> Option<Method> {
 
 fn host_of(uri: &SipUri) -> String {
     match &uri.host {
-        super::uri::Host::Name(name) => name.to_ascii().trim_end_matches('.').to_string(),
-        super::uri::Host::Ip(ip) => ip.to_string(),
+        crate::sip::uri::Host::Name(name) => name.to_ascii().trim_end_matches('.').to_string(),
+        crate::sip::uri::Host::Ip(ip) => ip.to_string(),
     }
 }
 

@@ -29,8 +29,8 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use super::agent::{Action, Agent, AttemptReport, JobId, Method, Outcome};
 use super::config::UaConfig;
 use super::target::Target;
-use super::uri::SipUri;
 use crate::sip::StreamFramer;
+use crate::sip::uri::SipUri;
 use crate::timeline::Transport;
 
 /// How long the UA waits for one DNS answer before taking the query as failed.

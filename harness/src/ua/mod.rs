@@ -6,7 +6,6 @@
 //! - [`fault`]: named faults that make it misbehave on purpose.
 //! - [`rng`]: the seeded generator behind every random choice.
 //! - [`target`]: where a request goes.
-//! - [`uri`]: the SIP URI a user types.
 //! - [`dns_cache`]: DNS answers kept for their TTL, negative ones too.
 //! - [`dirty`]: targets avoided for a while after they failed.
 //! - [`locate`]: RFC 3263 server location, one target at a time.
@@ -26,8 +25,8 @@ pub mod request;
 pub mod rng;
 pub mod target;
 pub mod transaction;
-pub mod uri;
 
+pub use crate::sip::uri::{Host, Scheme, SipUri};
 pub use config::UaConfig;
 pub use dirty::{DirtyHosts, DirtyUntil};
 pub use dns_cache::{Cached, DnsCache, Received};
@@ -37,4 +36,3 @@ pub use request::{RequestSpec, build_ack, build_cancel, build_request, new_branc
 pub use rng::Rng;
 pub use target::{SrvOrigin, Target, TargetKey};
 pub use transaction::{ClientTransaction, Kind, State, TxEvent};
-pub use uri::{Host, Scheme, SipUri};

@@ -38,8 +38,8 @@ use super::dns_cache::DnsCache;
 use super::fault::{Fault, Faults};
 use super::rng::Rng;
 use super::target::{SrvOrigin, Target, TargetKey};
-use super::uri::{Host, Scheme, SipUri};
 use crate::model::profile::AddressFamily;
+use crate::sip::uri::{Host, Scheme, SipUri};
 use crate::timeline::Transport;
 
 /// What the caller does next.

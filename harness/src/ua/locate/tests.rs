@@ -9,6 +9,7 @@ use hickory_server::proto::rr::{Name, Record, RecordType};
 
 use super::{Next, Resolution};
 use crate::model::profile::AddressFamily;
+use crate::sip::uri::SipUri;
 use crate::timeline::Transport;
 use crate::ua::config::UaConfig;
 use crate::ua::dirty::DirtyHosts;
@@ -17,7 +18,6 @@ use crate::ua::dns_cache::answers::*;
 use crate::ua::fault::{Fault, Faults};
 use crate::ua::rng::Rng;
 use crate::ua::target::Target;
-use crate::ua::uri::SipUri;
 
 const ZONE: &str = "example.test.";
 const UDP: &str = "_sip._udp.example.test.";

@@ -66,21 +66,35 @@ pub struct SipUri {
     pub transport: Option<String>,
 }
 
+/// Why a URI was refused; the message quotes the URI.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UriError(String);
+
+impl From<String> for UriError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
 impl SipUri {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, UriError> {
         let text = text.trim();
         if let Some(c) = text.chars().find(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("`{text}`: a URI cannot contain {c:?}"));
+            return Err(format!("`{}`: a URI cannot contain {c:?}", text.escape_debug()).into());
         }
         let (scheme, rest) = split_scheme(text)?;
         if rest.contains('?') {
-            return Err(format!("`{text}`: URI headers (`?…`) are not supported"));
+            return Err(format!("`{text}`: URI headers (`?…`) are not supported").into());
         }
         // The user part ends at the first '@': RFC 3261's user and password grammar has no
         // unescaped '@', and neither host nor the parameters we keep contain one.
         let (user, rest) = match rest.split_once('@') {
-            Some(("", _)) => return Err(format!("`{text}`: empty user before `@`")),
-            Some((user, rest)) => (Some(user.to_owned()), rest),
+            Some(("", _)) => return Err(format!("`{text}`: empty user before `@`").into()),
+            Some((user, rest)) => {
+                check_userinfo(user).map_err(|e| format!("`{text}`: {e}"))?;
+                (Some(user.to_owned()), rest)
+            }
             None => (None, rest),
         };
         let (hostport, params) = match rest.split_once(';') {
@@ -102,8 +116,16 @@ impl SipUri {
     }
 }
 
+impl SipUri {
+    /// The user without a password (`100` of `sip:100:secret@example.test`).
+    pub fn user_name(&self) -> Option<&str> {
+        let user = self.user.as_deref()?;
+        Some(user.split_once(':').map_or(user, |(name, _)| name))
+    }
+}
+
 impl FromStr for SipUri {
-    type Err = String;
+    type Err = UriError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
     }
@@ -140,6 +162,48 @@ fn split_scheme(text: &str) -> Result<(Scheme, &str), String> {
         ));
     };
     Ok((scheme, rest))
+}
+
+/// RFC 3261 §25.1: `user [":" password]`, each of unreserved characters, the few marks the
+/// grammar allows, and `%HH` escapes. Anything else (a `#` or `<` in a dialled number) must be
+/// escaped: a device would send it escaped, and a trigger must not pass it on raw.
+fn check_userinfo(userinfo: &str) -> Result<(), String> {
+    let (user, password) = match userinfo.split_once(':') {
+        Some((user, password)) => (user, Some(password)),
+        None => (userinfo, None),
+    };
+    if user.is_empty() {
+        return Err("empty user before `:`".to_owned());
+    }
+    let unreserved = |c: char| c.is_ascii_alphanumeric() || "-_.!~*'()".contains(c);
+    let parts = [
+        (user, "&=+$,;?/", "user"),
+        (password.unwrap_or(""), "&=+$,", "password"),
+    ];
+    for (part, marks, what) in parts {
+        let bytes = part.as_bytes();
+        for (i, c) in part.char_indices() {
+            if c == '%' {
+                let escape = bytes.get(i + 1..i + 3);
+                if !escape.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
+                    return Err(format!(
+                        "`%` in the {what} part must begin an escape such as %23"
+                    ));
+                }
+            } else if !(unreserved(c) || marks.contains(c)) {
+                let mut utf8 = [0; 4];
+                let escaped: String = c
+                    .encode_utf8(&mut utf8)
+                    .bytes()
+                    .map(|b| format!("%{b:02X}"))
+                    .collect();
+                return Err(format!(
+                    "{c:?} is not allowed in the {what} part of a SIP URI: write it as {escaped} (RFC 3261 §25.1)"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn split_hostport(hostport: &str) -> Result<(Host, Option<u16>), String> {
@@ -298,6 +362,8 @@ mod tests {
             "sip:100@127.0.0.1",
             "sip:100@[::1]:5062;transport=tcp",
             "sip:alice:secret@example.test;transport=udp",
+            "sip:+4930123%239&key=CANCEL@inject.test",
+            "sip:+49-30-123;phone-context=example.test@example.test",
         ] {
             assert_eq!(SipUri::parse(text).unwrap().to_string(), text);
         }
@@ -332,8 +398,20 @@ mod tests {
             ("sip:100@example.test;maddr=10.0.0.1", "`maddr`"),
             ("sip:100@example.test?subject=hi", "headers"),
             ("sip:100 @example.test", "cannot contain"),
+            (
+                "sip:100@example.test\r\nX-Injected: 1",
+                "cannot contain '\\r'",
+            ),
+            (
+                "sip:+4930123#9&key=CANCEL@inject.test",
+                "'#' is not allowed in the user part of a SIP URI: write it as %23",
+            ),
+            ("sip:10<0@example.test", "write it as %3C"),
+            ("sip:100%2@example.test", "must begin an escape"),
+            ("sip:alice:se#cret@example.test", "password part"),
+            ("sip::secret@example.test", "empty user before `:`"),
         ] {
-            let err = SipUri::parse(text).expect_err(text);
+            let err = SipUri::parse(text).expect_err(text).to_string();
             assert!(err.contains(expected), "{text}: {err}");
         }
     }
