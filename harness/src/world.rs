@@ -27,6 +27,8 @@ pub enum WorldError {
 #[derive(Clone, Debug)]
 pub struct WorldOptions {
     pub dns_listen: Vec<SocketAddr>,
+    /// Where `dns_listen` was given (`--dns`, a lab's `dns:`): errors name it.
+    pub dns_given_by: String,
     /// `None`: every TLS server's certificate comes from a CA of this run.
     pub tls: Option<std::sync::Arc<LabPki>>,
 }
@@ -72,8 +74,9 @@ impl World {
                 });
             }
         }
-        let dns =
-            DnsServer::start(case.zones.clone(), &options.dns_listen, timeline.clone()).await?;
+        let dns = DnsServer::start(case.zones.clone(), &options.dns_listen, timeline.clone())
+            .await
+            .map_err(|err| err.given_by(&options.dns_given_by))?;
         let pki = if case
             .servers
             .iter()

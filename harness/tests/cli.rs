@@ -69,6 +69,22 @@ fn validate_names_a_missing_file() {
     );
 }
 
+/// A file saved in another encoding: the first byte that is not UTF-8, at its line and column
+/// (issue 13: it was reported at `FILE:0:0`).
+#[test]
+fn validate_locates_a_byte_that_is_not_utf8() {
+    let out = srvlab(&["validate", "fixtures/encoding/latin-1.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "fixtures/encoding/latin-1.yaml:3:11: error: byte 0xE9 is not UTF-8: save the file as UTF-8"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("3 | title: caf\u{FFFD} crash"), "{stderr}");
+}
+
 #[test]
 fn dns_refuses_a_broken_zone_with_exit_2() {
     let out = srvlab(&[
@@ -82,24 +98,32 @@ fn dns_refuses_a_broken_zone_with_exit_2() {
     assert!(text(&out.stderr).contains("fixtures/zones/broken/duplicate-key.yaml:5:1: error"));
 }
 
-#[test]
-fn dns_exits_3_when_its_port_is_taken() {
-    let holder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+/// A port in use: exit 3, the address named, and the hint names the option this subcommand
+/// really has (issue 13: `run` said `--listen`, which only `dns` takes).
+#[rstest::rstest]
+#[case::dns(&["dns", "--zone", "fixtures/zones/snom-rocks.yaml", "--listen"], "--listen")]
+#[case::serve(&["serve", "fixtures/cases/closed-stdout.yaml", "--dns"], "--dns")]
+#[case::run(&["run", "cases/failover/refused.yaml", "--out", "target/test-artifacts/port-taken", "--dns"], "--dns")]
+fn a_taken_port_exits_3_naming_the_option(#[case] args: &[&str], #[case] option: &str) {
+    let holder = std::net::UdpSocket::bind("127.0.94.3:0").unwrap();
     let taken = holder.local_addr().unwrap().to_string();
-    let out = srvlab(&[
-        "dns",
-        "--zone",
-        "fixtures/zones/snom-rocks.yaml",
-        "--listen",
-        &taken,
-    ]);
+    let mut args = args.to_vec();
+    args.push(&taken);
+    let out = srvlab(&args);
     assert_eq!(out.status.code(), Some(3));
-    let stderr = text(&out.stderr);
+    // `run` says it on the case's line (stdout), the others on stderr.
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(
-        stderr.contains(&format!("cannot listen on {taken}/udp")),
-        "{stderr}"
+        said.contains(&format!("cannot listen on {taken}/udp")),
+        "{said}"
     );
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        said.contains(&format!(
+            "another program holds this port; pick another with {option})"
+        )),
+        "{said}"
+    );
+    assert!(!said.contains("panicked"), "{said}");
 }
 
 /// `srvlab dns` running in the background; its stdout lines arrive on a channel.

@@ -8,11 +8,11 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use srvlab::sip::uri::SipUri;
 use srvlab::timeline::{Event, EventKind};
 use srvlab::ua::UaConfig;
 use srvlab::ua::agent::{AttemptOutcome, Method, Outcome};
 use srvlab::ua::io::{Progress, Ua};
-use srvlab::sip::uri::SipUri;
 use srvlab::world::World;
 use support::root;
 

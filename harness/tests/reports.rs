@@ -90,3 +90,66 @@ fn report_json_and_summary_md_keep_their_format() {
         insta::assert_snapshot!("summary.md", summary);
     });
 }
+
+/// A full disk (issue 13: it left a 0-byte report.json, which a CI job reads as no failures):
+/// `srvlab report` exits 3 naming the file, and the report.html it could not replace is still
+/// the earlier one, byte for byte, with no temporary file left beside it. The disk is a 1 MiB
+/// tmpfs filled to the last page, in a mount namespace of its own (root, as CI runs); the
+/// earlier file is small, so that writing over it in place would need more room than it frees.
+#[test]
+fn a_full_disk_leaves_the_earlier_report_whole() {
+    let out = std::env::temp_dir().join(format!("srvlab-full-disk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+        .args(["run", "cases/ordering/no-service.yaml", "--out"])
+        .arg(&out)
+        .current_dir(root())
+        .output()
+        .expect("run srvlab");
+    assert_eq!(run.status.code(), Some(0));
+    let earlier = b"<!doctype html><title>the earlier report</title>\n".to_vec();
+    std::fs::write(out.join("report.html"), &earlier).unwrap();
+    let disk = out.with_extension("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let script = r#"set -e
+mount -t tmpfs -o size=1m srvlab-full "$2"
+cp -r "$1"/. "$2"/
+dd if=/dev/zero of="$2/filler" bs=4k 2>/dev/null || true
+set +e
+"$3" report "$2" --format html
+echo "exit=$?"
+cat "$2/report.html" > "$1/after.html"
+ls -a "$2" | grep -c '^\.srvlab-'
+"#;
+    let output = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(&out)
+        .arg(&disk)
+        .arg(env!("CARGO_BIN_EXE_srvlab"))
+        .output()
+        .expect("unshare (util-linux) makes a mount namespace");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stdout.contains("exit=3"), "{stdout}{stderr}");
+    assert!(stderr.contains("cannot write"), "{stderr}");
+    assert!(stderr.contains("report.html"), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&std::fs::read(out.join("after.html")).unwrap()),
+        String::from_utf8_lossy(&earlier),
+        "report.html was not left as it was"
+    );
+    assert_eq!(
+        stdout.lines().last(),
+        Some("0"),
+        "a temporary file was left: {stdout}"
+    );
+}

@@ -47,7 +47,9 @@ async fn serve(
     let origins: Vec<String> = set.zones.iter().map(|z| z.origin.to_string()).collect();
     let mut all_faults: Vec<DnsFault> = set.faults().cloned().collect();
     all_faults.extend(faults);
-    let server = DnsServer::start(set, listen, timeline).await?;
+    let server = DnsServer::start(set, listen, timeline)
+        .await
+        .map_err(|err| err.given_by("--listen"))?;
     server.set_faults(all_faults);
     say!(
         "serving {} on {} — Ctrl-C to stop",

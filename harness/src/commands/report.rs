@@ -50,7 +50,8 @@ pub fn run(dir: &Path, format: Format) -> anyhow::Result<ExitCode> {
         Format::Json => report.json()?,
     };
     let path = dir.join(format.file_name());
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    srvlab::run::report::write_atomically(&path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     say!("{}", path.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -62,6 +62,7 @@ async fn serve(
     let mut terminate = signal(SignalKind::terminate())?;
     let options = WorldOptions {
         dns_listen: dns.to_vec(),
+        dns_given_by: "--dns".into(),
         tls: None,
     };
     let world = World::start(case, &options, timeline)

@@ -20,12 +20,13 @@ use crate::timeline::{EventKind, Timeline, Transport};
 /// Why the DNS server could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
-    #[error("cannot listen on {addr}/{transport}: {source}{hint}")]
+    #[error("cannot listen on {addr}/{transport}: {source}{}", bind_hint(source, given_by.as_deref()))]
     Bind {
         addr: SocketAddr,
         transport: Transport,
         source: io::Error,
-        hint: &'static str,
+        /// Where the address was given (`--listen`, `--dns`, a lab's `dns:`), for the hint.
+        given_by: Option<String>,
     },
     #[error("cannot load zone `{origin}` into the server: record `{record}` was refused")]
     Zone { origin: String, record: String },
@@ -63,7 +64,7 @@ impl DnsServer {
                 addr: *addr,
                 transport: Transport::Udp,
                 source,
-                hint: "",
+                given_by: None,
             })?;
             let mut server = Server::new(ObservedHandler {
                 shared: shared.clone(),
@@ -132,24 +133,39 @@ impl DnsServer {
     }
 }
 
-fn bind_error(addr: SocketAddr, transport: Transport, source: io::Error) -> DnsError {
-    let hint = match source.kind() {
-        io::ErrorKind::PermissionDenied => {
-            " (ports below 1024 need root or CAP_NET_BIND_SERVICE; try --listen 127.0.0.1:5353)"
+impl DnsError {
+    /// Names where the listen address was given, so that the hint names what to change.
+    pub fn given_by(mut self, option: &str) -> Self {
+        if let Self::Bind { given_by, .. } = &mut self {
+            *given_by = Some(option.to_string());
         }
-        io::ErrorKind::AddrInUse => {
-            " (another program holds this port; pick another with --listen)"
-        }
+        self
+    }
+}
+
+fn bind_hint(source: &io::Error, given_by: Option<&str>) -> String {
+    let change = given_by.map_or_else(
+        || "another address or port".to_string(),
+        |option| format!("another with {option}"),
+    );
+    match source.kind() {
+        io::ErrorKind::PermissionDenied => format!(
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE; or pick {change}, e.g. 127.0.0.1:5353)"
+        ),
+        io::ErrorKind::AddrInUse => format!(" (another program holds this port; pick {change})"),
         io::ErrorKind::AddrNotAvailable => {
-            " (no interface of this host has that address; add it with `ip addr add`)"
+            " (no interface of this host has that address; add it with `ip addr add`)".to_string()
         }
-        _ => "",
-    };
+        _ => String::new(),
+    }
+}
+
+fn bind_error(addr: SocketAddr, transport: Transport, source: io::Error) -> DnsError {
     DnsError::Bind {
         addr,
         transport,
         source,
-        hint,
+        given_by: None,
     }
 }
 

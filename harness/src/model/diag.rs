@@ -21,16 +21,41 @@ impl SourceFile {
         })
     }
 
-    /// Reads a file; a file that cannot be read becomes a diagnostic at 0:0.
+    /// Reads a file; a file that cannot be read becomes a diagnostic at 0:0, one that is not
+    /// UTF-8 a diagnostic at the first byte that is not.
     pub fn read(path: &Path) -> Result<Arc<Self>, Box<Diagnostic>> {
         let shown = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => Ok(Self::new(shown, text)),
+        match std::fs::read(path) {
+            Ok(bytes) => Self::from_bytes(shown, bytes),
             Err(err) => {
                 let file = Self::new(shown, String::new());
                 Err(Box::new(Diagnostic::error(
                     Span::new(&file, 0, 0),
                     format!("cannot read file: {err}"),
+                )))
+            }
+        }
+    }
+
+    /// A file's bytes as text; bytes that are not UTF-8 are an error at their line and column
+    /// (the quoted line shows them replaced).
+    pub fn from_bytes(path: String, bytes: Vec<u8>) -> Result<Arc<Self>, Box<Diagnostic>> {
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(Self::new(path, text)),
+            Err(err) => {
+                let bytes = err.as_bytes();
+                let at = err.utf8_error().valid_up_to();
+                // Everything before `at` is valid UTF-8, so lines and columns count characters.
+                let before = String::from_utf8_lossy(&bytes[..at]);
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                let file = Self::new(path, String::from_utf8_lossy(bytes).into_owned());
+                Err(Box::new(Diagnostic::error(
+                    Span::new(&file, line as u64, column as u64),
+                    format!(
+                        "byte 0x{:02X} is not UTF-8: save the file as UTF-8",
+                        bytes[at]
+                    ),
                 )))
             }
         }

@@ -816,12 +816,18 @@ mod tests {
 
         // What an http trigger's URL and credentials cannot carry is refused where written.
         let http = GOOD
-            .replace("kind: command", "kind: http\n  auth: {user: \"ad\\r\\nmin\", password: x}")
+            .replace(
+                "kind: command",
+                "kind: http\n  auth: {user: \"ad\\r\\nmin\", password: x}",
+            )
             .replace(
                 "call: [dial, \"{uri}\"]",
                 "call: \"http://{device}/command.htm?number={user} now\"",
             )
-            .replace("register: [reg, \"{aor}\"]", "register: \"http://{domain}/reg\"");
+            .replace(
+                "register: [reg, \"{aor}\"]",
+                "register: \"http://{domain}/reg\"",
+            );
         let (parsed, found) = lab(&http);
         assert!(parsed.is_none());
         let text = found.to_string();

@@ -189,6 +189,10 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
             DeviceUnderTest::Reference => vec![options.dns_listen],
             DeviceUnderTest::External(lab) => lab.dns.clone(),
         },
+        dns_given_by: match &options.device {
+            DeviceUnderTest::Reference => "--dns".into(),
+            DeviceUnderTest::External(lab) => format!("`dns:` in {}", lab.file.path),
+        },
         tls: match &options.device {
             DeviceUnderTest::Reference => None,
             DeviceUnderTest::External(lab) => lab.tls.clone(),

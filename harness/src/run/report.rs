@@ -311,14 +311,14 @@ impl Report {
     /// which holds the cases' timelines).
     pub fn write(&self, dir: &Path) -> io::Result<()> {
         let json = self.json()?;
-        std::fs::write(dir.join("report.json"), &json)?;
-        std::fs::write(dir.join("summary.md"), self.markdown())?;
+        write_atomically(&dir.join("report.json"), json.as_bytes())?;
+        write_atomically(&dir.join("summary.md"), self.markdown().as_bytes())?;
         let junit = self.junit().to_string().map_err(io::Error::other)?;
-        std::fs::write(dir.join("junit.xml"), junit)?;
+        write_atomically(&dir.join("junit.xml"), junit.as_bytes())?;
         // Rendered from report.json as written, exactly as `srvlab report` renders it later:
         // the same input, the same bytes.
         let written: Self = serde_json::from_str(&json).map_err(io::Error::other)?;
-        std::fs::write(dir.join("report.html"), written.html(dir)?)?;
+        write_atomically(&dir.join("report.html"), written.html(dir)?.as_bytes())?;
         Ok(())
     }
 
@@ -518,6 +518,28 @@ impl Report {
 
 fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Writes a whole file or nothing: into a temporary file beside it, synced, then renamed over
+/// it. A full disk or a crash leaves the earlier file (or none), never a truncated report that a
+/// CI job would read as a run without failures.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    // Readable as a plain file would be (a temporary file is private by default).
+    let readable = std::os::unix::fs::PermissionsExt::from_mode(0o644);
+    let mut file = tempfile::Builder::new()
+        .prefix(".srvlab-")
+        .suffix(".tmp")
+        .permissions(readable)
+        .tempfile_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|err| err.error)?;
+    Ok(())
 }
 
 pub fn status_name(status: Status) -> &'static str {
