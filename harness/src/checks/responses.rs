@@ -99,7 +99,6 @@ pub fn f4(ctx: &Context) -> Verdict {
 pub fn f5(ctx: &Context) -> Verdict {
     let level = Level::Should;
     let requests = ctx.requests();
-    let end_ns = ctx.end_ns();
     // Each attempt with the index of its request.
     let attempts: Vec<_> = requests
         .iter()
@@ -123,10 +122,12 @@ pub fn f5(ctx: &Context) -> Verdict {
             .iter()
             .map(|(_, a)| *a)
             .find(|a| a.target_key() == attempt.target_key() && inside(a));
-        // Exercised when another request began inside the interval, or the run was watched
-        // through it: the failover of the request itself says nothing about later ones.
+        // Exercised only when the device chose a target inside the interval: another request
+        // began there (or this one went back). A device that sent nothing at all while the
+        // interval ran made no choice to judge, however long the run was watched; the
+        // failover of the 503's own request is F3's, not a sign of honouring Retry-After.
         let other = attempts.iter().any(|(i, a)| *i != own && inside(a));
-        if again.is_none() && !other && end_ns < until {
+        if again.is_none() && !other {
             continue;
         }
         found.judged += 1;
@@ -157,7 +158,7 @@ pub fn f5(ctx: &Context) -> Verdict {
         "F5",
         level,
         pass,
-        "no 503 with a Retry-After was followed by another request within its interval or watched for all of it",
+        "no request began while a 503's Retry-After interval ran, so whether the device keeps away for it was not exercised",
         json!({}),
     )
 }

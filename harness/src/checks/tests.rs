@@ -1252,6 +1252,26 @@ fn f5_retry_after_keeps_the_device_away() {
     let verdict = run("F5", &bad, &profile(Some(2)));
     assert_eq!(verdict.status, Status::Warn);
 
+    // Issue 14: a run watched through the whole interval, but the device sent nothing in it
+    // (the 503's own request failed over, as F3 asks): no choice was made to judge. This
+    // passed before ("after 1 503 response(s) … no request went to that server").
+    let mut idle = Tl::default();
+    idle.invite(S52, "z9hG4bKa", "c1", 0.0)
+        .busy(S52, 2, "z9hG4bKa", "c1", 5.0)
+        .ack(S52, "z9hG4bKa", "c1", 6.0)
+        .invite(S114, "z9hG4bKb", "c1", 7.0)
+        .respond(S114, 200, "z9hG4bKb", "c1", 8.0)
+        .note(5000.0);
+    let verdict = run("F5", &idle, &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Inconclusive, "{}", verdict.sentence);
+    assert!(
+        verdict
+            .sentence
+            .contains("no request began while a 503's Retry-After interval ran"),
+        "{}",
+        verdict.sentence
+    );
+
     // A 503 without Retry-After is not F5's concern.
     let mut plain = Tl::default();
     plain
