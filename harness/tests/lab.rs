@@ -582,3 +582,91 @@ fn a_labs_fixed_certificate_is_what_the_host_presents() {
     let (status, sentence) = verdict(&report, "sips-tls", "L5");
     assert_eq!(status, "pass", "{sentence}");
 }
+
+/// Issue 14: a real device is judged as its profile declares it, never as a case wished it
+/// were configured. The device here is srvlab's own UA at T1 = 20 ms with no dirty-host TTL
+/// and no early failover, and its lab profile says exactly that.
+/// - early-failover asks for `failover_after: 15·T1`: T4 is not applicable (the device declares
+///   none), F1 judges its move at Timer B, and the report says what became of the wish.
+///   Before, the wish was applied to the judged profile: T4 failed a device that cannot be set.
+/// - seed-crash waits in dirty-host TTLs: the waits are skipped with a note, L8, F1 and T1 are
+///   judged, and only D1 and D2 are not applicable. Before, the whole case was.
+#[test]
+fn a_real_device_is_judged_against_its_own_profile_not_the_cases_wishes() {
+    let _lab = lock();
+    let dir = out_dir("own-profile");
+    std::fs::create_dir_all(&dir).unwrap();
+    let profile = dir.join("plain-ua.yaml");
+    std::fs::write(
+        &profile,
+        "device: plain-ua\nname: srvlab ua at T1 = 20 ms, nothing else declared\nt1: 20ms\nt2: 4s\ntransports: [udp]\n",
+    )
+    .unwrap();
+    let lab_text = std::fs::read_to_string(root().join("fixtures/labs/loopback-reference.yaml"))
+        .unwrap()
+        .replace("../profiles/reference.yaml", &profile.display().to_string());
+    let lab = dir.join("lab.yaml");
+    std::fs::write(&lab, lab_text).unwrap();
+    let out = out_dir("own-profile-run");
+    let output = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+        .args(["run", "--dut", "external", "--lab"])
+        .arg(&lab)
+        .args([
+            "cases/timers/early-failover.yaml",
+            "cases/failover/seed-crash.yaml",
+            "--out",
+        ])
+        .arg(&out)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report = report(&out);
+    let (status, sentence) = verdict(&report, "early-failover", "T4");
+    assert_eq!(status, "not_applicable", "{sentence}\n{stdout}");
+    assert!(
+        sentence.contains("declares no failover earlier than Timer B"),
+        "{sentence}"
+    );
+    let (status, sentence) = verdict(&report, "early-failover", "F1");
+    assert_eq!(status, "pass", "{sentence}");
+    assert!(sentence.contains("after Timer B"), "{sentence}");
+    let settings = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "early-failover")
+        .map(|c| c["settings"].to_string())
+        .unwrap();
+    assert!(
+        settings.contains(
+            "failover_after: the case asks for 15·T1 = 300ms; the device's profile declares none"
+        ),
+        "{settings}"
+    );
+    for id in ["L8", "F1"] {
+        let (status, sentence) = verdict(&report, "seed-crash", id);
+        assert_eq!(status, "pass", "seed-crash {id}: {sentence}");
+    }
+    // Judged, whatever it finds: a `srvlab ua` process is a real device here, with no
+    // watchdog to excuse a busy host's delays at T1 = 20 ms.
+    let (status, sentence) = verdict(&report, "seed-crash", "T1");
+    assert!(
+        matches!(status.as_str(), "pass" | "fail"),
+        "seed-crash T1: {status}: {sentence}"
+    );
+    for id in ["D1", "D2"] {
+        let (status, sentence) = verdict(&report, "seed-crash", id);
+        assert_eq!(status, "not_applicable", "seed-crash {id}: {sentence}");
+        assert!(
+            sentence.contains("declares no dirty-host TTL"),
+            "{sentence}"
+        );
+    }
+    let (_, events) =
+        srvlab::timeline::jsonl::read(&out.join("cases/seed-crash/timeline.jsonl")).unwrap();
+    assert!(events.iter().any(|e| matches!(
+        &e.kind,
+        srvlab::timeline::EventKind::Note { text } if text.contains("skipped: the device's profile declares no dirty-host TTL")
+    )));
+}

@@ -113,7 +113,8 @@ pub enum Requirement {
     Udp,
     Tcp,
     Tls,
-    /// A dirty-host TTL (implied by a `wait: {dirty_host_ttl: N}` step).
+    /// A dirty-host TTL: the case is about nothing else. (A `wait: {dirty_host_ttl: N}` step
+    /// alone does not make a case need one: such a wait is skipped, and only D1/D2 need it.)
     DirtyHostTtl,
     /// NAPTR support (a profile with `naptr: false` does not query it).
     Naptr,
@@ -141,15 +142,6 @@ impl fmt::Display for Requirement {
             Self::Naptr => "NAPTR support",
         })
     }
-}
-
-/// Whether some step (or a step inside trials) waits in dirty-host TTLs.
-fn waits_in_dirty_host_ttls(steps: &[Step]) -> bool {
-    steps.iter().any(|step| match step {
-        Step::Wait(super::steps::Wait::DirtyHostTtl(_)) => true,
-        Step::Trials(trials) => waits_in_dirty_host_ttls(&trials.steps),
-        _ => false,
-    })
 }
 
 /// `zone:` is a path or a zone written inline.
@@ -532,9 +524,6 @@ impl Case {
             .unwrap_or_default();
         let steps: Vec<Step> = raw.steps.into_iter().map(|s| s.value).collect();
         let mut requires = raw.requires.clone();
-        if waits_in_dirty_host_ttls(&steps) {
-            requires.push(Requirement::DirtyHostTtl);
-        }
         requires.sort();
         requires.dedup();
         let case = Self {

@@ -21,8 +21,10 @@
 //! ```
 //!
 //! A case may need the device configured in a certain way ([`ProfileSettings`], its
-//! `profile:` field): those settings replace the run's profile fields for that case, and are
-//! judged like any other declaration.
+//! `profile:` field): for the reference UA, which srvlab configures, those settings replace the
+//! run's profile fields for that case, and are judged like any other declaration. A real device
+//! keeps what its profile declares; the case's wishes are compared with it and reported
+//! ([`ProfileSettings::against`]), and the checks judge the device's own values.
 
 use std::fmt;
 use std::path::Path;
@@ -557,6 +559,79 @@ impl ProfileSettings {
     }
 
     /// One line per setting, in the units of a device with `t1`: `t2 = 4·T1 = 80ms`.
+    /// What becomes of these settings on a device srvlab cannot configure (a real device on a
+    /// lab network): each is compared with what the device's profile declares, and the
+    /// device's own value is what the checks judge, never the case's wish. One line each.
+    pub fn against(&self, device: &Profile) -> Vec<String> {
+        let t1 = device.t1;
+        let duration = |d: Option<Duration>| d.map(|d| DurationSpec(d).to_string());
+        let families = |list: &[AddressFamily]| {
+            let names: Vec<&str> = list.iter().map(|f| f.name()).collect();
+            format!("[{}]", names.join(", "))
+        };
+        // (setting, what the case asks for, the same in the device's units, what it declares)
+        let mut asked: Vec<(&str, String, Option<String>, Option<String>)> = Vec::new();
+        if let Some(t2) = self.t2 {
+            let wish = DurationSpec(t2.resolve(t1)).to_string();
+            asked.push(("t2", t2.describe(t1), Some(wish), duration(Some(device.t2))));
+        }
+        if let Some(after) = self.failover_after {
+            let wish = DurationSpec(after.resolve(t1)).to_string();
+            asked.push((
+                "failover_after",
+                after.describe(t1),
+                Some(wish),
+                duration(device.failover_after),
+            ));
+        }
+        if let Some(retry) = self.retry_after_failed_register {
+            asked.push((
+                "retry_after_failed_register",
+                retry.to_string(),
+                Some(retry.to_string()),
+                duration(device.retry_after_failed_register),
+            ));
+        }
+        if let Some(mode) = self.failback_mode {
+            asked.push((
+                "failback_mode",
+                mode.name().to_string(),
+                Some(mode.name().to_string()),
+                device.failback_mode.map(|m| m.name().to_string()),
+            ));
+        }
+        if let Some(timeout) = self.failback_timeout {
+            asked.push((
+                "failback_timeout",
+                timeout.to_string(),
+                Some(timeout.to_string()),
+                duration(device.failback_timeout),
+            ));
+        }
+        if let Some(list) = &self.address_families {
+            asked.push((
+                "address_families",
+                families(list),
+                Some(families(list)),
+                Some(families(&device.address_families)),
+            ));
+        }
+        asked
+            .into_iter()
+            .map(|(name, wish, wish_here, declared)| match declared {
+                Some(declared) if Some(&declared) == wish_here.as_ref() => {
+                    format!("{name} = {wish}, as the device's profile declares")
+                }
+                Some(declared) => format!(
+                    "{name}: the case asks for {wish}; the device's profile declares {declared}, which is what is judged (srvlab does not configure a real device)"
+                ),
+                None => format!(
+                    "{name}: the case asks for {wish}; the device's profile declares none, so the checks that need it are not applicable and the rest judge the device as declared"
+                ),
+            })
+            .collect()
+    }
+
     pub fn describe(&self, t1: Duration) -> Vec<String> {
         let mut lines = Vec::new();
         if let Some(t2) = self.t2 {

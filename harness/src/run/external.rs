@@ -176,9 +176,7 @@ impl Driver<'_> {
                 }
                 Step::Wait(wait) => match wait.resolve(&self.options.profile) {
                     Some(duration) => wait_showing(duration, &format!("wait {wait}")).await,
-                    None => self.acted.missed.push(format!(
-                        "`wait {wait}`: the profile declares no dirty-host TTL"
-                    )),
+                    None => self.note(super::case::no_wait(wait)),
                 },
                 Step::Step(name) => self.world.step(name),
                 Step::Zone(path) => {
