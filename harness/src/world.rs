@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use crate::dns::{DnsError, DnsServer};
+use crate::dns::{DnsError, DnsLimits, DnsServer};
 use crate::model::case::{Case, TlsFailure};
 use crate::servers::{self, RefusalWatcher, RefusingPorts, ServerError, ServerHandle};
 use crate::timeline::{EventKind, Timeline, Transport};
@@ -27,6 +27,8 @@ pub enum WorldError {
 #[derive(Clone, Debug)]
 pub struct WorldOptions {
     pub dns_listen: Vec<SocketAddr>,
+    /// What the DNS server allows a client (the UDP answer size, TCP connections).
+    pub dns_limits: DnsLimits,
     /// `None`: every TLS server's certificate comes from a CA of this run.
     pub tls: Option<std::sync::Arc<LabPki>>,
 }
@@ -72,8 +74,13 @@ impl World {
                 });
             }
         }
-        let dns =
-            DnsServer::start(case.zones.clone(), &options.dns_listen, timeline.clone()).await?;
+        let dns = DnsServer::start_with(
+            case.zones.clone(),
+            &options.dns_listen,
+            timeline.clone(),
+            options.dns_limits,
+        )
+        .await?;
         let pki = if case
             .servers
             .iter()

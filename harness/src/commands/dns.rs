@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use srvlab::dns::DnsServer;
+use srvlab::dns::{DnsLimits, DnsServer};
 use srvlab::model::zone::{DnsFault, ZoneSet};
 use srvlab::timeline::{EventKind, Timeline};
 
@@ -14,6 +14,7 @@ pub fn run(
     zones: &[PathBuf],
     listen: &[SocketAddr],
     faults: Vec<DnsFault>,
+    limits: DnsLimits,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let (set, diagnostics) = ZoneSet::load(zones);
@@ -22,7 +23,7 @@ pub fn run(
         return Ok(exit_bad_input());
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(serve(set, listen, faults, json))?;
+    runtime.block_on(serve(set, listen, faults, limits, json))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -30,6 +31,7 @@ async fn serve(
     set: ZoneSet,
     listen: &[SocketAddr],
     faults: Vec<DnsFault>,
+    limits: DnsLimits,
     json: bool,
 ) -> anyhow::Result<()> {
     let timeline = Timeline::new();
@@ -46,7 +48,7 @@ async fn serve(
     let origins: Vec<String> = set.zones.iter().map(|z| z.origin.to_string()).collect();
     let mut all_faults: Vec<DnsFault> = set.faults().cloned().collect();
     all_faults.extend(faults);
-    let server = DnsServer::start(set, listen, timeline).await?;
+    let server = DnsServer::start_with(set, listen, timeline, limits).await?;
     server.set_faults(all_faults);
     say!(
         "serving {} on {} — Ctrl-C to stop",

@@ -19,6 +19,8 @@ use hickory_server::proto::serialize::binary::BinEncoder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{Catalog, MessageResponse, MessageResponseBuilder};
 
+use super::fit::fit;
+use super::limits::DnsLimits;
 use crate::model::zone::{Additional, DnsFault, DnsFaultKind, ZoneSet};
 use crate::timeline::{DnsAnswer, DnsDropped, DnsQuery, EventKind, Timeline, Transport};
 
@@ -38,14 +40,16 @@ pub(crate) struct Shared {
     world: RwLock<Arc<World>>,
     faults: Mutex<Vec<ActiveFault>>,
     pub timeline: Timeline,
+    pub limits: DnsLimits,
 }
 
 impl Shared {
-    pub fn new(world: World, faults: Vec<DnsFault>, timeline: Timeline) -> Self {
+    pub fn new(world: World, faults: Vec<DnsFault>, timeline: Timeline, limits: DnsLimits) -> Self {
         let shared = Self {
             world: RwLock::new(Arc::new(world)),
             faults: Mutex::new(Vec::new()),
             timeline,
+            limits,
         };
         shared.set_faults(faults);
         shared
@@ -205,18 +209,33 @@ impl ObservedHandler {
         fault: Option<DnsFaultKind>,
         mut response_handle: R,
     ) -> ResponseInfo {
+        let limits = &self.shared.limits;
+        let mut message = message;
+        // The OPT record of an answer advertises what this server takes (RFC 6891 §6.2.3).
+        if let Some(edns) = message.edns.as_mut() {
+            edns.set_max_payload(limits.udp_max.max(DnsLimits::UDP_MIN));
+        }
+        // Over UDP the client's buffer and the server's maximum bound the answer (an
+        // amplifier otherwise); over TCP only the two-byte length does.
+        let limit = match transport {
+            Transport::Udp => limits.udp_answer_max(request.edns.as_ref().map(Edns::max_payload)),
+            Transport::Tcp | Transport::Tls => u16::MAX,
+        };
+        fit(&mut message, usize::from(limit), |m| {
+            encode(request, m, u16::MAX).ok()
+        });
+        // Encoded as hickory's response handle will (MessageResponse::encode: the OPT record's
+        // size over UDP, else 512), so that these are the bytes on the wire.
         let max_size = match transport {
             Transport::Udp => message.edns.as_ref().map_or(512, Edns::max_payload),
             Transport::Tcp | Transport::Tls => u16::MAX,
         };
-        let mut raw = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut raw);
-        encoder.set_max_size(max_size);
-        let encoded = response_from(request, &message).destructive_emit(&mut encoder);
-        let sent = match encoded {
-            Ok(_) => Message::from_vec(&raw).ok(),
-            Err(_) => None,
-        };
+        let encoded = encode(request, &message, max_size);
+        let sent = encoded
+            .as_ref()
+            .ok()
+            .and_then(|raw| Message::from_vec(raw).ok());
+        let raw = encoded.unwrap_or_else(|partial| partial);
         let sent_metadata = sent.as_ref().map_or(message.metadata, |m| m.metadata);
         // Recorded before it is sent: the device acts on the answer at once, and an answer
         // recorded after a busy scheduler let the device's next packet in would read as the
@@ -288,17 +307,21 @@ fn bare_response(request: &Request, rcode: ResponseCode, aa: bool, tc: bool) -> 
     metadata.recursion_available = false;
     let mut message = Message::new(metadata.id, metadata.message_type, metadata.op_code);
     message.metadata = metadata;
-    message.edns = request.edns.as_ref().map(|_| {
-        let mut edns = Edns::new();
-        edns.set_max_payload(
-            request
-                .edns
-                .as_ref()
-                .map_or(512, |e| e.max_payload().max(512)),
-        );
-        edns
-    });
+    // Its size is set where every answer's is, when it is sent.
+    message.edns = request.edns.as_ref().map(|_| Edns::new());
     message
+}
+
+/// `message` as the answer to `request`, written with at most `max_size` bytes; what was
+/// written so far when it cannot be.
+fn encode(request: &Request, message: &Message, max_size: u16) -> Result<Vec<u8>, Vec<u8>> {
+    let mut raw = Vec::with_capacity(512);
+    let mut encoder = BinEncoder::new(&mut raw);
+    encoder.set_max_size(max_size);
+    match response_from(request, message).destructive_emit(&mut encoder) {
+        Ok(_) => Ok(raw),
+        Err(_) => Err(raw),
+    }
 }
 
 fn response_from<'q, 'a>(

@@ -1,6 +1,9 @@
 //! The authoritative DNS server that a device under test resolves its SIP servers with.
 
+mod fit;
 mod handler;
+mod limits;
 mod server;
 
+pub use limits::DnsLimits;
 pub use server::{DnsError, DnsServer};

@@ -5,7 +5,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use hickory_server::Server;
 use hickory_server::proto::rr::LowerName;
@@ -14,6 +13,7 @@ use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 use tokio::net::{TcpListener, UdpSocket};
 
 use super::handler::{ObservedHandler, Shared, World};
+use super::limits::DnsLimits;
 use crate::model::zone::{DnsFault, ZoneSet, soa_and_ns};
 use crate::timeline::{EventKind, Timeline, Transport};
 
@@ -33,9 +33,6 @@ pub enum DnsError {
     Shutdown(String),
 }
 
-/// How long a TCP client may stay idle before hickory closes the connection.
-const TCP_IDLE: Duration = Duration::from_secs(10);
-
 /// A running DNS server.
 pub struct DnsServer {
     servers: Vec<Server<ObservedHandler>>,
@@ -45,16 +42,27 @@ pub struct DnsServer {
 }
 
 impl DnsServer {
-    /// Binds UDP and TCP on every address (port 0 picks one free port for both) and serves.
+    /// Binds UDP and TCP on every address (port 0 picks one free port for both) and serves,
+    /// with the default limits.
     pub async fn start(
         zones: ZoneSet,
         listen: &[SocketAddr],
         timeline: Timeline,
     ) -> Result<Self, DnsError> {
+        Self::start_with(zones, listen, timeline, DnsLimits::default()).await
+    }
+
+    /// [`Self::start`] with limits of the caller's choosing.
+    pub async fn start_with(
+        zones: ZoneSet,
+        listen: &[SocketAddr],
+        timeline: Timeline,
+        limits: DnsLimits,
+    ) -> Result<Self, DnsError> {
         let serial = 1;
         let faults: Vec<DnsFault> = zones.faults().cloned().collect();
         let world = build_world(zones, serial)?;
-        let shared = Arc::new(Shared::new(world, faults, timeline.clone()));
+        let shared = Arc::new(Shared::new(world, faults, timeline.clone(), limits));
         let mut servers = Vec::new();
         let mut addrs = Vec::new();
         for addr in listen {
@@ -70,7 +78,7 @@ impl DnsServer {
                 local,
             });
             server.register_socket(udp);
-            server.register_listener(tcp, TCP_IDLE, 64);
+            server.register_listener(tcp, limits.tcp_idle, 64);
             servers.push(server);
             addrs.push(local);
             timeline.record(EventKind::Note {
