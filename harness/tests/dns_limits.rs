@@ -7,14 +7,15 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hickory_server::proto::op::{Edns, Message, Query};
+use hickory_server::proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_server::proto::rr::{Name, RecordType};
+use rstest::rstest;
 use srvlab::dns::{DnsLimits, DnsServer};
 use srvlab::model::zone::ZoneSet;
-use srvlab::timeline::{EventKind, Timeline};
+use srvlab::timeline::{DnsMalformed, EventKind, Timeline, Transport};
 use support::zones_from;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
 /// Where this file's servers listen (a block of its own: other suites run at the same time).
 const LISTEN: &str = "127.0.91.1:0";
@@ -58,10 +59,14 @@ fn query_bytes(name: &str, qtype: RecordType, edns: Option<u16>) -> Vec<u8> {
 
 /// Sends one datagram and returns the answer's bytes, if one comes.
 async fn udp_exchange(server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    udp_exchange_within(server, bytes, WAIT).await
+}
+
+async fn udp_exchange_within(server: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
     let socket = UdpSocket::bind(CLIENT).await.unwrap();
     socket.send_to(bytes, server).await.unwrap();
     let mut buf = vec![0; 65_535];
-    let (len, _) = tokio::time::timeout(WAIT, socket.recv_from(&mut buf))
+    let (len, _) = tokio::time::timeout(wait, socket.recv_from(&mut buf))
         .await
         .ok()?
         .unwrap();
@@ -69,9 +74,20 @@ async fn udp_exchange(server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// A connection from this file's client address.
+async fn connect(server: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(CLIENT.parse().unwrap()).unwrap();
+    socket.connect(server).await.unwrap()
+}
+
 /// Sends one length-prefixed message over a fresh connection and returns the answer's bytes.
 async fn tcp_exchange(server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
-    let mut stream = TcpStream::connect(server).await.unwrap();
+    tcp_exchange_within(server, bytes, WAIT).await
+}
+
+async fn tcp_exchange_within(server: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    let mut stream = connect(server).await;
     let len = u16::try_from(bytes.len()).unwrap().to_be_bytes();
     stream.write_all(&[&len[..], bytes].concat()).await.unwrap();
     let exchange = async {
@@ -80,7 +96,7 @@ async fn tcp_exchange(server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
         stream.read_exact(&mut buf).await.ok()?;
         Some(buf)
     };
-    tokio::time::timeout(WAIT, exchange).await.ok()?
+    tokio::time::timeout(wait, exchange).await.ok()?
 }
 
 /// Issue 13, defect 6: a 100-target SRV answer is 14 kB; over UDP it must not go out larger
@@ -197,4 +213,256 @@ async fn the_configured_maximum_is_honoured() {
         assert_eq!(recorded.raw, bytes, "the bytes on the wire");
         assert_eq!(recorded.tc, tc);
     }
+}
+
+/// A query whose header promises a question that is cut off after two bytes of its name.
+fn cut_query() -> Vec<u8> {
+    let mut bytes = query_bytes("_sip._udp.wide.test.", RecordType::SRV, None);
+    bytes.truncate(14);
+    bytes
+}
+
+/// What came in that hickory cannot take as a query, each as the client sends it.
+fn unparseable() -> Vec<(&'static str, Vec<u8>)> {
+    let mut response = query_bytes("wide.test.", RecordType::A, None);
+    response[2] |= 0x80; // QR: a response, which a server never answers (no reflection)
+    vec![
+        ("shorter than a header", b"\x12\x34\x01".to_vec()),
+        ("a question cut short", cut_query()),
+        ("garbage", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        ("a response", response),
+    ]
+}
+
+/// Issue 13, defect 5: every message that reaches the server is on the timeline with its bytes,
+/// parseable or not, over UDP and over TCP.
+#[tokio::test]
+async fn every_message_received_is_on_the_timeline() {
+    let server = start(wide_zone(1)).await;
+    for (what, bytes) in unparseable() {
+        udp_exchange_within(server.addr(), &bytes, Duration::from_millis(300)).await;
+        tcp_exchange_within(server.addr(), &bytes, Duration::from_millis(300)).await;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let events = server.timeline().events();
+        let carrying = events
+            .iter()
+            .filter(|e| serde_json::to_string(e).unwrap().contains(&hex))
+            .count();
+        assert_eq!(carrying, 2, "{what} over UDP and TCP: {events:#?}");
+    }
+}
+
+fn malformed(server: &DnsServer) -> Vec<DnsMalformed> {
+    server
+        .timeline()
+        .events()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::DnsMalformed(m) => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Each message hickory cannot take as a query is a `dns_malformed` event with its exact
+/// bytes, why, and the FORMERR as the client got it: hickory's answer (the request's header,
+/// no question) where hickory answers, nothing where it does not (a response is never
+/// answered: that would reflect it).
+#[rstest]
+#[tokio::test]
+async fn unparseable_messages_are_recorded_with_why_and_the_formerr(
+    #[values(Transport::Udp, Transport::Tcp)] transport: Transport,
+) {
+    for (what, bytes) in unparseable() {
+        let server = start(wide_zone(1)).await;
+        let wait = Duration::from_millis(300);
+        let got = match transport {
+            Transport::Udp => udp_exchange_within(server.addr(), &bytes, wait).await,
+            _ => tcp_exchange_within(server.addr(), &bytes, wait).await,
+        };
+        let events = malformed(&server);
+        let [event] = &events[..] else {
+            panic!("{what}: one event: {events:#?}")
+        };
+        assert_eq!(event.transport, transport);
+        assert_eq!(
+            event.client.ip(),
+            CLIENT.parse::<SocketAddr>().unwrap().ip()
+        );
+        assert_eq!(event.server, server.addr());
+        assert_eq!(event.raw, bytes, "{what}: the bytes as sent");
+        assert!(!event.cut_short);
+        let formerr = what == "a question cut short" || what == "garbage";
+        assert_eq!(
+            event.id,
+            (bytes.len() >= 12).then(|| u16::from_be_bytes([bytes[0], bytes[1]])),
+            "{what}"
+        );
+        match got {
+            Some(answer) => {
+                assert!(formerr, "{what} got an answer");
+                assert_eq!(event.answer, answer, "{what}: the FORMERR as sent");
+                let answer = Message::from_vec(&answer).unwrap();
+                assert_eq!(answer.metadata.response_code, ResponseCode::FormErr);
+                assert_eq!(Some(answer.metadata.id), event.id);
+                assert!(answer.queries.is_empty() && answer.edns.is_none());
+            }
+            None => {
+                assert!(!formerr, "{what} got no FORMERR");
+                assert!(event.answer.is_empty());
+            }
+        }
+        let shown = server.timeline().events().last().unwrap().to_string();
+        assert!(
+            shown.contains(&format!("dns {transport} ")) && shown.contains(" malformed ("),
+            "{shown}"
+        );
+        assert_eq!(shown.contains("answered FORMERR"), formerr, "{shown}");
+    }
+}
+
+/// `probe` until it gives something, for at most WAIT.
+async fn eventually<T>(what: &str, probe: impl Fn() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {what} within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A message framed for TCP: its two-byte length, then itself.
+fn framed(message: &[u8]) -> Vec<u8> {
+    let mut bytes = u16::try_from(message.len()).unwrap().to_be_bytes().to_vec();
+    bytes.extend_from_slice(message);
+    bytes
+}
+
+/// Issue 13, defect 5 over TCP: bytes of a connection that ends before they make a whole
+/// message are on the timeline as they came, length prefix and all, with where they stopped.
+#[tokio::test]
+async fn a_tcp_message_cut_short_is_recorded() {
+    let server = start(wide_zone(1)).await;
+    let query = framed(&query_bytes("sip0.wide.test.", RecordType::A, None));
+    let sent = [query[..12].to_vec(), vec![0]];
+    for bytes in &sent {
+        let mut stream = connect(server.addr()).await;
+        stream.write_all(bytes).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(WAIT, stream.read_to_end(&mut rest)).await;
+        assert!(
+            matches!(read, Ok(Ok(0))),
+            "closed without an answer: {read:?}"
+        );
+    }
+    let events = eventually("two events", || {
+        let events = malformed(&server);
+        (events.len() == 2).then_some(events)
+    })
+    .await;
+    for (event, bytes) in events.iter().zip(&sent) {
+        assert_eq!(event.transport, Transport::Tcp);
+        assert!(event.cut_short);
+        assert_eq!(&event.raw, bytes);
+        assert!(event.answer.is_empty());
+    }
+    assert_eq!(
+        events[0].reason,
+        format!(
+            "the connection ended after 10 of the {} bytes its length prefix announced",
+            query.len() - 2
+        )
+    );
+    assert_eq!(events[0].id, Some(u16::from_be_bytes([query[2], query[3]])));
+    assert_eq!(
+        events[1].reason,
+        "the connection ended inside a message's two-byte length prefix"
+    );
+}
+
+/// The pcap shows what the timeline holds: each unparseable message as the DNS packet it was
+/// (tshark flags it malformed), the FORMERR after it, a cut-short TCP message as its bytes.
+#[tokio::test]
+async fn tshark_reads_unparseable_messages_and_their_formerr_from_the_pcap() {
+    let server = start(wide_zone(1)).await;
+    let wait = Duration::from_millis(200);
+    for (_, bytes) in unparseable() {
+        udp_exchange_within(server.addr(), &bytes, wait).await;
+        tcp_exchange_within(server.addr(), &bytes, wait).await;
+    }
+    let mut stream = connect(server.addr()).await;
+    stream.write_all(&framed(&cut_query())[..6]).await.unwrap();
+    drop(stream);
+    let events = eventually("nine malformed events", || {
+        let events = server.timeline().events();
+        let malformed = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::DnsMalformed(_)))
+            .count();
+        (malformed == 9).then_some(events)
+    })
+    .await;
+    let pcap = std::env::temp_dir().join(format!(
+        "srvlab-dns-limits-{}-{}.pcap",
+        std::process::id(),
+        server.addr().port()
+    ));
+    srvlab::capture::write_pcap(&pcap, server.timeline().wall_start(), &events).unwrap();
+    let port = server.addr().port();
+    let output = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-d", &format!("udp.port=={port},dns")])
+        .args(["-d", &format!("tcp.port=={port},dns")])
+        .args(["-T", "fields", "-E", "separator=/t", "-E", "occurrence=a"])
+        .args([
+            "-e",
+            "_ws.col.Protocol",
+            "-e",
+            "dns.id",
+            "-e",
+            "dns.flags.rcode",
+        ])
+        .args(["-e", "_ws.malformed", "-e", "tcp.len"])
+        .output()
+        .expect("tshark runs (Debian's tshark package; scripts/test installs it)");
+    let _ = std::fs::remove_file(&pcap);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    let recorded: Vec<DnsMalformed> = malformed(&server);
+    // Each FORMERR decodes as one, with the id of the message it answers.
+    let mut formerr: Vec<String> = rows
+        .iter()
+        .filter(|r| r[0] == "DNS" && r[2] == "1")
+        .map(|r| r[1].to_owned())
+        .collect();
+    let mut answered: Vec<String> = recorded
+        .iter()
+        .filter(|m| !m.answer.is_empty())
+        .map(|m| format!("0x{:04x}", m.id.unwrap()))
+        .collect();
+    formerr.sort();
+    answered.sort();
+    assert_eq!(formerr, answered, "{text}");
+    assert_eq!(answered.len(), 4);
+    // Less than a header, a question cut short and garbage, over UDP and TCP: six DNS packets
+    // tshark calls malformed (a response is a well-formed packet, just not a query).
+    let flagged = rows
+        .iter()
+        .filter(|r| r[0] == "DNS" && !r[3].is_empty())
+        .count();
+    assert_eq!(flagged, 6, "{text}");
+    // The cut-short message: its six bytes in one segment, the connection's only data.
+    assert_eq!(rows.iter().filter(|r| r[4] == "6").count(), 1, "{text}");
 }

@@ -3,6 +3,7 @@
 mod fit;
 mod handler;
 mod limits;
+mod listen;
 mod server;
 
 pub use limits::DnsLimits;

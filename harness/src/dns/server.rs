@@ -1,19 +1,21 @@
-//! srvlab's authoritative DNS server: hickory's `Server` on real UDP and TCP sockets, one per
-//! listen address, all sharing one set of zones and faults.
+//! srvlab's authoritative DNS server: hickory's `Catalog` behind srvlab's own UDP and TCP
+//! listeners ([`super::listen`]), one pair per listen address, all sharing one set of zones,
+//! faults and limits.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use hickory_server::Server;
 use hickory_server::proto::rr::LowerName;
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::JoinSet;
 
 use super::handler::{ObservedHandler, Shared, World};
 use super::limits::DnsLimits;
+use super::listen::{serve_tcp, serve_udp};
 use crate::model::zone::{DnsFault, ZoneSet, soa_and_ns};
 use crate::timeline::{EventKind, Timeline, Transport};
 
@@ -29,13 +31,12 @@ pub enum DnsError {
     },
     #[error("cannot load zone `{origin}` into the server: record `{record}` was refused")]
     Zone { origin: String, record: String },
-    #[error("the DNS server stopped with an error: {0}")]
-    Shutdown(String),
 }
 
 /// A running DNS server.
 pub struct DnsServer {
-    servers: Vec<Server<ObservedHandler>>,
+    /// Every address's UDP and TCP listener; each holds the tasks it started.
+    listeners: JoinSet<()>,
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
     serial: AtomicU32,
@@ -63,7 +64,7 @@ impl DnsServer {
         let faults: Vec<DnsFault> = zones.faults().cloned().collect();
         let world = build_world(zones, serial)?;
         let shared = Arc::new(Shared::new(world, faults, timeline.clone(), limits));
-        let mut servers = Vec::new();
+        let mut listeners = JoinSet::new();
         let mut addrs = Vec::new();
         for addr in listen {
             let (udp, tcp) = bind_pair(*addr).await?;
@@ -73,20 +74,19 @@ impl DnsServer {
                 source,
                 hint: "",
             })?;
-            let mut server = Server::new(ObservedHandler {
+            let handler = Arc::new(ObservedHandler {
                 shared: shared.clone(),
                 local,
             });
-            server.register_socket(udp);
-            server.register_listener(tcp, limits.tcp_idle, 64);
-            servers.push(server);
+            listeners.spawn(serve_udp(udp, handler.clone()));
+            listeners.spawn(serve_tcp(tcp, handler));
             addrs.push(local);
             timeline.record(EventKind::Note {
                 text: format!("dns: listening on {local} (udp and tcp)"),
             });
         }
         Ok(Self {
-            servers,
+            listeners,
             shared,
             addrs,
             serial: AtomicU32::new(serial),
@@ -128,14 +128,9 @@ impl DnsServer {
         &self.shared.timeline
     }
 
-    /// Stops every listener and waits for them.
+    /// Stops every listener and waits for them; connections still open are closed.
     pub async fn shutdown(mut self) -> Result<(), DnsError> {
-        for server in &mut self.servers {
-            server
-                .shutdown_gracefully()
-                .await
-                .map_err(|err| DnsError::Shutdown(err.to_string()))?;
-        }
+        self.listeners.shutdown().await;
         Ok(())
     }
 }
