@@ -1,5 +1,5 @@
 //! What the DNS server allows a client: how large a UDP answer may be, how long a TCP
-//! connection may idle.
+//! connection may idle, how many TCP connections may be open at once.
 
 use std::time::Duration;
 
@@ -11,6 +11,10 @@ pub struct DnsLimits {
     pub udp_max: u16,
     /// A TCP connection on which no whole query arrives for this long is closed.
     pub tcp_idle: Duration,
+    /// TCP connections open at once, over all the server's addresses; one more is reset at
+    /// once. Each holds a file descriptor and a task: without a cap, idle connections can
+    /// use up the process's descriptors and block every new one (issue 13).
+    pub tcp_connections: usize,
 }
 
 impl DnsLimits {
@@ -22,6 +26,8 @@ impl DnsLimits {
     /// RFC 7766 §6.2.3 asks for timeouts of seconds, not minutes; a phone asks its few
     /// questions at once.
     pub const TCP_IDLE: Duration = Duration::from_secs(10);
+    /// A lab has a handful of devices, each with a connection or two at a time.
+    pub const TCP_CONNECTIONS: usize = 64;
 
     /// The largest UDP answer to a client that advertised `client` bytes (`None`: no EDNS).
     pub fn udp_answer_max(&self, client: Option<u16>) -> u16 {
@@ -38,6 +44,7 @@ impl Default for DnsLimits {
         Self {
             udp_max: Self::UDP_MAX,
             tcp_idle: Self::TCP_IDLE,
+            tcp_connections: Self::TCP_CONNECTIONS,
         }
     }
 }

@@ -2,7 +2,9 @@
 //! a message before any handler sees it, and what it cannot decode it drops or answers FORMERR
 //! unseen (`ServerContext::handle_request`, private, behind sockets it takes whole). Here
 //! every datagram and every framed TCP message goes to [`ObservedHandler::handle`] as it came;
-//! a TCP connection that ends inside a message leaves its bytes on the timeline too.
+//! a TCP connection that ends inside a message leaves its bytes on the timeline too. TCP
+//! connections are bounded as hickory bounds them, by an idle timeout, and beyond it by a cap
+//! on how many are open; each limit leaves a note on the timeline when it bites.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::handler::ObservedHandler;
@@ -92,8 +95,13 @@ pub(crate) async fn serve_udp(socket: UdpSocket, handler: Arc<ObservedHandler>) 
     }
 }
 
-/// Accepts connections until the task is aborted; each is served on a task of its own.
-pub(crate) async fn serve_tcp(listener: TcpListener, handler: Arc<ObservedHandler>) {
+/// Accepts connections until the task is aborted; each is served on a task of its own while it
+/// holds one of `open`'s permits. A connection that finds none is reset at once.
+pub(crate) async fn serve_tcp(
+    listener: TcpListener,
+    handler: Arc<ObservedHandler>,
+    open: Arc<Semaphore>,
+) {
     let mut connections = JoinSet::new();
     let mut failing: Option<String> = None;
     loop {
@@ -119,7 +127,16 @@ pub(crate) async fn serve_tcp(listener: TcpListener, handler: Arc<ObservedHandle
         if !answerable(client) {
             continue;
         }
-        connections.spawn(serve_connection(stream, client, handler.clone()));
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            handler.note(format!(
+                "dns: reset the tcp connection from {client} to {} at once: {} connections are open, the most the server allows",
+                handler.local, handler.shared.limits.tcp_connections
+            ));
+            // RST, not FIN: the client learns at once, and no TIME_WAIT is left here.
+            let _ = stream.set_zero_linger();
+            continue;
+        };
+        connections.spawn(serve_connection(stream, client, handler.clone(), permit));
         while connections.try_join_next().is_some() {}
     }
 }
@@ -131,6 +148,7 @@ async fn serve_connection(
     mut stream: TcpStream,
     client: SocketAddr,
     handler: Arc<ObservedHandler>,
+    _open: OwnedSemaphorePermit,
 ) {
     let idle = handler.shared.limits.tcp_idle;
     // Bytes that came and are not a whole message yet (length prefix included).

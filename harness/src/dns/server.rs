@@ -11,6 +11,7 @@ use hickory_server::proto::rr::LowerName;
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::handler::{ObservedHandler, Shared, World};
@@ -64,6 +65,8 @@ impl DnsServer {
         let faults: Vec<DnsFault> = zones.faults().cloned().collect();
         let world = build_world(zones, serial)?;
         let shared = Arc::new(Shared::new(world, faults, timeline.clone(), limits));
+        // One count of open TCP connections for every address: the cap is the server's.
+        let open = Arc::new(Semaphore::new(limits.tcp_connections));
         let mut listeners = JoinSet::new();
         let mut addrs = Vec::new();
         for addr in listen {
@@ -79,7 +82,7 @@ impl DnsServer {
                 local,
             });
             listeners.spawn(serve_udp(udp, handler.clone()));
-            listeners.spawn(serve_tcp(tcp, handler));
+            listeners.spawn(serve_tcp(tcp, handler, open.clone()));
             addrs.push(local);
             timeline.record(EventKind::Note {
                 text: format!("dns: listening on {local} (udp and tcp)"),
