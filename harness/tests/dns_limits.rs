@@ -318,6 +318,12 @@ async fn unparseable_messages_are_recorded_with_why_and_the_formerr(
             "{shown}"
         );
         assert_eq!(shown.contains("answered FORMERR"), formerr, "{shown}");
+        // timeline.jsonl is read back by reports: the event round-trips.
+        for event in server.timeline().events() {
+            let line = serde_json::to_string(&event).unwrap();
+            let back: srvlab::timeline::Event = serde_json::from_str(&line).unwrap();
+            assert_eq!(back, event);
+        }
     }
 }
 
@@ -384,6 +390,13 @@ async fn a_tcp_message_cut_short_is_recorded() {
         events[1].reason,
         "the connection ended inside a message's two-byte length prefix"
     );
+    for event in server.timeline().events() {
+        let line = serde_json::to_string(&event).unwrap();
+        assert_eq!(
+            serde_json::from_str::<srvlab::timeline::Event>(&line).unwrap(),
+            event
+        );
+    }
 }
 
 /// The pcap shows what the timeline holds: each unparseable message as the DNS packet it was

@@ -19,9 +19,29 @@ use tokio::task::JoinSet;
 use super::handler::ObservedHandler;
 use crate::timeline::Transport;
 
-/// How long the accept loop waits after an error (out of file descriptors, say) before it
+/// How long a listener waits after a socket error (out of file descriptors, say) before it
 /// tries again: while the error lasts, each try fails at once.
-const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+const RETRY_AFTER: Duration = Duration::from_millis(50);
+
+/// A listener's socket errors, noted once per run of the same error (it may repeat every
+/// few milliseconds).
+#[derive(Default)]
+struct Failing(Option<String>);
+
+impl Failing {
+    async fn failed(&mut self, handler: &ObservedHandler, what: &str, err: io::Error) {
+        let text = err.to_string();
+        if self.0.as_ref() != Some(&text) {
+            handler.note(format!("dns: cannot {what} on {}: {text}", handler.local));
+            self.0 = Some(text);
+        }
+        tokio::time::sleep(RETRY_AFTER).await;
+    }
+
+    fn recovered(&mut self) {
+        self.0 = None;
+    }
+}
 
 /// Where an answer goes: back out of the UDP socket the query came in on, or onto its TCP
 /// connection.
@@ -68,11 +88,17 @@ pub(crate) async fn serve_udp(socket: UdpSocket, handler: Arc<ObservedHandler>) 
     let mut answering = JoinSet::new();
     // The largest UDP payload there is.
     let mut buf = vec![0; 65_535];
+    let mut failing = Failing::default();
     loop {
         let (len, client) = match socket.recv_from(&mut buf).await {
-            Ok(received) => received,
-            // An unconnected socket reports no ICMP errors; what else fails is momentary.
-            Err(_) => continue,
+            Ok(received) => {
+                failing.recovered();
+                received
+            }
+            Err(err) => {
+                failing.failed(&handler, "receive udp", err).await;
+                continue;
+            }
         };
         if !answerable(client) {
             handler.note(format!(
@@ -103,24 +129,17 @@ pub(crate) async fn serve_tcp(
     open: Arc<Semaphore>,
 ) {
     let mut connections = JoinSet::new();
-    let mut failing: Option<String> = None;
+    let mut failing = Failing::default();
     loop {
         let (stream, client) = match listener.accept().await {
             Ok(accepted) => {
-                failing = None;
+                failing.recovered();
                 accepted
             }
             Err(err) => {
-                // Once per run of the same error: it may repeat every few milliseconds.
-                let text = err.to_string();
-                if failing.as_ref() != Some(&text) {
-                    handler.note(format!(
-                        "dns: cannot accept tcp connections on {}: {text}",
-                        handler.local
-                    ));
-                    failing = Some(text);
-                }
-                tokio::time::sleep(ACCEPT_RETRY).await;
+                failing
+                    .failed(&handler, "accept tcp connections", err)
+                    .await;
                 continue;
             }
         };
