@@ -73,7 +73,7 @@ impl Reply<'_> {
                     .map_err(|_| {
                         io::Error::new(
                             io::ErrorKind::TimedOut,
-                            format!("the client took none of it for {within:?}"),
+                            format!("the client did not take it within {within:?}"),
                         )
                     })?
             }
