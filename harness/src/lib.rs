@@ -5,8 +5,9 @@
 //! - [`model`]: the YAML a user writes (zones), loaded and validated with file:line:column
 //!   diagnostics ([`model::diag`]).
 //! - [`timeline`]: the ordered record of every observed event; the single source of truth.
-//! - [`dns`]: the authoritative DNS server (hickory-server) that serves the zones and records
-//!   every query and answer on the timeline, with scripted faults.
+//! - [`dns`]: the authoritative DNS server (hickory-server's catalog behind srvlab's own
+//!   sockets) that serves the zones and records every message in and out on the timeline, with
+//!   scripted faults and limits (UDP answer size, TCP idle time and connections).
 //! - [`capture`]: the timeline rendered as a pcap file for Wireshark / tshark.
 //! - [`sip`]: SIP messages: a strict parser, an exact builder, stream framing for TCP.
 //! - [`servers`]: the scripted SIP servers (accept, reply, stall, refuse, delay) and how

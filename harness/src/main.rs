@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use srvlab::dns::DnsLimits;
 use srvlab::model::zone::DnsFault;
 use srvlab::tell;
 
@@ -45,6 +46,8 @@ enum Command {
         /// Print every event (queries too, not just one line per answer) as JSON lines.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        limits: DnsLimitArgs,
     },
     /// Run the suite against the reference UA or a real device, judge every check, write
     /// the reports.
@@ -83,6 +86,8 @@ enum Command {
         /// code then reflects only failures the baseline does not list.
         #[arg(long, value_name = "FILE")]
         baseline: Option<PathBuf>,
+        #[command(flatten)]
+        dns_limits: DnsLimitArgs,
     },
     /// Check that a run against a real device can start on this host: the lab's addresses,
     /// free ports, privileges, the trigger, and whether the device answers; print the
@@ -116,6 +121,8 @@ enum Command {
         /// Address the DNS server listens on (repeatable; port 53 needs root).
         #[arg(long, default_value = "127.0.0.1:5353", value_name = "ADDR")]
         dns: Vec<SocketAddr>,
+        #[command(flatten)]
+        dns_limits: DnsLimitArgs,
     },
     /// Run the reference UA by itself against any DNS and SIP servers, printing each attempt.
     Ua {
@@ -161,6 +168,29 @@ enum Command {
     },
 }
 
+/// What srvlab's DNS server allows a client.
+#[derive(Clone, Copy, Debug, clap::Args)]
+struct DnsLimitArgs {
+    /// The largest UDP answer of the DNS server, in bytes, whatever EDNS buffer a client
+    /// advertises (without EDNS: 512); a larger answer goes out truncated (TC), for TCP.
+    #[arg(
+        long,
+        default_value_t = DnsLimits::UDP_MAX,
+        value_name = "BYTES",
+        value_parser = clap::value_parser!(u16).range(i64::from(DnsLimits::UDP_MIN)..)
+    )]
+    udp_max: u16,
+}
+
+impl From<DnsLimitArgs> for DnsLimits {
+    fn from(args: DnsLimitArgs) -> Self {
+        Self {
+            udp_max: args.udp_max,
+            ..Self::default()
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum UaAction {
     Register,
@@ -193,8 +223,14 @@ fn main() -> ExitCode {
             listen,
             faults,
             json,
-        } => commands::dns::run(&zones, &listen, faults, json),
-        Command::Serve { case, out, dns } => commands::serve::run(&case, out, &dns),
+            limits,
+        } => commands::dns::run(&zones, &listen, faults, limits.into(), json),
+        Command::Serve {
+            case,
+            out,
+            dns,
+            dns_limits,
+        } => commands::serve::run(&case, out, &dns, dns_limits.into()),
         Command::Run {
             paths,
             profile,
@@ -206,6 +242,7 @@ fn main() -> ExitCode {
             lab,
             jobs,
             baseline,
+            dns_limits,
         } => commands::run::run(commands::run::Options {
             paths,
             profile,
@@ -213,6 +250,7 @@ fn main() -> ExitCode {
             seed,
             out,
             dns,
+            dns_limits: dns_limits.into(),
             dut,
             lab,
             jobs,

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use crate::dns::{DnsError, DnsServer};
+use crate::dns::{DnsError, DnsLimits, DnsServer};
 use crate::model::case::{Case, TlsFailure};
 use crate::servers::{self, RefusalWatcher, RefusingPorts, ServerError, ServerHandle};
 use crate::timeline::{EventKind, Timeline, Transport};
@@ -29,6 +29,8 @@ pub struct WorldOptions {
     pub dns_listen: Vec<SocketAddr>,
     /// Where `dns_listen` was given (`--dns`, a lab's `dns:`): errors name it.
     pub dns_given_by: String,
+    /// What the DNS server allows a client (the UDP answer size, TCP connections).
+    pub dns_limits: DnsLimits,
     /// `None`: every TLS server's certificate comes from a CA of this run.
     pub tls: Option<std::sync::Arc<LabPki>>,
 }
@@ -74,9 +76,14 @@ impl World {
                 });
             }
         }
-        let dns = DnsServer::start(case.zones.clone(), &options.dns_listen, timeline.clone())
-            .await
-            .map_err(|err| err.given_by(&options.dns_given_by))?;
+        let dns = DnsServer::start_with(
+            case.zones.clone(),
+            &options.dns_listen,
+            timeline.clone(),
+            options.dns_limits,
+        )
+        .await
+        .map_err(|err| err.given_by(&options.dns_given_by))?;
         let pki = if case
             .servers
             .iter()

@@ -315,6 +315,51 @@ fn dig_sees_a_scripted_fault_from_the_command_line() {
     assert!(naptr.contains("status: NOERROR"), "{naptr}");
 }
 
+/// dig's size of the answer it got (`;; MSG SIZE  rcvd: N`).
+fn received_size(output: &str) -> usize {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(";; MSG SIZE  rcvd: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no MSG SIZE in {output}"))
+}
+
+/// Issue 13, defect 6, as a user meets it: `--udp-max` caps what dig gets over UDP however
+/// large a buffer it offers (TC set; `+ignore` keeps dig from retrying over TCP); over TCP the
+/// 100 targets come whole. The default is DNS Flag Day 2020's 1,232 bytes.
+#[test]
+fn dig_gets_udp_answers_no_larger_than_udp_max() {
+    for (args, max) in [(&[][..], 1232), (&["--udp-max", "600"][..], 600)] {
+        let mut command = vec![
+            "dns",
+            "--zone",
+            "fixtures/zones/wide-srv.yaml",
+            "--listen",
+            "127.0.91.3:0",
+        ];
+        command.extend_from_slice(args);
+        let dns = Running::start(&command);
+        let udp = dig(
+            dns.addr,
+            &["+bufsize=65535", "+ignore", "_sip._udp.wide.test", "SRV"],
+        );
+        assert!(flags(&udp).contains(" tc"), "{udp}");
+        assert!(received_size(&udp) <= max, "{udp}");
+        let tcp = dig(dns.addr, &["+tcp", "_sip._udp.wide.test", "SRV"]);
+        assert!(!flags(&tcp).contains(" tc"), "{tcp}");
+        assert_eq!(section(&tcp, "ANSWER").len(), 100, "{tcp}");
+    }
+    let refused = srvlab(&[
+        "dns",
+        "--zone",
+        "fixtures/zones/wide-srv.yaml",
+        "--udp-max",
+        "100",
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("100 is not in 512..=65535"));
+}
+
 /// `srvlab serve` for a person with a phone: the live timeline on stdout, timeline.jsonl and
 /// capture.pcap written as events happen — complete even when the process is killed outright.
 #[test]

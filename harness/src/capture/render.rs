@@ -38,6 +38,32 @@ impl Renderer {
                     true,
                 )?);
             }
+            EventKind::DnsMalformed(m) => {
+                // A message cut short went out as it was, prefix and all: no framing to add.
+                let query = if m.cut_short && m.transport == Transport::Tcp {
+                    self.stream(m.client, m.server, Direction::ToServer, &m.raw)?
+                } else {
+                    self.message(
+                        m.transport,
+                        m.client,
+                        m.server,
+                        Direction::ToServer,
+                        &m.raw,
+                        true,
+                    )?
+                };
+                out.extend(query);
+                if !m.answer.is_empty() {
+                    out.extend(self.message(
+                        m.transport,
+                        m.client,
+                        m.server,
+                        Direction::ToClient,
+                        &m.answer,
+                        true,
+                    )?);
+                }
+            }
             EventKind::SipReceived(m) => {
                 out.extend(self.message(
                     m.transport,
@@ -142,14 +168,28 @@ impl Renderer {
             Transport::Udp => Ok(packet::udp(src, dst, raw)?.into_iter().collect()),
             Transport::Tcp => {
                 let data = if dns { dns_over_tcp(raw) } else { raw.to_vec() };
-                let segments = self.flows.send(client, server, direction, &data);
-                let mut out = Vec::new();
-                segments_to_packets(client, server, &segments, &mut out)?;
-                Ok(out)
+                self.stream(client, server, direction, &data)
             }
             // Decrypted SIP: its TLS records are TlsBytes events.
             Transport::Tls => Ok(Vec::new()),
         }
+    }
+
+    /// `data` as it crossed the TCP connection between `client` and `server`.
+    fn stream(
+        &mut self,
+        client: SocketAddr,
+        server: SocketAddr,
+        direction: Direction,
+        data: &[u8],
+    ) -> Result<Vec<Vec<u8>>, BuildError> {
+        if !same_family(client, server) {
+            return Ok(Vec::new());
+        }
+        let segments = self.flows.send(client, server, direction, data);
+        let mut out = Vec::new();
+        segments_to_packets(client, server, &segments, &mut out)?;
+        Ok(out)
     }
 }
 

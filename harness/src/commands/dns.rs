@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use srvlab::dns::DnsServer;
+use srvlab::dns::{DnsLimits, DnsServer};
 use srvlab::model::zone::{DnsFault, ZoneSet};
 use srvlab::say;
 use srvlab::timeline::{EventKind, Timeline};
@@ -15,6 +15,7 @@ pub fn run(
     zones: &[PathBuf],
     listen: &[SocketAddr],
     faults: Vec<DnsFault>,
+    limits: DnsLimits,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let (set, diagnostics) = ZoneSet::load(zones);
@@ -23,7 +24,7 @@ pub fn run(
         return Ok(exit_bad_input());
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(serve(set, listen, faults, json))?;
+    runtime.block_on(serve(set, listen, faults, limits, json))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -31,6 +32,7 @@ async fn serve(
     set: ZoneSet,
     listen: &[SocketAddr],
     faults: Vec<DnsFault>,
+    limits: DnsLimits,
     json: bool,
 ) -> anyhow::Result<()> {
     let timeline = Timeline::new();
@@ -47,7 +49,7 @@ async fn serve(
     let origins: Vec<String> = set.zones.iter().map(|z| z.origin.to_string()).collect();
     let mut all_faults: Vec<DnsFault> = set.faults().cloned().collect();
     all_faults.extend(faults);
-    let server = DnsServer::start(set, listen, timeline)
+    let server = DnsServer::start_with(set, listen, timeline, limits)
         .await
         .map_err(|err| err.given_by("--listen"))?;
     server.set_faults(all_faults);

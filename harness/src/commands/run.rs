@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use srvlab::dns::DnsLimits;
 use srvlab::model::case::Case;
 use srvlab::model::diag::Diagnostics;
 use srvlab::model::lab::Lab;
@@ -31,6 +32,7 @@ pub struct Options {
     pub seed: u64,
     pub out: Option<PathBuf>,
     pub dns: SocketAddr,
+    pub dns_limits: DnsLimits,
     pub dut: Dut,
     pub lab: Option<PathBuf>,
     pub jobs: usize,
@@ -138,6 +140,7 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         seed: options.seed,
         faults: faults.clone(),
         dns_listen: options.dns,
+        dns_limits: options.dns_limits,
         device: match &lab {
             Some(lab) => DeviceUnderTest::External(lab.clone()),
             None => DeviceUnderTest::Reference,

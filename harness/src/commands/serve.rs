@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use srvlab::dns::DnsLimits;
 use srvlab::model::case::Case;
 use srvlab::run::record::Recorder;
 use srvlab::timeline::Timeline;
@@ -16,7 +17,12 @@ use tokio::io::AsyncBufReadExt;
 
 use super::{exit_bad_input, print_diagnostics};
 
-pub fn run(case: &Path, out: Option<PathBuf>, dns: &[SocketAddr]) -> anyhow::Result<ExitCode> {
+pub fn run(
+    case: &Path,
+    out: Option<PathBuf>,
+    dns: &[SocketAddr],
+    dns_limits: DnsLimits,
+) -> anyhow::Result<ExitCode> {
     let (loaded, diagnostics) = Case::load(case);
     print_diagnostics(&diagnostics);
     let Some(case) = loaded else {
@@ -27,7 +33,7 @@ pub fn run(case: &Path, out: Option<PathBuf>, dns: &[SocketAddr]) -> anyhow::Res
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let recorder = Recorder::attach(&out, &timeline, true)?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let result = runtime.block_on(serve(&case, dns, timeline, &out));
+    let result = runtime.block_on(serve(&case, dns, dns_limits, timeline, &out));
     // Whatever happened, what was seen is on disk; say where.
     say!("timeline: {}", recorder.timeline_path.display());
     say!("capture:  {}", recorder.capture_path.display());
@@ -52,6 +58,7 @@ fn default_out(id: &str, timeline: &Timeline) -> PathBuf {
 async fn serve(
     case: &Case,
     dns: &[SocketAddr],
+    dns_limits: DnsLimits,
     timeline: Timeline,
     out: &Path,
 ) -> anyhow::Result<()> {
@@ -63,6 +70,7 @@ async fn serve(
     let options = WorldOptions {
         dns_listen: dns.to_vec(),
         dns_given_by: "--dns".into(),
+        dns_limits,
         tls: None,
     };
     let world = World::start(case, &options, timeline)

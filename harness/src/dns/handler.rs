@@ -1,26 +1,37 @@
-//! The request handler around hickory's `Catalog`: it records every query and answer on the
-//! timeline, applies scripted faults, and decides the additional section of SRV answers.
+//! The request handler around hickory's `Catalog`: it takes every message a client sent,
+//! records it on the timeline (queries, answers, and what is not a query at all), applies
+//! scripted faults, decides the additional section of SRV answers and fits the answer to the
+//! size the client can take.
 //!
-//! The catalog answers into a capturing handle; the answer is then adjusted and sent through
-//! the real handle. We encode the final answer once more ourselves, exactly as hickory does,
-//! so that the bytes on the timeline are the bytes on the wire.
+//! The catalog answers into a capturing handle; the answer is then adjusted, encoded once and
+//! sent as encoded, so that the bytes on the timeline are the bytes on the wire.
 
 use std::collections::HashSet;
+use std::io;
 use std::iter;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use hickory_server::net::NetError;
-use hickory_server::net::runtime::Time;
+use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::proto::op::{Edns, Header, HeaderCounts, Message, Metadata, ResponseCode};
+use hickory_server::proto::op::{
+    Edns, Header, HeaderCounts, Message, MessageType, Metadata, ResponseCode,
+};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
-use hickory_server::proto::serialize::binary::BinEncoder;
+use hickory_server::proto::serialize::binary::{
+    BinDecodable, BinDecoder, BinEncodable, BinEncoder,
+};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{Catalog, MessageResponse, MessageResponseBuilder};
 
+use super::fit::fit;
+use super::limits::DnsLimits;
+use super::listen::Reply;
 use crate::model::zone::{Additional, DnsFault, DnsFaultKind, ZoneSet};
-use crate::timeline::{DnsAnswer, DnsDropped, DnsQuery, EventKind, Timeline, Transport};
+use crate::timeline::{
+    DnsAnswer, DnsDropped, DnsMalformed, DnsQuery, EventKind, Timeline, Transport,
+};
 
 /// What the server serves: the zones and the catalog made from them, replaced as one.
 pub(crate) struct World {
@@ -38,14 +49,16 @@ pub(crate) struct Shared {
     world: RwLock<Arc<World>>,
     faults: Mutex<Vec<ActiveFault>>,
     pub timeline: Timeline,
+    pub limits: DnsLimits,
 }
 
 impl Shared {
-    pub fn new(world: World, faults: Vec<DnsFault>, timeline: Timeline) -> Self {
+    pub fn new(world: World, faults: Vec<DnsFault>, timeline: Timeline, limits: DnsLimits) -> Self {
         let shared = Self {
             world: RwLock::new(Arc::new(world)),
             faults: Mutex::new(Vec::new()),
             timeline,
+            limits,
         };
         shared.set_faults(faults);
         shared
@@ -115,21 +128,98 @@ impl Question {
     }
 }
 
-fn transport_of(protocol: Protocol) -> Transport {
-    match protocol {
-        Protocol::Udp => Transport::Udp,
-        _ => Transport::Tcp,
+impl ObservedHandler {
+    /// One message from `client`, as it came: recorded, and answered as hickory's server
+    /// answers (its `ServerContext::handle_request`, which drops what it cannot decode unseen):
+    /// nothing for less than a header, FORMERR for a message that does not decode, nothing for
+    /// a response. An error is the reply's: the connection it came on is done.
+    pub async fn handle(
+        &self,
+        bytes: Vec<u8>,
+        client: SocketAddr,
+        transport: Transport,
+        reply: Reply<'_>,
+    ) -> io::Result<()> {
+        let Ok(header) = Header::read(&mut BinDecoder::new(&bytes)) else {
+            let reason = "shorter than a DNS header (12 bytes)".into();
+            self.malformed(transport, client, None, reason, bytes, Vec::new());
+            return Ok(());
+        };
+        let protocol = match transport {
+            Transport::Udp => Protocol::Udp,
+            Transport::Tcp | Transport::Tls => Protocol::Tcp,
+        };
+        let request = match Request::from_bytes(bytes.clone(), client, protocol) {
+            Ok(request) => request,
+            Err(err) => {
+                let answer = formerr(&header);
+                let id = Some(header.metadata.id);
+                self.malformed(
+                    transport,
+                    client,
+                    id,
+                    err.to_string(),
+                    bytes,
+                    answer.clone(),
+                );
+                return self.deliver(reply, client, &answer).await;
+            }
+        };
+        if request.metadata.message_type == MessageType::Response {
+            let reason = "a response, not a query: never answered (that would reflect it)";
+            let id = Some(header.metadata.id);
+            self.malformed(transport, client, id, reason.into(), bytes, Vec::new());
+            return Ok(());
+        }
+        self.answer(&request, transport, reply).await
     }
-}
 
-#[async_trait::async_trait]
-impl RequestHandler for ObservedHandler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
+    fn malformed(
+        &self,
+        transport: Transport,
+        client: SocketAddr,
+        id: Option<u16>,
+        reason: String,
+        raw: Vec<u8>,
+        answer: Vec<u8>,
+    ) {
+        self.shared
+            .timeline
+            .record(EventKind::DnsMalformed(DnsMalformed {
+                transport,
+                client,
+                server: self.local,
+                id,
+                reason,
+                raw,
+                cut_short: false,
+                answer,
+            }));
+    }
+
+    /// Bytes on a TCP connection that ended (or idled out) before they made a whole message.
+    pub fn cut_short(&self, client: SocketAddr, reason: String, raw: Vec<u8>) {
+        let id = (raw.len() >= 4).then(|| u16::from_be_bytes([raw[2], raw[3]]));
+        self.shared
+            .timeline
+            .record(EventKind::DnsMalformed(DnsMalformed {
+                transport: Transport::Tcp,
+                client,
+                server: self.local,
+                id,
+                reason,
+                raw,
+                cut_short: true,
+                answer: Vec::new(),
+            }));
+    }
+
+    async fn answer(
         &self,
         request: &Request,
-        response_handle: R,
-    ) -> ResponseInfo {
-        let transport = transport_of(request.protocol());
+        transport: Transport,
+        reply: Reply<'_>,
+    ) -> io::Result<()> {
         let question = Question::of(request);
         self.shared.timeline.record(EventKind::DnsQuery(DnsQuery {
             transport,
@@ -159,12 +249,7 @@ impl RequestHandler for ObservedHandler {
                         qtype: question.type_text(),
                         fault: DnsFaultKind::Timeout,
                     }));
-                let mut metadata = Metadata::response_from_request(&request.metadata);
-                metadata.response_code = ResponseCode::NoError;
-                return ResponseInfo::from(Header {
-                    metadata,
-                    counts: HeaderCounts::default(),
-                });
+                return Ok(());
             }
             Some(DnsFaultKind::Servfail) => {
                 bare_response(request, ResponseCode::ServFail, false, false)
@@ -174,7 +259,7 @@ impl RequestHandler for ObservedHandler {
             }
             // A truncation fault only concerns UDP: over TCP the full answer goes out.
             Some(DnsFaultKind::Truncate) | None => {
-                let mut message = catalog_answer::<T>(&world.catalog, request).await;
+                let mut message = catalog_answer(&world.catalog, request).await;
                 if let Some(qtype) = question.qtype {
                     shape_additional(&world.zones, qtype, &mut message);
                 }
@@ -183,40 +268,43 @@ impl RequestHandler for ObservedHandler {
         };
         // A truncate fault over TCP did not shape the answer.
         let fault = fault.filter(|f| *f != DnsFaultKind::Truncate || transport == Transport::Udp);
-        self.send(
-            request,
-            transport,
-            &question,
-            message,
-            fault,
-            response_handle,
-        )
-        .await
+        self.send(request, transport, &question, message, fault, reply)
+            .await
     }
-}
 
-impl ObservedHandler {
-    async fn send<R: ResponseHandler>(
+    async fn send(
         &self,
         request: &Request,
         transport: Transport,
         question: &Question,
-        message: Message,
+        mut message: Message,
         fault: Option<DnsFaultKind>,
-        mut response_handle: R,
-    ) -> ResponseInfo {
-        let max_size = match transport {
-            Transport::Udp => message.edns.as_ref().map_or(512, Edns::max_payload),
+        reply: Reply<'_>,
+    ) -> io::Result<()> {
+        let limits = &self.shared.limits;
+        // The OPT record of an answer advertises what this server takes (RFC 6891 §6.2.3).
+        if let Some(edns) = message.edns.as_mut() {
+            edns.set_max_payload(limits.udp_max.max(DnsLimits::UDP_MIN));
+        }
+        // Over UDP the client's buffer and the server's maximum bound the answer (an
+        // amplifier otherwise); over TCP only the two-byte length does.
+        let limit = usize::from(match transport {
+            Transport::Udp => limits.udp_answer_max(request.edns.as_ref().map(Edns::max_payload)),
             Transport::Tcp | Transport::Tls => u16::MAX,
+        });
+        let raw = match fit(&mut message, limit, |m| encode(request, m)) {
+            Some(raw) if raw.len() <= limit => raw,
+            // A question section too large for the limit, or a record that cannot be written:
+            // the header alone, as hickory falls back to (MessageResponse::encode).
+            fitted => {
+                message.metadata.truncation = fitted.is_some();
+                if fitted.is_none() {
+                    message.metadata.response_code = ResponseCode::ServFail;
+                }
+                header_only(&message.metadata)
+            }
         };
-        let mut raw = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut raw);
-        encoder.set_max_size(max_size);
-        let encoded = response_from(request, &message).destructive_emit(&mut encoder);
-        let sent = match encoded {
-            Ok(_) => Message::from_vec(&raw).ok(),
-            Err(_) => None,
-        };
+        let sent = Message::from_vec(&raw).ok();
         let sent_metadata = sent.as_ref().map_or(message.metadata, |m| m.metadata);
         // Recorded before it is sent: the device acts on the answer at once, and an answer
         // recorded after a busy scheduler let the device's next packet in would read as the
@@ -236,31 +324,25 @@ impl ObservedHandler {
             authority_count: shown.authorities.len(),
             additionals: shown.additionals.iter().map(ToString::to_string).collect(),
             fault,
-            raw,
+            raw: raw.clone(),
         }));
-        match response_handle
-            .send_response(response_from(request, &message))
-            .await
-        {
-            Ok(info) => info,
-            Err(err) => {
-                self.note_send_failure(request, &err);
-                ResponseInfo::from(Header {
-                    metadata: sent_metadata,
-                    counts: HeaderCounts::default(),
-                })
-            }
-        }
+        self.deliver(reply, request.src(), &raw).await
     }
 
-    fn note_send_failure(&self, request: &Request, err: &NetError) {
-        self.shared.timeline.record(EventKind::Note {
-            text: format!(
-                "dns: could not send the answer to {} from {}: {err}",
-                request.src(),
+    /// Sends `raw` (recorded already); a failure is a note, and ends a TCP connection.
+    async fn deliver(&self, reply: Reply<'_>, client: SocketAddr, raw: &[u8]) -> io::Result<()> {
+        let sent = reply.send(raw).await;
+        if let Err(err) = &sent {
+            self.note(format!(
+                "dns: could not send the answer to {client} from {}: {err}",
                 self.local
-            ),
-        });
+            ));
+        }
+        sent
+    }
+
+    pub fn note(&self, text: String) {
+        self.shared.timeline.record(EventKind::Note { text });
     }
 }
 
@@ -288,17 +370,40 @@ fn bare_response(request: &Request, rcode: ResponseCode, aa: bool, tc: bool) -> 
     metadata.recursion_available = false;
     let mut message = Message::new(metadata.id, metadata.message_type, metadata.op_code);
     message.metadata = metadata;
-    message.edns = request.edns.as_ref().map(|_| {
-        let mut edns = Edns::new();
-        edns.set_max_payload(
-            request
-                .edns
-                .as_ref()
-                .map_or(512, |e| e.max_payload().max(512)),
-        );
-        edns
-    });
+    // Its size is set where every answer's is, when it is sent.
+    message.edns = request.edns.as_ref().map(|_| Edns::new());
     message
+}
+
+/// `message` as the answer to `request`: its question as the request wrote it, the sections of
+/// `message`, its OPT record.
+fn encode(request: &Request, message: &Message) -> Option<Vec<u8>> {
+    let mut raw = Vec::with_capacity(512);
+    let mut encoder = BinEncoder::new(&mut raw);
+    response_from(request, message)
+        .destructive_emit(&mut encoder)
+        .ok()?;
+    Some(raw)
+}
+
+/// A header without a question or records.
+fn header_only(metadata: &Metadata) -> Vec<u8> {
+    let header = Header {
+        metadata: *metadata,
+        counts: HeaderCounts::default(),
+    };
+    let mut raw = Vec::with_capacity(12);
+    // Twelve bytes into a growing buffer cannot fail.
+    let _ = header.emit(&mut BinEncoder::new(&mut raw));
+    raw
+}
+
+/// hickory's answer to a message it cannot decode (its `error_response_handler`): the request's
+/// header turned into a response, FORMERR, no question, no OPT record.
+fn formerr(request: &Header) -> Vec<u8> {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = ResponseCode::FormErr;
+    header_only(&metadata)
 }
 
 fn response_from<'q, 'a>(
@@ -325,10 +430,10 @@ where
 }
 
 /// Runs the catalog and decodes what it would have sent.
-async fn catalog_answer<T: Time>(catalog: &Catalog, request: &Request) -> Message {
+async fn catalog_answer(catalog: &Catalog, request: &Request) -> Message {
     let capture = Capture::default();
     catalog
-        .handle_request::<_, T>(request, capture.clone())
+        .handle_request::<_, TokioTime>(request, capture.clone())
         .await;
     let bytes = capture
         .0

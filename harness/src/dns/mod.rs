@@ -1,6 +1,10 @@
 //! The authoritative DNS server that a device under test resolves its SIP servers with.
 
+mod fit;
 mod handler;
+mod limits;
+mod listen;
 mod server;
 
+pub use limits::DnsLimits;
 pub use server::{DnsError, DnsServer};

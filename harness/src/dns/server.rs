@@ -1,19 +1,22 @@
-//! srvlab's authoritative DNS server: hickory's `Server` on real UDP and TCP sockets, one per
-//! listen address, all sharing one set of zones and faults.
+//! srvlab's authoritative DNS server: hickory's `Catalog` behind srvlab's own UDP and TCP
+//! listeners ([`super::listen`]), one pair per listen address, all sharing one set of zones,
+//! faults and limits.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
-use hickory_server::Server;
 use hickory_server::proto::rr::LowerName;
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use super::handler::{ObservedHandler, Shared, World};
+use super::limits::DnsLimits;
+use super::listen::{serve_tcp, serve_udp};
 use crate::model::zone::{DnsFault, ZoneSet, soa_and_ns};
 use crate::timeline::{EventKind, Timeline, Transport};
 
@@ -30,33 +33,42 @@ pub enum DnsError {
     },
     #[error("cannot load zone `{origin}` into the server: record `{record}` was refused")]
     Zone { origin: String, record: String },
-    #[error("the DNS server stopped with an error: {0}")]
-    Shutdown(String),
 }
-
-/// How long a TCP client may stay idle before hickory closes the connection.
-const TCP_IDLE: Duration = Duration::from_secs(10);
 
 /// A running DNS server.
 pub struct DnsServer {
-    servers: Vec<Server<ObservedHandler>>,
+    /// Every address's UDP and TCP listener; each holds the tasks it started.
+    listeners: JoinSet<()>,
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
     serial: AtomicU32,
 }
 
 impl DnsServer {
-    /// Binds UDP and TCP on every address (port 0 picks one free port for both) and serves.
+    /// Binds UDP and TCP on every address (port 0 picks one free port for both) and serves,
+    /// with the default limits.
     pub async fn start(
         zones: ZoneSet,
         listen: &[SocketAddr],
         timeline: Timeline,
     ) -> Result<Self, DnsError> {
+        Self::start_with(zones, listen, timeline, DnsLimits::default()).await
+    }
+
+    /// [`Self::start`] with limits of the caller's choosing.
+    pub async fn start_with(
+        zones: ZoneSet,
+        listen: &[SocketAddr],
+        timeline: Timeline,
+        limits: DnsLimits,
+    ) -> Result<Self, DnsError> {
         let serial = 1;
         let faults: Vec<DnsFault> = zones.faults().cloned().collect();
         let world = build_world(zones, serial)?;
-        let shared = Arc::new(Shared::new(world, faults, timeline.clone()));
-        let mut servers = Vec::new();
+        let shared = Arc::new(Shared::new(world, faults, timeline.clone(), limits));
+        // One count of open TCP connections for every address: the cap is the server's.
+        let open = Arc::new(Semaphore::new(limits.tcp_connections));
+        let mut listeners = JoinSet::new();
         let mut addrs = Vec::new();
         for addr in listen {
             let (udp, tcp) = bind_pair(*addr).await?;
@@ -66,20 +78,19 @@ impl DnsServer {
                 source,
                 given_by: None,
             })?;
-            let mut server = Server::new(ObservedHandler {
+            let handler = Arc::new(ObservedHandler {
                 shared: shared.clone(),
                 local,
             });
-            server.register_socket(udp);
-            server.register_listener(tcp, TCP_IDLE, 64);
-            servers.push(server);
+            listeners.spawn(serve_udp(udp, handler.clone()));
+            listeners.spawn(serve_tcp(tcp, handler, open.clone()));
             addrs.push(local);
             timeline.record(EventKind::Note {
                 text: format!("dns: listening on {local} (udp and tcp)"),
             });
         }
         Ok(Self {
-            servers,
+            listeners,
             shared,
             addrs,
             serial: AtomicU32::new(serial),
@@ -121,14 +132,9 @@ impl DnsServer {
         &self.shared.timeline
     }
 
-    /// Stops every listener and waits for them.
+    /// Stops every listener and waits for them; connections still open are closed.
     pub async fn shutdown(mut self) -> Result<(), DnsError> {
-        for server in &mut self.servers {
-            server
-                .shutdown_gracefully()
-                .await
-                .map_err(|err| DnsError::Shutdown(err.to_string()))?;
-        }
+        self.listeners.shutdown().await;
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::record::Recorder;
 use crate::checks::{Context, Verdict, judge_with};
+use crate::dns::DnsLimits;
 use crate::model::case::Case;
 use crate::model::lab::Lab;
 use crate::model::profile::Profile;
@@ -29,6 +30,7 @@ pub struct RunOptions {
     pub seed: u64,
     pub faults: Faults,
     pub dns_listen: SocketAddr,
+    pub dns_limits: DnsLimits,
     pub device: DeviceUnderTest,
 }
 
@@ -210,6 +212,7 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
             DeviceUnderTest::Reference => "--dns".into(),
             DeviceUnderTest::External(lab) => format!("`dns:` in {}", lab.file.path),
         },
+        dns_limits: options.dns_limits,
         tls: match &options.device {
             DeviceUnderTest::Reference => None,
             DeviceUnderTest::External(lab) => lab.tls.clone(),

@@ -45,6 +45,7 @@ pub fn concerns_device(event: &Event, address: IpAddr) -> bool {
         EventKind::DnsQuery(q) => q.client.ip() == address,
         EventKind::DnsAnswer(a) => a.client.ip() == address,
         EventKind::DnsDropped(d) => d.client.ip() == address,
+        EventKind::DnsMalformed(m) => m.client.ip() == address,
         EventKind::SipReceived(m) | EventKind::SipSent(m) => m.remote.ip() == address,
         EventKind::SipMalformed(m) => m.remote.ip() == address,
         EventKind::Refused(r) => r.remote.ip() == address,

@@ -662,6 +662,7 @@ fn kind_name(kind: &EventKind) -> &'static str {
         EventKind::DnsQuery(_) => "dns query",
         EventKind::DnsAnswer(_) => "dns answer",
         EventKind::DnsDropped(_) => "dns dropped",
+        EventKind::DnsMalformed(_) => "dns malformed",
         EventKind::SipReceived(_) => "sip in",
         EventKind::SipSent(_) => "sip out",
         EventKind::SipMalformed(_) => "malformed",

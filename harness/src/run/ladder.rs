@@ -280,6 +280,7 @@ fn server_of(event: &Event) -> Option<(&str, Option<String>)> {
 pub fn columns(events: &[Event]) -> (Vec<Column>, ServerColumns) {
     let dns = events.iter().find_map(|e| match &e.kind {
         EventKind::DnsQuery(q) => Some(q.server.to_string()),
+        EventKind::DnsMalformed(m) => Some(m.server.to_string()),
         _ => None,
     });
     let mut columns = vec![
@@ -387,6 +388,23 @@ fn mark_of(
             label: format!("{} {} — no answer ({})", d.qtype, d.name, d.fault),
             class: "lost",
             lost: true,
+        },
+        // As a malformed SIP message is drawn: it reached the server, which could not take it.
+        EventKind::DnsMalformed(m) => Mark::Arrow {
+            from: DEVICE,
+            to: DNS,
+            label: format!(
+                "malformed: {}{}{}",
+                m.reason,
+                if m.answer.is_empty() {
+                    ""
+                } else {
+                    " → FORMERR"
+                },
+                tcp_note(m.transport)
+            ),
+            class: "lost",
+            lost: false,
         },
         EventKind::SipReceived(m) => {
             let retransmission = retransmitted.contains(&event.seq);
@@ -1036,6 +1054,34 @@ mod tests {
         assert!(drawing.svg.contains(r##"href="#event-seed-1""##));
         assert!(!drawing.svg.contains("event-seed-3"));
         assert!(drawing.svg.starts_with("<svg") && drawing.svg.ends_with("</svg>"));
+    }
+
+    #[test]
+    fn a_malformed_dns_message_is_drawn_to_the_dns_column() {
+        let malformed = Event {
+            seq: 0,
+            t_ns: 0,
+            kind: EventKind::DnsMalformed(crate::timeline::DnsMalformed {
+                transport: Transport::Tcp,
+                client: "127.0.0.1:40000".parse().unwrap(),
+                server: "127.0.0.1:5353".parse().unwrap(),
+                id: Some(7),
+                reason: "decoding error: unexpected end of input reached".into(),
+                raw: vec![0; 13],
+                cut_short: false,
+                answer: vec![0; 12],
+            }),
+        };
+        let (columns, _) = columns(std::slice::from_ref(&malformed));
+        assert_eq!(columns[DNS].detail, "127.0.0.1:5353");
+        let drawing = svg("dns", &[malformed], 20 * MS, 100 * MS, 10);
+        assert!(
+            drawing.svg.contains(
+                "malformed: decoding error: unexpected end of input reached → FORMERR /tcp"
+            ),
+            "{}",
+            drawing.svg
+        );
     }
 
     #[test]

@@ -79,6 +79,31 @@ pub struct DnsDropped {
     pub fault: DnsFaultKind,
 }
 
+/// A message to srvlab's DNS server that is not a query it can answer: shorter than a DNS
+/// header, not decodable (answered FORMERR, as hickory answers it), or a response (never
+/// answered: a server that answers responses reflects traffic).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DnsMalformed {
+    pub transport: Transport,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    /// The message id, when a whole header came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u16>,
+    /// Why it is not a query, e.g. the decoder's error.
+    pub reason: String,
+    /// The message as it arrived; over TCP without its two-byte length prefix, unless the
+    /// connection ended before the message was whole (`cut_short`): then every byte that came,
+    /// the prefix included.
+    #[serde(with = "hex_bytes")]
+    pub raw: Vec<u8>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cut_short: bool,
+    /// The FORMERR answer as sent; empty when none was.
+    #[serde(with = "hex_bytes", default, skip_serializing_if = "Vec::is_empty")]
+    pub answer: Vec<u8>,
+}
+
 /// What a SIP message says about itself, parsed from its raw bytes (absent where unreadable).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SipSummary {
@@ -282,6 +307,7 @@ pub enum EventKind {
     DnsQuery(DnsQuery),
     DnsAnswer(DnsAnswer),
     DnsDropped(DnsDropped),
+    DnsMalformed(DnsMalformed),
     /// A SIP message from the device to a server.
     SipReceived(SipMessage),
     /// A SIP message from a server to the device.
@@ -362,6 +388,25 @@ impl fmt::Display for Event {
                 "dns {} {} ✗ {} {} {} #{}: no answer (fault: {})",
                 d.transport, d.client, d.server, d.qtype, d.name, d.id, d.fault
             ),
+            EventKind::DnsMalformed(m) => {
+                write!(
+                    f,
+                    "dns {} {} → {} malformed ({} byte{}",
+                    m.transport,
+                    m.client,
+                    m.server,
+                    m.raw.len(),
+                    if m.raw.len() == 1 { "" } else { "s" }
+                )?;
+                if let Some(id) = m.id {
+                    write!(f, ", #{id}")?;
+                }
+                write!(f, "): {}", m.reason)?;
+                if !m.answer.is_empty() {
+                    f.write_str("; answered FORMERR")?;
+                }
+                Ok(())
+            }
             EventKind::SipReceived(m) => write!(
                 f,
                 "sip {} {} → {} [{}] {}",

@@ -8,9 +8,9 @@ mod event;
 pub mod jsonl;
 
 pub use event::{
-    CloseKind, DnsAnswer, DnsDropped, DnsQuery, EventKind, Flow, PhaseChanged, RefusalSeen,
-    Refused, SipMalformed, SipMessage, SipSummary, TcpClosed, TcpConnection, TlsBytes, TlsFailed,
-    TlsSecret, Transport,
+    CloseKind, DnsAnswer, DnsDropped, DnsMalformed, DnsQuery, EventKind, Flow, PhaseChanged,
+    RefusalSeen, Refused, SipMalformed, SipMessage, SipSummary, TcpClosed, TcpConnection, TlsBytes,
+    TlsFailed, TlsSecret, Transport,
 };
 
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -41,6 +41,7 @@ pub async fn world_from(name: &str, yaml: &str, base: &Path) -> srvlab::world::W
     let options = WorldOptions {
         dns_listen: vec!["127.0.0.1:0".parse().unwrap()],
         dns_given_by: "the test".into(),
+        dns_limits: Default::default(),
         tls: None,
     };
     World::start(&case, &options, Timeline::new())
