@@ -670,3 +670,65 @@ fn a_real_device_is_judged_against_its_own_profile_not_the_cases_wishes() {
         srvlab::timeline::EventKind::Note { text } if text.contains("skipped: the device's profile declares no dirty-host TTL")
     )));
 }
+
+/// Issue 14: a case whose steps need an action the lab's trigger lacks is not applicable,
+/// said before the run (doctor) and after it, without touching the device; a run in which
+/// nothing could be judged says why in its last line, not "the device never acted" (which it
+/// said before, with every check not applicable and the case's REGISTER steps failed over to
+/// the trigger's error, inconclusive).
+#[test]
+fn a_case_needing_an_action_the_lab_lacks_is_not_applicable_and_said_so() {
+    let _lab = lock();
+    let dir = out_dir("no-register-lab");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lab = dir.join("calls-only.yaml");
+    std::fs::write(
+        &lab,
+        format!(
+            "lab: calls-only\ndns: 127.0.0.1:5397\naddresses: [127.0.64.1, 127.0.64.2]\ndevice:\n  address: 127.0.0.1\n  profile: {}\n  act_within: 1s\ntrigger:\n  kind: command\n  call: [\"true\"]\n",
+            root().join("fixtures/profiles/reference.yaml").display()
+        ),
+    )
+    .unwrap();
+    let doctor = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+        .args(["doctor", "--lab"])
+        .arg(&lab)
+        .arg("cases/registration/register-refresh.yaml")
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        said.contains("warn  1 case(s) need an action the lab's command trigger lacks and will be not applicable: register (1): register-refresh"),
+        "{said}"
+    );
+    let out = out_dir("no-register");
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+        .args(["run", "--dut", "external", "--lab"])
+        .arg(&lab)
+        .args(["cases/registration/register-refresh.yaml", "--out"])
+        .arg(&out)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    // Nothing was asked of the device: no waiting for it.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let report = report(&out);
+    let (status, sentence) = verdict(&report, "register-refresh", "D4");
+    assert_eq!(status, "not_applicable", "{sentence}");
+    assert!(
+        sentence.starts_with(
+            "the lab's command trigger has no `register` action, which the steps of this case need"
+        ),
+        "{sentence}"
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("srvlab: nothing could be judged: 2 check(s) not applicable; why: \"the lab's command trigger has no `register` action"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("never acted"), "{stderr}");
+}

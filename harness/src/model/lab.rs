@@ -48,6 +48,7 @@ use super::case::Case;
 use super::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 use super::duration::DurationSpec;
 use super::profile::Profile;
+use super::steps::Step;
 pub use super::template::{Place, Template, Vars};
 use super::zone::RecordData;
 use crate::tls::{FixedCert, LabCa, LabPki};
@@ -250,6 +251,45 @@ pub struct Trigger {
 }
 
 impl Trigger {
+    /// The actions `steps` ask of the device that this trigger cannot make it do (none for a
+    /// passive trigger, which waits for what the device does by itself), in step order.
+    pub fn missing_actions(&self, steps: &[Step]) -> Vec<Action> {
+        let mut missing = Vec::new();
+        if self.kind == TriggerKind::Passive {
+            return missing;
+        }
+        let mut visit = |action: Action| {
+            if self.template(action).is_none() && !missing.contains(&action) {
+                missing.push(action);
+            }
+        };
+        fn walk(steps: &[Step], visit: &mut dyn FnMut(Action)) {
+            for step in steps {
+                match step {
+                    Step::Register | Step::Registers(_) => visit(Action::Register),
+                    Step::Call | Step::Calls(_) => visit(Action::Call),
+                    Step::Options => visit(Action::Options),
+                    Step::Trials(trials) => walk(&trials.steps, visit),
+                    Step::Wait(_) | Step::Step(_) | Step::Zone(_) => {}
+                }
+            }
+        }
+        walk(steps, &mut visit);
+        missing
+    }
+
+    /// Why a case whose steps need `missing` cannot be run with this trigger, for its
+    /// not-applicable verdicts, doctor and the console.
+    pub fn lacks(&self, missing: &[Action]) -> String {
+        let names: Vec<String> = missing.iter().map(|a| format!("`{}`", a.name())).collect();
+        format!(
+            "the lab's {} trigger has no {} action, which the steps of this case need: add {} to the lab's trigger",
+            self.kind,
+            names.join(" or "),
+            if names.len() == 1 { "it" } else { "them" }
+        )
+    }
+
     /// The template for `action`; for a manual trigger, a default prompt when the lab gives
     /// none. `None`: the lab has no way to make the device do it.
     pub fn template(&self, action: Action) -> Option<Template> {
@@ -419,7 +459,7 @@ impl Lab {
                     diagnostics.push(Diagnostic::warning(
                         trigger_span.clone(),
                         format!(
-                            "no `{}` action: cases with that step will be inconclusive",
+                            "no `{}` action: cases with that step will be not applicable",
                             needed.name()
                         ),
                     ));
