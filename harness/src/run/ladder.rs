@@ -270,6 +270,7 @@ fn server_of(event: &Event) -> Option<(&str, Option<String>)> {
         EventKind::TlsFailed(t) => Some((&t.server, Some(t.local.to_string()))),
         EventKind::TcpConnected(c) => Some((&c.server, Some(c.local.to_string()))),
         EventKind::TcpClosed(c) => Some((&c.server, Some(c.local.to_string()))),
+        EventKind::TcpUnframed(u) => Some((&u.server, Some(u.local.to_string()))),
         EventKind::PhaseChanged(p) => Some((&p.server, None)),
         _ => None,
     }
@@ -468,6 +469,19 @@ fn mark_of(
             from: DEVICE,
             to: column(&c.server)?,
             label: "TCP connect".into(),
+            class: "conn",
+            lost: false,
+        },
+        // Faint, as the connection's own events: bytes that never became a message.
+        EventKind::TcpUnframed(u) => Mark::Arrow {
+            from: DEVICE,
+            to: column(&u.server)?,
+            label: format!(
+                "{} unframed byte{}{}",
+                u.raw.len(),
+                if u.raw.len() == 1 { "" } else { "s" },
+                tcp_note(u.transport)
+            ),
             class: "conn",
             lost: false,
         },

@@ -25,7 +25,7 @@ use crate::model::case::{Behaviour, ServerSpec, TlsFailure};
 use crate::sip::{FramingError, Message, StreamFramer};
 use crate::timeline::{
     CloseKind, Event, EventKind, PhaseChanged, SipMalformed, SipMessage, TcpClosed, TcpConnection,
-    Timeline, TlsFailed, Transport,
+    TcpUnframed, Timeline, TlsFailed, Transport, UnframedWhy,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -813,6 +813,22 @@ async fn connection<S: SipStream>(
         let _ = socket2::SockRef::from(stream.tcp()).set_linger(Some(Duration::ZERO));
     }
     drop(stream);
+    // What the device sent that never became a message: on the timeline before the close.
+    let rest = framer.take_unframed();
+    if !rest.is_empty() {
+        timeline.record(EventKind::TcpUnframed(TcpUnframed {
+            server: name.clone(),
+            transport: S::TRANSPORT,
+            local,
+            remote,
+            why: if framer.is_broken() {
+                UnframedWhy::FramingError
+            } else {
+                UnframedWhy::Closed
+            },
+            raw: rest,
+        }));
+    }
     closed(how);
 }
 
