@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 
 use crate::dns::{DnsError, DnsServer};
 use crate::model::case::{Case, TlsFailure};
-use crate::servers::{self, RefusalWatcher, RefusingPorts, ServerError, ServerHandle};
+use crate::servers::{
+    self, ConnectionLimits, RefusalWatcher, RefusingPorts, ServerError, ServerHandle,
+};
 use crate::timeline::{EventKind, Timeline, Transport};
 use crate::tls::{LabPki, TestPki, TlsError};
 
@@ -23,12 +25,16 @@ pub enum WorldError {
     Tls(#[from] TlsError),
 }
 
-/// Where the world's DNS listens, and the lab's TLS certificates when it has its own.
+/// Where the world's DNS listens, the lab's TLS certificates when it has its own, and what a
+/// device can make its SIP servers hold over TCP/TLS.
 #[derive(Clone, Debug)]
 pub struct WorldOptions {
     pub dns_listen: Vec<SocketAddr>,
     /// `None`: every TLS server's certificate comes from a CA of this run.
     pub tls: Option<std::sync::Arc<LabPki>>,
+    /// Every server's limits on its TCP/TLS connections (idle and message time, connections,
+    /// pending bytes).
+    pub connection_limits: ConnectionLimits,
 }
 
 pub struct World {
@@ -108,8 +114,14 @@ impl World {
                 (Some(pki), _) => pki.server_config(&host, &timeline)?,
                 (None, _) => None,
             };
-            match servers::server::start(spec.clone(), timeline.clone(), refusing.clone(), tls)
-                .await
+            match servers::server::start(
+                spec.clone(),
+                timeline.clone(),
+                refusing.clone(),
+                tls,
+                options.connection_limits,
+            )
+            .await
             {
                 Ok(handle) => handles.push(handle),
                 Err(err) => {

@@ -62,6 +62,7 @@ async fn serve(
     let options = WorldOptions {
         dns_listen: dns.to_vec(),
         tls: None,
+        connection_limits: Default::default(),
     };
     let world = World::start(case, &options, timeline)
         .await

@@ -17,11 +17,13 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
 use super::client_hello;
+use super::limits::{ConnectionLimits, Connections, Slot};
 use super::refusal::RefusingPorts;
 use super::responder::{Local, Plan, Responder, TransactionKey};
 use super::script::{ScriptState, Transition};
 use super::wire::RecordedStream;
 use crate::model::case::{Behaviour, ServerSpec, TlsFailure};
+use crate::sip::framing::{MAX_BODY_BYTES, MAX_HEADER_BYTES};
 use crate::sip::{FramingError, Message, StreamFramer};
 use crate::timeline::{
     CloseKind, Event, EventKind, PhaseChanged, SipMalformed, SipMessage, TcpClosed, TcpConnection,
@@ -104,12 +106,13 @@ impl ServerHandle {
 }
 
 /// Brings a server up in its first phase. `tls` is the configuration its TLS listeners present
-/// (needed when `spec.transports` has tls).
+/// (needed when `spec.transports` has tls); `limits` bound what its TCP/TLS connections hold.
 pub async fn start(
     spec: ServerSpec,
     timeline: Timeline,
     refusing: RefusingPorts,
     tls: Option<Arc<ServerConfig>>,
+    limits: ConnectionLimits,
 ) -> Result<ServerHandle, ServerError> {
     if spec.transports.contains(&Transport::Tls) && tls.is_none() {
         return Err(ServerError::NoCertificate {
@@ -122,6 +125,7 @@ pub async fn start(
     let mut core = Core {
         name: name.clone(),
         responder: Responder::new(&name),
+        connections: Connections::new(&name, limits, timeline.clone()),
         seen: HashSet::new(),
         listeners: None,
         input: input.clone(),
@@ -161,6 +165,8 @@ struct Core {
     spec: ServerSpec,
     script: ScriptState,
     responder: Responder,
+    /// Its TCP/TLS connections and their limits, across listeners closed and opened again.
+    connections: Connections,
     seen: HashSet<TransactionKey>,
     listeners: Option<Listeners>,
     input: mpsc::UnboundedSender<Input>,
@@ -234,6 +240,7 @@ impl Core {
                             name: self.name.clone(),
                             reset: reset_rx.clone(),
                             tls_failure: self.spec.tls.fail,
+                            connections: self.connections.clone(),
                         },
                         tls,
                     )));
@@ -506,6 +513,7 @@ struct Accepted {
     reset: watch::Receiver<bool>,
     /// How TLS handshakes fail (`tls: {fail: …}`); a bad certificate is the acceptor's.
     tls_failure: Option<TlsFailure>,
+    connections: Connections,
 }
 
 impl Accepted {
@@ -551,16 +559,35 @@ async fn accept_loop(
                         local,
                         remote,
                     }));
-                // Detached: a connection ends on its own, or when `reset` says the server crashed.
+                // At the limits another connection makes room; the note says which and why.
+                let Some(slot) = accepted.connections.admit(transport, local, remote).await else {
+                    drop(stream);
+                    accepted.closed(local, remote, CloseKind::Server);
+                    continue;
+                };
+                // Detached: a connection ends on its own, at a limit, or when `reset` says the
+                // server crashed.
                 match &tls {
                     None => {
-                        tokio::spawn(connection(stream, local, remote, accepted.clone()));
+                        tokio::spawn(connection(stream, local, remote, accepted.clone(), slot));
                     }
                     Some(_) if accepted.tls_failure == Some(TlsFailure::HandshakeStall) => {
-                        tokio::spawn(stalled_handshake(stream, local, remote, accepted.clone()));
+                        tokio::spawn(stalled_handshake(
+                            stream,
+                            local,
+                            remote,
+                            accepted.clone(),
+                            slot,
+                        ));
                     }
                     Some(_) if accepted.tls_failure == Some(TlsFailure::NoSharedCipher) => {
-                        tokio::spawn(no_shared_cipher(stream, local, remote, accepted.clone()));
+                        tokio::spawn(no_shared_cipher(
+                            stream,
+                            local,
+                            remote,
+                            accepted.clone(),
+                            slot,
+                        ));
                     }
                     Some(acceptor) => {
                         tokio::spawn(tls_connection(
@@ -569,6 +596,7 @@ async fn accept_loop(
                             local,
                             remote,
                             accepted.clone(),
+                            slot,
                         ));
                     }
                 }
@@ -608,12 +636,15 @@ impl SipStream for tokio_rustls::server::TlsStream<RecordedStream> {
 }
 
 /// A TLS listener that never answers the handshake: what the device sends is recorded as it
-/// crossed the wire, until it gives up and closes (or the server resets).
+/// crossed the wire, until it gives up and closes (or the server resets). Only the idle limit
+/// and the connection cap apply: the stall is the point, and the device's Timer B may well be
+/// longer than the message time limit.
 async fn stalled_handshake(
     stream: TcpStream,
     local: SocketAddr,
     remote: SocketAddr,
     mut accepted: Accepted,
+    mut slot: Slot,
 ) {
     let mut recorded = accepted.recorded(stream, local, remote);
     let mut buf = vec![0u8; 16384];
@@ -621,9 +652,13 @@ async fn stalled_handshake(
         tokio::select! {
             read = recorded.read(&mut buf) => match read {
                 Ok(0) => break CloseKind::Peer,
-                Ok(_) => {}
+                Ok(_) => slot.active(),
                 Err(_) => break CloseKind::PeerReset,
             },
+            cut = slot.cut() => {
+                slot.note(&cut);
+                break CloseKind::Server;
+            }
             _ = accepted.reset.changed() => {
                 let _ = socket2::SockRef::from(recorded.tcp()).set_linger(Some(Duration::ZERO));
                 break CloseKind::ServerReset;
@@ -642,6 +677,7 @@ async fn no_shared_cipher(
     local: SocketAddr,
     remote: SocketAddr,
     mut accepted: Accepted,
+    mut slot: Slot,
 ) {
     let _ = stream.set_nodelay(true);
     let mut recorded = accepted.recorded(stream, local, remote);
@@ -654,9 +690,16 @@ async fn no_shared_cipher(
         tokio::select! {
             read = recorded.read(&mut buf) => match read {
                 Ok(0) => break Err(CloseKind::Peer),
-                Ok(len) => hello.extend_from_slice(&buf[..len]),
+                Ok(len) => {
+                    slot.active();
+                    hello.extend_from_slice(&buf[..len]);
+                }
                 Err(_) => break Err(CloseKind::PeerReset),
             },
+            cut = slot.handshake_cut() => {
+                slot.note(&cut);
+                break Err(CloseKind::Server);
+            }
             _ = accepted.reset.changed() => {
                 let _ = socket2::SockRef::from(recorded.tcp()).set_linger(Some(Duration::ZERO));
                 break Err(CloseKind::ServerReset);
@@ -704,6 +747,7 @@ async fn tls_connection(
     local: SocketAddr,
     remote: SocketAddr,
     mut accepted: Accepted,
+    mut slot: Slot,
 ) {
     // TLS writes records in small pieces (a handshake flight, a response per record): without
     // TCP_NODELAY, Nagle holds them for the device's delayed ACK.
@@ -720,9 +764,14 @@ async fn tls_connection(
             accepted.closed(local, remote, CloseKind::Server);
             return;
         }
+        cut = slot.handshake_cut() => {
+            slot.note(&cut);
+            accepted.closed(local, remote, CloseKind::Server);
+            return;
+        }
     };
     match handshake {
-        Ok(stream) => connection(stream, local, remote, accepted).await,
+        Ok(stream) => connection(stream, local, remote, accepted, slot).await,
         Err(err) => {
             let how = match err.kind() {
                 io::ErrorKind::UnexpectedEof => CloseKind::Peer,
@@ -745,16 +794,22 @@ async fn connection<S: SipStream>(
     local: SocketAddr,
     remote: SocketAddr,
     accepted: Accepted,
+    mut slot: Slot,
 ) {
     let Accepted {
         input,
         timeline,
         name,
         mut reset,
+        connections,
         ..
     } = accepted;
     let (writer, mut outbox) = mpsc::unbounded_channel::<Vec<u8>>();
-    let mut framer = StreamFramer::default();
+    // No header block or body larger than a connection may hold: such a message fails as one
+    // too large, with its size, as soon as its header says so.
+    let pending = connections.limits().pending_per_connection;
+    let mut framer =
+        StreamFramer::with_limits(MAX_HEADER_BYTES.min(pending), MAX_BODY_BYTES.min(pending));
     let mut buf = vec![0u8; 16384];
     let closed = |how| {
         timeline.record(EventKind::TcpClosed(TcpClosed {
@@ -769,9 +824,12 @@ async fn connection<S: SipStream>(
             read = stream.read(&mut buf) => match read {
                 Ok(0) => break CloseKind::Peer,
                 Ok(len) => {
+                    slot.active();
                     framer.push(&buf[..len]);
                     let mut broken = false;
+                    let mut framed = false;
                     while let Some(next) = framer.next_message() {
+                        framed = true;
                         match next {
                             Ok((raw, _)) => {
                                 let path = Path {
@@ -792,6 +850,10 @@ async fn connection<S: SipStream>(
                     if broken {
                         break CloseKind::ServerReset;
                     }
+                    if let Err(cut) = slot.pending(framer.buffered(), framed) {
+                        slot.note(&cut);
+                        break CloseKind::Server;
+                    }
                 }
                 Err(_) => break CloseKind::PeerReset,
             },
@@ -804,8 +866,13 @@ async fn connection<S: SipStream>(
                 if written.await.is_err() {
                     break CloseKind::PeerReset;
                 }
+                slot.active();
             }
             _ = reset.changed() => break CloseKind::ServerReset,
+            cut = slot.cut() => {
+                slot.note(&cut);
+                break CloseKind::Server;
+            }
         }
     };
     if how == CloseKind::ServerReset {
@@ -830,6 +897,7 @@ async fn connection<S: SipStream>(
         }));
     }
     closed(how);
+    drop(slot);
 }
 
 fn record_framing_error(

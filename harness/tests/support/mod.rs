@@ -41,6 +41,7 @@ pub async fn world_from(name: &str, yaml: &str, base: &Path) -> srvlab::world::W
     let options = WorldOptions {
         dns_listen: vec!["127.0.0.1:0".parse().unwrap()],
         tls: None,
+        connection_limits: Default::default(),
     };
     World::start(&case, &options, Timeline::new())
         .await
