@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, UdpSocket};
 
 use super::handler::{ObservedHandler, Shared, World};
 use crate::model::zone::{DnsFault, ZoneSet, soa_and_ns};
+use crate::servers::drops::DropWatch;
 use crate::timeline::{EventKind, Timeline, Transport};
 
 /// Why the DNS server could not do what was asked.
@@ -39,6 +40,8 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 /// A running DNS server.
 pub struct DnsServer {
     servers: Vec<Server<ObservedHandler>>,
+    /// The kernel's drops on the UDP sockets (hickory reads them; the counter is the socket's).
+    drops: Vec<DropWatch>,
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
     serial: AtomicU32,
@@ -57,6 +60,7 @@ impl DnsServer {
         let shared = Arc::new(Shared::new(world, faults, timeline.clone()));
         let mut servers = Vec::new();
         let mut addrs = Vec::new();
+        let mut drops = Vec::new();
         for addr in listen {
             let (udp, tcp) = bind_pair(*addr).await?;
             let local = udp.local_addr().map_err(|source| DnsError::Bind {
@@ -65,6 +69,16 @@ impl DnsServer {
                 source,
                 hint: "",
             })?;
+            match DropWatch::start(&udp, local, "dns", timeline.clone()) {
+                Ok(watch) => drops.push(watch),
+                Err(err) => {
+                    timeline.record(EventKind::Note {
+                        text: format!(
+                            "dns: the kernel's drops on {local}/udp cannot be counted: {err}"
+                        ),
+                    });
+                }
+            }
             let mut server = Server::new(ObservedHandler {
                 shared: shared.clone(),
                 local,
@@ -79,6 +93,7 @@ impl DnsServer {
         }
         Ok(Self {
             servers,
+            drops,
             shared,
             addrs,
             serial: AtomicU32::new(serial),
@@ -127,6 +142,9 @@ impl DnsServer {
                 .shutdown_gracefully()
                 .await
                 .map_err(|err| DnsError::Shutdown(err.to_string()))?;
+        }
+        for drops in std::mem::take(&mut self.drops) {
+            drops.finish();
         }
         Ok(())
     }

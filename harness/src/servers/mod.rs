@@ -7,8 +7,10 @@
 //! - [`refusal`]: seeing refused attempts with raw sockets.
 //! - [`wire`]: a TLS connection's bytes as they crossed the wire, on the timeline.
 //! - [`client_hello`]: a device's ClientHello read, for a server that shares no cipher.
+//! - [`drops`]: datagrams the kernel dropped on a UDP socket (the DNS server's too), as notes.
 
 pub mod client_hello;
+pub mod drops;
 pub mod limits;
 pub mod refusal;
 pub mod responder;

@@ -17,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
 use super::client_hello;
+use super::drops::DropWatch;
 use super::limits::{ConnectionLimits, Connections, Slot};
 use super::refusal::RefusingPorts;
 use super::responder::{Local, Plan, Responder, TransactionKey};
@@ -149,6 +150,8 @@ struct Listeners {
     tasks: Vec<JoinHandle<()>>,
     /// Tells TCP connections to reset (a crash).
     reset: watch::Sender<bool>,
+    /// The kernel's drops on the UDP sockets.
+    drops: Vec<DropWatch>,
 }
 
 impl Listeners {
@@ -156,6 +159,9 @@ impl Listeners {
         let _ = self.reset.send(true);
         for task in self.tasks {
             task.abort();
+        }
+        for drops in self.drops {
+            drops.finish();
         }
     }
 }
@@ -212,11 +218,24 @@ impl Core {
     async fn listen(&self) -> Result<Listeners, ServerError> {
         let (reset, reset_rx) = watch::channel(false);
         let mut tasks = Vec::new();
+        let mut drops = Vec::new();
         for (addr, transport) in self.sockets() {
             let bind = |e| bind_error(&self.name, addr, transport, e);
             match transport {
                 Transport::Udp => {
                     let socket = Arc::new(UdpSocket::bind(addr).await.map_err(bind)?);
+                    match DropWatch::start(socket.as_ref(), addr, &self.name, self.timeline.clone())
+                    {
+                        Ok(watch) => drops.push(watch),
+                        Err(err) => {
+                            self.timeline.record(EventKind::Note {
+                                text: format!(
+                                    "{}: the kernel's drops on {addr}/udp cannot be counted: {err}",
+                                    self.name
+                                ),
+                            });
+                        }
+                    }
                     tasks.push(tokio::spawn(udp_loop(
                         socket,
                         addr,
@@ -247,7 +266,11 @@ impl Core {
                 }
             }
         }
-        Ok(Listeners { tasks, reset })
+        Ok(Listeners {
+            tasks,
+            reset,
+            drops,
+        })
     }
 
     /// Close every socket and let the kernel refuse; tell the refusal watcher.
