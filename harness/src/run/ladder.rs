@@ -1105,6 +1105,38 @@ mod tests {
     }
 
     #[test]
+    fn unframed_bytes_are_a_faint_arrow_to_their_server() {
+        let (server, local, remote): (String, std::net::SocketAddr, std::net::SocketAddr) = (
+            "sipserver52.".into(),
+            "127.0.0.52:5060".parse().unwrap(),
+            "127.0.0.1:40000".parse().unwrap(),
+        );
+        let events = vec![Event {
+            seq: 0,
+            t_ns: 0,
+            kind: EventKind::TcpUnframed(crate::timeline::TcpUnframed {
+                server,
+                transport: Transport::Tcp,
+                local,
+                remote,
+                why: crate::timeline::UnframedWhy::Closed,
+                raw: b"OPTIONS sip:x SIP/2.0\r\n".to_vec(),
+            }),
+        }];
+        let drawing = svg("unframed", &events, 20 * MS, 4000 * MS, 10);
+        let label = drawing
+            .svg
+            .find(">23 unframed bytes /tcp<")
+            .expect("the bytes are drawn");
+        let element = &drawing.svg[drawing.svg[..label].rfind("<a ").unwrap()..label];
+        assert!(element.contains(r#"<line class="conn""#), "{element}");
+        assert!(
+            drawing.svg.contains("127.0.0.52:5060"),
+            "the server's column"
+        );
+    }
+
+    #[test]
     fn a_host_stall_is_a_band_on_the_device_lifeline() {
         let events = vec![
             received(0, 0, "sipserver52.", "c1", "INVITE", "z1"),
