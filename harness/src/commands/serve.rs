@@ -72,6 +72,7 @@ async fn serve(
         dns_given_by: "--dns".into(),
         dns_limits,
         tls: None,
+        connection_limits: Default::default(),
     };
     let world = World::start(case, &options, timeline)
         .await

@@ -230,6 +230,7 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
             DeviceUnderTest::Reference => None,
             DeviceUnderTest::External(lab) => lab.tls.clone(),
         },
+        connection_limits: Default::default(),
     };
     // Why the device could not be judged (it never acted): the checks are then inconclusive.
     let mut missed = Vec::new();

@@ -51,6 +51,7 @@ pub fn concerns_device(event: &Event, address: IpAddr) -> bool {
         EventKind::Refused(r) => r.remote.ip() == address,
         EventKind::TcpConnected(c) => c.remote.ip() == address,
         EventKind::TcpClosed(c) => c.remote.ip() == address,
+        EventKind::TcpUnframed(u) => u.remote.ip() == address,
         EventKind::TlsBytes(b) => b.remote.ip() == address,
         EventKind::TlsFailed(t) => t.remote.ip() == address,
         EventKind::TlsSecret(_) => true,
