@@ -732,3 +732,42 @@ fn a_case_needing_an_action_the_lab_lacks_is_not_applicable_and_said_so() {
     );
     assert!(!stderr.contains("never acted"), "{stderr}");
 }
+
+/// Issue 14: a 503 from the only target, after which the device (rightly) tries nothing else,
+/// is what the step's outcome says; it read "no final answer; quiet for 3.28s".
+#[test]
+fn a_step_that_ends_in_a_503_says_so() {
+    let _lab = lock();
+    let dir = out_dir("busy-only");
+    std::fs::create_dir_all(&dir).unwrap();
+    let case = dir.join("busy-only.yaml");
+    std::fs::write(
+        &case,
+        "id: busy-only\nzone:\n  origin: busy.test.\n  ttl: 60\n  records:\n    - SRV: {name: _sip._udp, priority: 1, weight: 1, port: 5060, target: busy}\n    - A: {name: busy, address: 127.0.42.61}\nservers:\n  - host: busy.busy.test.\n    script: [{behaviour: reply, status: 503}]\ndevice: {uri: \"sip:100@busy.test\"}\nsteps: [call]\nchecks: [F3]\n",
+    )
+    .unwrap();
+    let out = out_dir("busy-only-run");
+    let output = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+        .args([
+            "run",
+            "--dut",
+            "external",
+            "--lab",
+            "fixtures/labs/loopback-reference.yaml",
+        ])
+        .arg(&case)
+        .arg("--out")
+        .arg(&out)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let report = report(&out);
+    let outcomes = report["cases"][0]["outcomes"].to_string();
+    assert!(
+        outcomes.contains(
+            "INVITE → 503 from 127.0.61.1:5060 over udp, then no other attempt; quiet for"
+        ),
+        "{outcomes}\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}

@@ -1419,6 +1419,39 @@ fn l5_the_most_preferred_supported_naptr_service_decides_the_transport() {
 
     // No NAPTR records in the zone.
     assert_eq!(status("L5", &bad), Status::Inconclusive);
+
+    // No NAPTR query: the sentence says what the profile declares, and nothing where it is
+    // silent (issue 14: it read "(profile naptr: true)" for a profile that says nothing).
+    let mut skipped = Tl::default();
+    skipped
+        .query(UDP, "SRV", 1.0)
+        .invite(S52, "z9hG4bKa", "c1", 2.0);
+    let silent = run_in(NAPTR_ZONE, "L5", &skipped, &profile(Some(2)));
+    assert_eq!(silent.status, Status::Inconclusive);
+    assert_eq!(
+        silent.sentence,
+        "the device queried none of the NAPTR names snom.rocks."
+    );
+    let mut claims = profile(Some(2));
+    claims.naptr = Some(true);
+    let claimed = run_in(NAPTR_ZONE, "L5", &skipped, &claims);
+    assert!(
+        claimed
+            .sentence
+            .ends_with("; the profile claims NAPTR support"),
+        "{}",
+        claimed.sentence
+    );
+    claims.naptr = Some(false);
+    let declined = run_in(NAPTR_ZONE, "L5", &skipped, &claims);
+    assert_eq!(declined.status, Status::NotApplicable);
+    assert!(
+        declined
+            .sentence
+            .ends_with("declares that the device does not query NAPTR"),
+        "{}",
+        declined.sentence
+    );
 }
 
 /// The device sends an INVITE to `uri` at `server` over `transport`, its request line readable.

@@ -413,15 +413,30 @@ impl Driver<'_> {
         let failover_codes: Vec<u16> = std::iter::once(503)
             .chain(profile.failover_codes.iter().copied())
             .collect();
+        // The last final response that did not end the request (a 503 the device may fail over
+        // from), and how many copies of the request went out after it: what the step came to
+        // when the device then went quiet (issue 14: a 503 with no retry read "no final answer").
+        let mut last_final: Option<String> = None;
+        let mut sent_after = 0usize;
         loop {
             let deadline = (Instant::now() + quiet).min(limit);
             let Some(event) = self.next_device_event(deadline).await else {
-                return if Instant::now() >= limit {
-                    format!("still going at the step's limit ({span:?})")
-                } else {
-                    format!("no final answer; quiet for {quiet:?}")
+                if Instant::now() >= limit {
+                    return format!("still going at the step's limit ({span:?})");
+                }
+                return match &last_final {
+                    Some(answer) if sent_after == 0 => {
+                        format!("{answer}, then no other attempt; quiet for {quiet:?}")
+                    }
+                    Some(answer) => format!(
+                        "{answer}, then {sent_after} more {method} send(s) without a final answer; quiet for {quiet:?}"
+                    ),
+                    None => format!("no final answer; quiet for {quiet:?}"),
                 };
             };
+            if last_final.is_some() && request_method(&event) == Some(method) {
+                sent_after += 1;
+            }
             let EventKind::SipSent(response) = &event.kind else {
                 continue;
             };
@@ -435,13 +450,17 @@ impl Driver<'_> {
                 // A challenge is answered, not the end.
                 && status != 401
                 && status != 407;
-            if !ends {
-                continue;
-            }
             let outcome = format!(
                 "{status} from {} over {}",
                 response.local, response.transport
             );
+            if !ends {
+                if status >= 200 && cseq.ends_with(method) {
+                    last_final = Some(outcome);
+                    sent_after = 0;
+                }
+                continue;
+            }
             if method == "INVITE" && (200..300).contains(&status) {
                 self.hang_up().await;
             }
