@@ -771,3 +771,70 @@ fn a_step_that_ends_in_a_503_says_so() {
         String::from_utf8_lossy(&output.stdout)
     );
 }
+
+/// Issue 14: a device that sends from an address the lab does not name. srvlab's UA sends from
+/// 127.0.0.1; the lab names the device 127.0.0.9. Without `other_addresses` nothing of it is
+/// judged, and the report says whose traffic was left out (before: only "the device sent no
+/// INVITE" and "the device never acted"); with the prefix that holds 127.0.0.1, it is judged.
+#[test]
+fn a_device_sending_from_another_address_is_named_or_said_to_be_left_out() {
+    let _lab = lock();
+    let dir = out_dir("two-address");
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = std::fs::read_to_string(root().join("fixtures/labs/loopback-reference.yaml"))
+        .unwrap()
+        .replace(
+            "../profiles/reference.yaml",
+            &root()
+                .join("fixtures/profiles/reference.yaml")
+                .display()
+                .to_string(),
+        )
+        .replace("act_within: 10s", "act_within: 1s")
+        .replace("  address: 127.0.0.1\n", "  address: 127.0.0.9\n");
+    let run = |name: &str, lab_text: String| {
+        let lab = dir.join(format!("{name}.yaml"));
+        std::fs::write(&lab, lab_text).unwrap();
+        let out = out_dir(name);
+        let output = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+            .args(["run", "--dut", "external", "--lab"])
+            .arg(&lab)
+            .args(["cases/failover/busy-503.yaml", "--out"])
+            .arg(&out)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        (output, report(&out), out)
+    };
+    let (output, report_unnamed, out) = run("unnamed", base.clone());
+    assert_eq!(output.status.code(), Some(3));
+    let left_out = report_unnamed["cases"][0]["left_out"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        left_out.starts_with("not judged, as not from the device's addresses: 127.0.0.1: ")
+            && left_out.contains("DNS quer(ies)")
+            && left_out.contains("SIP request(s)"),
+        "{left_out}"
+    );
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("Traffic not judged, as not from the device:"),
+        "{summary}"
+    );
+
+    let named = base.replace(
+        "  address: 127.0.0.9\n",
+        "  address: 127.0.0.9\n  other_addresses: [127.0.0.0/29]\n",
+    );
+    let (output, report_named, _) = run("named", named);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (status, sentence) = verdict(&report_named, "busy-503", "F3");
+    assert_eq!(status, "pass", "{sentence}\n{stdout}");
+    assert!(report_named["cases"][0].get("left_out").is_none());
+    assert_eq!(
+        report_named["manifest"]["lab"]["device"],
+        "127.0.0.9 (also 127.0.0.0/29)"
+    );
+}

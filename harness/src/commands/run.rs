@@ -155,7 +155,7 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", "),
-            lab.device.address,
+            lab.device.describe(),
             lab.trigger.kind,
             profile_path.display()
         );

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::case::{RunOptions, cache_lifetime, switch_zone};
 use super::trigger;
 use crate::model::case::{Behaviour, Case};
-use crate::model::lab::{Action, Lab, Vars};
+use crate::model::lab::{Action, Lab, LabDevice, Vars};
 use crate::model::steps::{Between, Step};
 use crate::sip::uri::SipUri;
 use crate::timeline::{Event, EventKind};
@@ -40,28 +40,38 @@ pub fn say(text: &str) {
 /// Whether `event` is traffic of the device at `address` (or no traffic at all): on a lab
 /// network other hosts may query the DNS server or probe the SIP ports, and only the device
 /// is judged.
-pub fn concerns_device(event: &Event, address: IpAddr) -> bool {
-    match &event.kind {
-        EventKind::DnsQuery(q) => q.client.ip() == address,
-        EventKind::DnsAnswer(a) => a.client.ip() == address,
-        EventKind::DnsDropped(d) => d.client.ip() == address,
-        EventKind::DnsMalformed(m) => m.client.ip() == address,
-        EventKind::SipReceived(m) | EventKind::SipSent(m) => m.remote.ip() == address,
-        EventKind::SipMalformed(m) => m.remote.ip() == address,
-        EventKind::Refused(r) => r.remote.ip() == address,
-        EventKind::TcpConnected(c) => c.remote.ip() == address,
-        EventKind::TcpClosed(c) => c.remote.ip() == address,
-        EventKind::TcpUnframed(u) => u.remote.ip() == address,
-        EventKind::TlsBytes(b) => b.remote.ip() == address,
-        EventKind::TlsFailed(t) => t.remote.ip() == address,
-        EventKind::TlsSecret(_) => true,
-        EventKind::PhaseChanged(_)
+pub fn concerns_device(event: &Event, device: &LabDevice) -> bool {
+    let address = match traffic_source(event) {
+        Some(ip) => ip,
+        None => return true,
+    };
+    device.sends_from(address)
+}
+
+/// The address of the other end of a packet event (the device's side); `None` for what is
+/// no traffic at all (notes, steps, phases).
+pub fn traffic_source(event: &Event) -> Option<IpAddr> {
+    Some(match &event.kind {
+        EventKind::DnsQuery(q) => q.client.ip(),
+        EventKind::DnsAnswer(a) => a.client.ip(),
+        EventKind::DnsDropped(d) => d.client.ip(),
+        EventKind::DnsMalformed(m) => m.client.ip(),
+        EventKind::SipReceived(m) | EventKind::SipSent(m) => m.remote.ip(),
+        EventKind::SipMalformed(m) => m.remote.ip(),
+        EventKind::Refused(r) => r.remote.ip(),
+        EventKind::TcpConnected(c) => c.remote.ip(),
+        EventKind::TcpClosed(c) => c.remote.ip(),
+        EventKind::TcpUnframed(u) => u.remote.ip(),
+        EventKind::TlsBytes(b) => b.remote.ip(),
+        EventKind::TlsFailed(t) => t.remote.ip(),
+        EventKind::TlsSecret(_)
+        | EventKind::PhaseChanged(_)
         | EventKind::Step { .. }
         | EventKind::Note { .. }
         | EventKind::Stopped { .. }
         | EventKind::HostDelay { .. }
-        | EventKind::HostStall { .. } => true,
-    }
+        | EventKind::HostStall { .. } => return None,
+    })
 }
 
 /// Carries out the case's steps with the lab's device.
@@ -144,10 +154,11 @@ impl Driver<'_> {
 
     /// The next event of the device before `deadline`.
     async fn next_device_event(&mut self, deadline: Instant) -> Option<Event> {
-        let address = self.lab.device.address;
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(event)) if is_traffic(&event) && concerns_device(&event, address) => {
+                Ok(Some(event))
+                    if is_traffic(&event) && concerns_device(&event, &self.lab.device) =>
+                {
                     return Some(event);
                 }
                 Ok(Some(_)) => {}
@@ -310,12 +321,12 @@ impl Driver<'_> {
                 Ok(_) => format!(
                     "step {step} ({}): the device ({}) sent no {method} within {within:?}",
                     action.name(),
-                    self.lab.device.address
+                    self.lab.device.describe()
                 ),
                 Err(failed) => format!(
                     "step {step} ({}): the trigger failed ({failed}) and the device ({}) sent no {method}",
                     action.name(),
-                    self.lab.device.address
+                    self.lab.device.describe()
                 ),
             };
             say(&format!("    {why}"));
@@ -351,7 +362,7 @@ impl Driver<'_> {
         };
         let quiet = self.options.profile.timer_b() + Duration::from_secs(2);
         let bound = deadline + quiet * (self.case.servers.len() as u32 + 2);
-        let address = self.lab.device.address;
+        let address = self.lab.device.describe();
         let mut resolved = false;
         let mut next_tick = Instant::now();
         let end_line = || {

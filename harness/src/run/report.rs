@@ -115,7 +115,7 @@ impl LabSummary {
             name: lab.name.clone(),
             file: lab.file.path.clone(),
             fnv1a64: fnv1a64(lab.file.text.as_bytes()),
-            device: lab.device.address.to_string(),
+            device: lab.device.describe(),
             dns: lab.dns.iter().map(ToString::to_string).collect(),
             trigger: lab.trigger.kind.to_string(),
             tls: lab.tls.as_deref().map(LabTlsSummary::of),
@@ -513,12 +513,27 @@ impl Report {
             .filter(|c| !c.settings.is_empty())
             .collect();
         if !configured.is_empty() {
-            let _ = writeln!(
-                out,
-                "\nCases that configure the device beyond the profile (judged with these settings):\n"
-            );
+            let heading = if self.manifest.lab.is_some() {
+                "Cases that ask for settings beyond the device's profile (the device is judged as its profile declares):"
+            } else {
+                "Cases that configure the device beyond the profile (judged with these settings):"
+            };
+            let _ = writeln!(out, "\n{heading}\n");
             for case in configured {
                 let _ = writeln!(out, "- {}: {}", case.id, case.settings.join(", "));
+            }
+        }
+        let left_out: Vec<&CaseResult> =
+            self.cases.iter().filter(|c| c.left_out.is_some()).collect();
+        if !left_out.is_empty() {
+            let _ = writeln!(out, "\nTraffic not judged, as not from the device:\n");
+            for case in left_out {
+                let _ = writeln!(
+                    out,
+                    "- {}: {}",
+                    case.id,
+                    case.left_out.as_deref().unwrap_or_default()
+                );
             }
         }
         out
@@ -660,6 +675,7 @@ mod tests {
             settings: Vec::new(),
             outcomes: vec!["INVITE → 200 from 127.0.0.114:5060 over udp".into()],
             verdicts,
+            left_out: None,
             timeline: format!("cases/{id}/timeline.jsonl"),
             capture: format!("cases/{id}/capture.pcap"),
         };
