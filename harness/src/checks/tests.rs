@@ -1052,6 +1052,18 @@ fn l9_a_fair_draw_passes_and_a_biased_one_fails() {
     assert_eq!(alternating.status, Status::Pass, "{}", alternating.sentence);
     assert!(alternating.sentence.contains("deterministic alternation"));
 
+    // Issue 14: a device that always takes the answer's first record fails, and says so.
+    let first = judge_l9(&trials(100, |_| 0));
+    assert_eq!(first.status, Status::Fail, "{}", first.sentence);
+    assert!(
+        first.sentence.contains(
+            "every first choice was the first record of the DNS answer (sipserver52.snom.rocks.): the device takes the first record rather than drawing by weight"
+        ),
+        "{}",
+        first.sentence
+    );
+    assert!(!fair.sentence.contains("first record"), "{}", fair.sentence);
+
     let few = judge_l9(&trials(6, |k| k % 2));
     assert_eq!(few.status, Status::Inconclusive, "{}", few.sentence);
 
