@@ -78,9 +78,18 @@ pub fn d1(ctx: &Context) -> Verdict {
                 if (r, k) == own || t < failure.t_ns || t.saturating_add(slack) >= until {
                     continue;
                 }
-                later += 1;
+                // The failed request's own next attempts are its failover: they may not go
+                // back (checked below), but going elsewhere shows no memory of the mark. Only
+                // another request is evidence that the device avoids it (issue 14: D1 passed
+                // on a failover and a BYE alone).
+                let other_request = r != failure.request;
+                if other_request {
+                    later += 1;
+                }
                 if attempt.target_key() != failure.key {
-                    evidence.push(attempt.first_seq());
+                    if other_request {
+                        evidence.push(attempt.first_seq());
+                    }
                     continue;
                 }
                 if nothing_else_left(ctx, request, k, &all) {
@@ -118,7 +127,9 @@ pub fn d1(ctx: &Context) -> Verdict {
             "D1",
             level,
             Status::Inconclusive,
-            format!("{marks} target failure(s), but no attempt while a mark ran"),
+            format!(
+                "{marks} target failure(s), but no other request began while a mark ran (the failed requests' own failovers show no memory of the mark)"
+            ),
         )
         .with_figures(figures);
     }
@@ -126,7 +137,7 @@ pub fn d1(ctx: &Context) -> Verdict {
         "D1",
         level,
         Status::Pass,
-        format!("{later} attempt(s) during the marks of {marks} failed target(s) (TTL {}) all avoided them", secs(ns(ttl))),
+        format!("{later} attempt(s) of other requests during the marks of {marks} failed target(s) (TTL {}) all avoided them", secs(ns(ttl))),
     )
     .with_evidence(evidence)
     .with_figures(figures)
