@@ -49,6 +49,7 @@ pub fn concerns_device(event: &Event, address: IpAddr) -> bool {
         EventKind::SipReceived(m) | EventKind::SipSent(m) => m.remote.ip() == address,
         EventKind::SipMalformed(m) => m.remote.ip() == address,
         EventKind::Refused(r) => r.remote.ip() == address,
+        EventKind::KeepAlive(k) => k.remote.ip() == address,
         EventKind::TcpConnected(c) => c.remote.ip() == address,
         EventKind::TcpClosed(c) => c.remote.ip() == address,
         EventKind::TcpUnframed(u) => u.remote.ip() == address,
@@ -147,7 +148,7 @@ impl Driver<'_> {
         let address = self.lab.device.address;
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(event)) if is_traffic(&event) && concerns_device(&event, address) => {
+                Ok(Some(event)) if is_activity(&event) && concerns_device(&event, address) => {
                     return Some(event);
                 }
                 Ok(Some(_)) => {}
@@ -482,10 +483,16 @@ enum Waited {
     Nothing,
 }
 
-fn is_traffic(event: &Event) -> bool {
+/// Whether `event` is something the device did, which keeps a step open: not srvlab's own
+/// records, and not keep-alives (RFC 5626), which a device sends every few seconds whatever
+/// it is doing. TLS records are not counted either: what they carry is recorded decrypted
+/// (a message, a keep-alive), and a handshake shows as its connection.
+fn is_activity(event: &Event) -> bool {
     !matches!(
         event.kind,
-        EventKind::PhaseChanged(_)
+        EventKind::KeepAlive(_)
+            | EventKind::TlsBytes(_)
+            | EventKind::PhaseChanged(_)
             | EventKind::Step { .. }
             | EventKind::Note { .. }
             | EventKind::Stopped { .. }
