@@ -389,6 +389,81 @@ async fn a_tcp_ping_gets_a_pong() {
     );
 }
 
+/// Over TLS the same pong, inside the TLS stream; a stalled server (its SIP stack hung) answers
+/// no ping at all, and the ping is recorded all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_ping_gets_a_pong_and_a_stalled_server_none() {
+    let yaml = "id: t\nzone:\n  origin: lab.test.\n  ttl: 60\n  records:\n\
+        \x20   - A: {name: up, address: 127.0.97.5}\n    - A: {name: hung, address: 127.0.97.6}\n\
+        servers:\n  - host: up.lab.test.\n    transports: [tls]\n    script: [{behaviour: accept}]\n\
+        \x20 - host: hung.lab.test.\n    transports: [tcp]\n    script: [{behaviour: stall}]\n";
+    let world = support::world_from("keep-alives.yaml", yaml, &root().join("fixtures/cases")).await;
+    let connect = |to: &'static str| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{DEVICE}:0").parse().unwrap()).unwrap();
+        socket.connect(to.parse().unwrap()).await.unwrap()
+    };
+    let config = world
+        .pki()
+        .unwrap()
+        .client_config(srvlab::tls::CertificateCheck::Full)
+        .unwrap();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("up.lab.test").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, connect("127.0.97.5:5061").await)
+        .await
+        .unwrap();
+    tls.write_all(b"\r\n\r\n").await.unwrap();
+    tls.flush().await.unwrap();
+    let mut pong = [0u8; 16];
+    let len = tokio::time::timeout(Duration::from_secs(2), tls.read(&mut pong))
+        .await
+        .expect("the pong within 2 s")
+        .unwrap();
+    assert_eq!(&pong[..len], b"\r\n");
+
+    let mut hung = connect("127.0.97.6:5060").await;
+    hung.write_all(b"\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 16];
+    let answered = tokio::time::timeout(Duration::from_millis(300), hung.read(&mut buf));
+    assert!(answered.await.is_err(), "a stalled server answers nothing");
+
+    let events = events_when(&world, |events| of_kind(events, "keep_alive").len() >= 3).await;
+    world.shutdown().await.unwrap();
+    let values = json(&events);
+    let at = |local: &str| -> Vec<(String, String, String)> {
+        of_kind(&values, "keep_alive")
+            .into_iter()
+            .filter(|e| e["local"] == local)
+            .map(|e| {
+                let text = |key: &str| e[key].as_str().unwrap_or_default().to_owned();
+                (text("transport"), text("flow"), text("kind"))
+            })
+            .collect()
+    };
+    let tuple = |t: &str, f: &str, k: &str| (t.to_owned(), f.to_owned(), k.to_owned());
+    assert_eq!(
+        at("127.0.97.5:5061"),
+        [
+            tuple("tls", "to_server", "double_crlf"),
+            tuple("tls", "to_device", "crlf")
+        ],
+        "{}",
+        shown(&events)
+    );
+    assert_eq!(
+        at("127.0.97.6:5060"),
+        [tuple("tcp", "to_server", "double_crlf")],
+        "{}",
+        shown(&events)
+    );
+    assert!(
+        of_kind(&values, "sip_malformed").is_empty(),
+        "{}",
+        shown(&events)
+    );
+}
+
 /// A "device" for the lab: it sends one REGISTER to `registrar` (which stalls: no answer, no
 /// retransmission), then returns to srvlab's command trigger and keeps sending RFC 5626
 /// keep-alives every second, to the registrar and to a closed port, for at most 30 s.

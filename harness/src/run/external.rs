@@ -537,6 +537,50 @@ pub async fn wait_showing(duration: Duration, what: &str) {
 mod tests {
     use super::*;
 
+    /// Issue 14: a device's keep-alives (and the TLS records that carry them) are no activity
+    /// that keeps a step open; its messages and connections are.
+    #[test]
+    fn keep_alives_are_no_activity() {
+        use crate::timeline::{Flow, KeepAlive, KeepAliveKind, TcpConnection, TlsBytes};
+        let (local, remote) = (
+            "127.0.0.52:5061".parse().unwrap(),
+            "127.0.0.1:40000".parse().unwrap(),
+        );
+        let event = |kind| Event {
+            seq: 0,
+            t_ns: 0,
+            kind,
+        };
+        let ping = event(EventKind::KeepAlive(KeepAlive {
+            server: "s.".into(),
+            transport: crate::timeline::Transport::Tls,
+            local,
+            remote,
+            flow: Flow::ToServer,
+            kind: KeepAliveKind::DoubleCrlf,
+            refused: false,
+            seen_ns: None,
+            raw: b"\r\n\r\n".to_vec(),
+        }));
+        let record = event(EventKind::TlsBytes(TlsBytes {
+            server: "s.".into(),
+            local,
+            remote,
+            flow: Flow::ToServer,
+            seen_ns: None,
+            raw: vec![23, 3, 3, 0, 22],
+        }));
+        let connected = event(EventKind::TcpConnected(TcpConnection {
+            server: "s.".into(),
+            local,
+            remote,
+        }));
+        assert!(concerns_device(&ping, remote.ip()));
+        assert!(!is_activity(&ping));
+        assert!(!is_activity(&record));
+        assert!(is_activity(&connected));
+    }
+
     #[test]
     fn a_uri_gives_its_user_and_domain() {
         assert_eq!(

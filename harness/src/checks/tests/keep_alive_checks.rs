@@ -1,5 +1,6 @@
 //! Keep-alives (RFC 5626) between the device's requests are none of its attempts: a double CRLF
-//! refused by a closed port neither opens an attempt nor moves a request on (issue 14.1).
+//! refused by a closed port, or received by a listening server, neither opens an attempt nor
+//! moves a request on (issue 14.1).
 
 use super::*;
 
@@ -21,8 +22,7 @@ fn refused_ping(tl: &mut Tl, server: &str, t_ms: f64) {
     );
 }
 
-/// "\r\n\r\n" to `server`'s closed port as it is recorded now: a refused keep-alive.
-fn refused_keep_alive(tl: &mut Tl, server: &str, t_ms: f64) {
+fn keep_alive(tl: &mut Tl, server: &str, t_ms: f64, refused: bool) {
     tl.at(
         t_ms,
         EventKind::KeepAlive(crate::timeline::KeepAlive {
@@ -32,11 +32,22 @@ fn refused_keep_alive(tl: &mut Tl, server: &str, t_ms: f64) {
             remote: addr(DEVICE),
             flow: crate::timeline::Flow::ToServer,
             kind: crate::timeline::KeepAliveKind::DoubleCrlf,
-            refused: true,
+            refused,
             seen_ns: None,
             raw: b"\r\n\r\n".to_vec(),
         }),
     );
+}
+
+/// "\r\n\r\n" to `server`'s closed port as it is recorded now: a refused keep-alive.
+fn refused_keep_alive(tl: &mut Tl, server: &str, t_ms: f64) {
+    keep_alive(tl, server, t_ms, true);
+}
+
+/// The same to a listening server (recorded as `sip_malformed` before, which no check read;
+/// it kept a lab step open: tests/keep_alives.rs).
+fn received_keep_alive(tl: &mut Tl, server: &str, t_ms: f64) {
+    keep_alive(tl, server, t_ms, false);
 }
 
 /// A call refused by 52 and taken by 114 at once; then the device pings the closed 52 every
@@ -79,12 +90,16 @@ fn judged(id: &str, tl: &Tl) -> Verdict {
 }
 
 #[test]
-fn a_refused_keep_alive_is_no_attempt() {
+fn a_keep_alive_is_no_attempt() {
     // Before the fix: F2 "… was refused at 7.000 s but the next attempt … began only 7.000 s
     // later = 350.0·T1 … (4 of 5 cases)", D1 "INVITE went to sipserver52 … at 7.000 s, 6.999 s
     // after it failed", F1 "abandoned at 0.599 s = 29.9·T1 for backup", L11 "went to backup
     // (priority 2) at 0.600 s before sipserver114 … had failed": every ping an attempt.
-    for ping in [refused_ping as fn(&mut Tl, &str, f64), refused_keep_alive] {
+    for ping in [
+        refused_ping as fn(&mut Tl, &str, f64),
+        refused_keep_alive,
+        received_keep_alive,
+    ] {
         let between = pings_between_calls(ping);
         let during = ping_during_timer_b(ping);
         let verdicts = [
