@@ -254,7 +254,17 @@ async fn options(stream: &mut TcpStream, branch: &str) -> String {
     stream.write_all(&options_request(branch)).await.unwrap();
     let mut response = Vec::new();
     let mut buf = [0u8; 4096];
-    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+    // The pongs (RFC 5626 §4.4.1) to keep-alives sent before come first: passed over.
+    let pongs = |response: &[u8]| {
+        response
+            .iter()
+            .take_while(|b| **b == b'\r' || **b == b'\n')
+            .count()
+    };
+    while !response[pongs(&response)..]
+        .windows(4)
+        .any(|w| w == b"\r\n\r\n")
+    {
         let len = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
             .await
             .expect("an answer within 5 s")
@@ -262,7 +272,7 @@ async fn options(stream: &mut TcpStream, branch: &str) -> String {
         assert!(len > 0, "closed before answering");
         response.extend_from_slice(&buf[..len]);
     }
-    let text = String::from_utf8_lossy(&response).into_owned();
+    let text = String::from_utf8_lossy(&response[pongs(&response)..]).into_owned();
     text.lines().next().unwrap_or_default().to_owned()
 }
 

@@ -6,7 +6,7 @@ mod support;
 
 use rstest::rstest;
 use srvlab::sip::{
-    FramingError, Header, Message, MessageBuilder, StartLine, StreamFramer, response_to,
+    Framed, FramingError, Header, Message, MessageBuilder, StartLine, StreamFramer, response_to,
     summarize_partial,
 };
 use srvlab::timeline::SipSummary;
@@ -578,6 +578,46 @@ fn keep_alives_are_skipped() {
     assert_eq!(out, vec![first, second]);
     assert_eq!(framer.buffered(), 0);
     assert!(!framer.is_broken());
+}
+
+/// RFC 5626 §3.5.1: what the skipping above passes over, `next_framed` yields in stream order,
+/// each ping ("\r\n\r\n", which a server answers) on its own, the line ends left as they are.
+#[test]
+fn keep_alives_are_yielded_in_order() {
+    let (first, second) = two_messages();
+    let stream = [
+        b"\r\n\r\n".as_slice(),
+        &first,
+        b"\r\n",
+        b"\r\n\r\n\r\n\r\n",
+        &second,
+        b"\n",
+    ]
+    .concat();
+    let mut framer = StreamFramer::new();
+    framer.push(&stream);
+    let mut seen = Vec::new();
+    while let Some(next) = framer.next_framed() {
+        seen.push(match next.unwrap() {
+            Framed::KeepAlive { raw, kind } => format!("{kind} {raw:?}"),
+            Framed::Message { raw, .. } if raw == first => "first".to_owned(),
+            Framed::Message { raw, .. } if raw == second => "second".to_owned(),
+            Framed::Message { raw, .. } => panic!("{}", String::from_utf8_lossy(&raw)),
+        });
+    }
+    assert_eq!(
+        seen,
+        [
+            "double CRLF [13, 10, 13, 10]",
+            "first",
+            "double CRLF [13, 10, 13, 10]",
+            "double CRLF [13, 10, 13, 10]",
+            "CRLF [13, 10]",
+            "second",
+            "line ends [10]",
+        ]
+    );
+    assert_eq!(framer.buffered(), 0);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The timeline rendered as a pcap file that Wireshark and tshark decode: every DNS and SIP
-//! message as the UDP datagram or TCP segments it travelled in, TCP handshakes and closes,
-//! refusals as ICMP port unreachable or RST.
+//! message as the UDP datagram or TCP segments it travelled in, keep-alives as the payload they
+//! were, TCP handshakes and closes, refusals as ICMP port unreachable or RST.
 //!
 //! Link type RAW (IPv4 and IPv6 packets, no Ethernet header: there are no MACs to tell) with
 //! nanosecond timestamps, each `wall_start + t_ns`. What cannot be known is synthesized

@@ -123,6 +123,29 @@ impl Renderer {
                 let segments = self.flows.close(c.remote, c.local, c.how);
                 segments_to_packets(c.remote, c.local, &segments, &mut out)?;
             }
+            // Refused: the datagram and the kernel's ICMP, as a refused request is drawn.
+            EventKind::KeepAlive(k) if k.refused && same_family(k.remote, k.local) => {
+                if let Some(datagram) = packet::udp(k.remote, k.local, &k.raw)? {
+                    let icmp = packet::port_unreachable(k.local.ip(), k.remote.ip(), &datagram)?;
+                    out.push(datagram);
+                    out.extend(icmp);
+                }
+            }
+            // The payload it was: over TCP in the connection's stream, between its messages.
+            EventKind::KeepAlive(k) => {
+                let direction = match k.flow {
+                    Flow::ToServer => Direction::ToServer,
+                    Flow::ToDevice => Direction::ToClient,
+                };
+                out.extend(self.message(
+                    k.transport,
+                    k.remote,
+                    k.local,
+                    direction,
+                    &k.raw,
+                    false,
+                )?);
+            }
             EventKind::Refused(r) if same_family(r.remote, r.local) => match r.seen {
                 RefusalSeen::Icmp => {
                     if let Some(datagram) = packet::udp(r.remote, r.local, &r.raw)? {

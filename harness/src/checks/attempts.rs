@@ -19,14 +19,19 @@
 //! server) or was never answered. Such an attempt names no Call-ID; it is tied to its request
 //! by time, as a TCP refusal is.
 //!
+//! Keep-alives (RFC 5626: CRLFs, STUN) are no attempts, received or refused: grouping passes
+//! over their events, and over a refusal whose quote is nothing but a keep-alive (how srvlab
+//! recorded a refused one before keep-alives had an event of their own).
+//!
 //! Grouping never fails: messages without a Call-ID, branch or CSeq are grouped as far as
 //! what they carry allows.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use crate::sip::keepalive;
 use crate::timeline::{
-    CloseKind, Event, EventKind, Flow, Refused, SipMessage, SipSummary, Transport,
+    CloseKind, Event, EventKind, Flow, RefusalSeen, Refused, SipMessage, SipSummary, Transport,
 };
 
 /// One event, by sequence number and time.
@@ -549,6 +554,9 @@ impl Builder<'_> {
     }
 
     fn refused(&mut self, event: &Event, refused: &Refused) {
+        if refused.seen == RefusalSeen::Icmp && keepalive::classify_quote(&refused.raw).is_some() {
+            return;
+        }
         let summary = &refused.summary;
         let send = Transmission {
             seq: event.seq,

@@ -14,6 +14,7 @@ use crate::timeline::{
 use crate::ua::Rng;
 
 mod dual_stack_checks;
+mod keep_alive_checks;
 mod registration_checks;
 mod timer_checks;
 

@@ -59,6 +59,7 @@ pub fn traffic_source(event: &Event) -> Option<IpAddr> {
         EventKind::SipReceived(m) | EventKind::SipSent(m) => m.remote.ip(),
         EventKind::SipMalformed(m) => m.remote.ip(),
         EventKind::Refused(r) => r.remote.ip(),
+        EventKind::KeepAlive(k) => k.remote.ip(),
         EventKind::TcpConnected(c) => c.remote.ip(),
         EventKind::TcpClosed(c) => c.remote.ip(),
         EventKind::TcpUnframed(u) => u.remote.ip(),
@@ -157,7 +158,7 @@ impl Driver<'_> {
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
                 Ok(Some(event))
-                    if is_traffic(&event) && concerns_device(&event, &self.lab.device) =>
+                    if is_activity(&event) && concerns_device(&event, &self.lab.device) =>
                 {
                     return Some(event);
                 }
@@ -512,10 +513,16 @@ enum Waited {
     Nothing,
 }
 
-fn is_traffic(event: &Event) -> bool {
+/// Whether `event` is something the device did, which keeps a step open: not srvlab's own
+/// records, and not keep-alives (RFC 5626), which a device sends every few seconds whatever
+/// it is doing. TLS records are not counted either: what they carry is recorded decrypted
+/// (a message, a keep-alive), and a handshake shows as its connection.
+fn is_activity(event: &Event) -> bool {
     !matches!(
         event.kind,
-        EventKind::PhaseChanged(_)
+        EventKind::KeepAlive(_)
+            | EventKind::TlsBytes(_)
+            | EventKind::PhaseChanged(_)
             | EventKind::Step { .. }
             | EventKind::Note { .. }
             | EventKind::Stopped { .. }
@@ -559,6 +566,57 @@ pub async fn wait_showing(duration: Duration, what: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 14: a device's keep-alives (and the TLS records that carry them) are no activity
+    /// that keeps a step open; its messages and connections are.
+    #[test]
+    fn keep_alives_are_no_activity() {
+        use crate::timeline::{Flow, KeepAlive, KeepAliveKind, TcpConnection, TlsBytes};
+        let (local, remote) = (
+            "127.0.0.52:5061".parse().unwrap(),
+            "127.0.0.1:40000".parse().unwrap(),
+        );
+        let event = |kind| Event {
+            seq: 0,
+            t_ns: 0,
+            kind,
+        };
+        let ping = event(EventKind::KeepAlive(KeepAlive {
+            server: "s.".into(),
+            transport: crate::timeline::Transport::Tls,
+            local,
+            remote,
+            flow: Flow::ToServer,
+            kind: KeepAliveKind::DoubleCrlf,
+            refused: false,
+            seen_ns: None,
+            raw: b"\r\n\r\n".to_vec(),
+        }));
+        let record = event(EventKind::TlsBytes(TlsBytes {
+            server: "s.".into(),
+            local,
+            remote,
+            flow: Flow::ToServer,
+            seen_ns: None,
+            raw: vec![23, 3, 3, 0, 22],
+        }));
+        let connected = event(EventKind::TcpConnected(TcpConnection {
+            server: "s.".into(),
+            local,
+            remote,
+        }));
+        let device = LabDevice {
+            address: remote.ip(),
+            other_addresses: Vec::new(),
+            sip_port: None,
+            profile_path: "p.yaml".into(),
+            act_within: Duration::from_secs(1),
+        };
+        assert!(concerns_device(&ping, &device));
+        assert!(!is_activity(&ping));
+        assert!(!is_activity(&record));
+        assert!(is_activity(&connected));
+    }
 
     #[test]
     fn a_uri_gives_its_user_and_domain() {

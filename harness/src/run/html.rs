@@ -667,6 +667,7 @@ fn kind_name(kind: &EventKind) -> &'static str {
         EventKind::SipSent(_) => "sip out",
         EventKind::SipMalformed(_) => "malformed",
         EventKind::Refused(_) => "refused",
+        EventKind::KeepAlive(_) => "keep-alive",
         EventKind::TcpConnected(_) => "tcp",
         EventKind::TcpClosed(_) => "tcp",
         EventKind::TcpUnframed(_) => "unframed",

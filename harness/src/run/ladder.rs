@@ -266,6 +266,7 @@ fn server_of(event: &Event) -> Option<(&str, Option<String>)> {
             Some((&m.server, Some(m.local.to_string())))
         }
         EventKind::Refused(r) => Some((&r.server, Some(r.local.to_string()))),
+        EventKind::KeepAlive(k) => Some((&k.server, Some(k.local.to_string()))),
         EventKind::SipMalformed(m) => Some((&m.server, Some(m.local.to_string()))),
         EventKind::TlsFailed(t) => Some((&t.server, Some(t.local.to_string()))),
         EventKind::TcpConnected(c) => Some((&c.server, Some(c.local.to_string()))),
@@ -471,6 +472,25 @@ fn mark_of(
             ),
             seen: r.seen,
         },
+        // Faint, never a request: a refused one ends in a cross without the kernel's answer.
+        EventKind::KeepAlive(k) => {
+            let (from, to) = match k.flow {
+                crate::timeline::Flow::ToServer => (DEVICE, column(&k.server)?),
+                crate::timeline::Flow::ToDevice => (column(&k.server)?, DEVICE),
+            };
+            Mark::Arrow {
+                from,
+                to,
+                label: format!(
+                    "keep-alive: {}{}{}",
+                    k.kind,
+                    if k.refused { ", refused" } else { "" },
+                    tcp_note(k.transport)
+                ),
+                class: "keepalive",
+                lost: k.refused,
+            }
+        }
         EventKind::PhaseChanged(p) => Mark::Phase {
             server: column(&p.server)?,
             label: format!("→ {} ({})", p.behaviour, p.reason),
@@ -787,7 +807,7 @@ pub fn svg(case: &str, events: &[Event], t1_ns: u64, t2_ns: u64, max_requests: u
                 let tip = (!*lost).then_some(head.as_str());
                 arrow(&mut out, &href, x1, end, yy, label, class, tip);
                 if *lost {
-                    cross(&mut out, end, yy);
+                    cross(&mut out, end, yy, *class == "keepalive");
                 }
             }
             Mark::Refusal {
@@ -797,7 +817,7 @@ pub fn svg(case: &str, events: &[Event], t1_ns: u64, t2_ns: u64, max_requests: u
             } => {
                 let (x1, x2) = (x_of(DEVICE), x_of(*server));
                 arrow(&mut out, &href, x1, x2 - 14.0, yy, label, "refused", None);
-                cross(&mut out, x2 - 14.0, yy);
+                cross(&mut out, x2 - 14.0, yy, false);
                 let back = match seen {
                     RefusalSeen::Icmp => "ICMP port unreachable",
                     RefusalSeen::Rst => "TCP RST",
@@ -860,10 +880,12 @@ fn arrow(
     );
 }
 
-fn cross(out: &mut String, x: f64, y: f64) {
+/// A packet that went nowhere; `faint` for a keep-alive's.
+fn cross(out: &mut String, x: f64, y: f64, faint: bool) {
     let _ = write!(
         out,
-        r#"<path class="cross" d="M{:.1},{:.1} L{:.1},{:.1} M{:.1},{:.1} L{:.1},{:.1}"/>"#,
+        r#"<path class="cross{}" d="M{:.1},{:.1} L{:.1},{:.1} M{:.1},{:.1} L{:.1},{:.1}"/>"#,
+        if faint { " faint" } else { "" },
         x - 5.0,
         y - 5.0,
         x + 5.0,
@@ -1180,6 +1202,46 @@ mod tests {
             drawing.svg.contains("127.0.0.52:5060"),
             "the server's column"
         );
+    }
+
+    /// Issue 14: keep-alives are faint arrows, a refused one ends in a faint cross; none is a
+    /// request, a failover or a refusal, and none counts towards the requests drawn.
+    #[test]
+    fn keep_alives_are_faint_and_never_requests() {
+        let keep_alive = |seq: u64, t_ms: u64, to: &str, refused: bool| Event {
+            seq,
+            t_ns: t_ms * MS,
+            kind: EventKind::KeepAlive(crate::timeline::KeepAlive {
+                server: to.into(),
+                transport: Transport::Udp,
+                local: "127.0.0.52:5060".parse().unwrap(),
+                remote: "127.0.0.1:40000".parse().unwrap(),
+                flow: crate::timeline::Flow::ToServer,
+                kind: crate::timeline::KeepAliveKind::DoubleCrlf,
+                refused,
+                seen_ns: None,
+                raw: b"\r\n\r\n".to_vec(),
+            }),
+        };
+        let events = vec![
+            received(0, 0, "sipserver114.", "c1", "INVITE", "z1"),
+            keep_alive(1, 10, "sipserver52.", true),
+            keep_alive(2, 20, "sipserver52.", false),
+            received(3, 30, "sipserver114.", "c1", "INVITE", "z1"),
+        ];
+        assert_eq!(failovers(&events), BTreeSet::new());
+        assert_eq!(cut(&events, 1).omitted_requests, 0);
+        let drawing = svg("ka", &events, 20 * MS, 4000 * MS, 1);
+        let label = drawing
+            .svg
+            .find(">keep-alive: double CRLF, refused<")
+            .expect("the refused keep-alive is drawn");
+        let element = &drawing.svg[drawing.svg[..label].rfind("<a ").unwrap()..label];
+        assert!(element.contains(r#"<line class="keepalive""#), "{element}");
+        assert!(drawing.svg.contains(r#"<path class="cross faint""#));
+        assert!(drawing.svg.contains(">keep-alive: double CRLF<"));
+        assert!(!drawing.svg.contains("ICMP port unreachable"));
+        assert!(drawing.svg.contains("INVITE (retransmission)"));
     }
 
     #[test]

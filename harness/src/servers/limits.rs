@@ -29,7 +29,8 @@ pub struct ConnectionLimits {
     /// lasts 3600 s unless the server says otherwise (RFC 3261 §10.2.1.1; the `accept`
     /// behaviour grants that by default); the phone refreshes before it runs out, and five
     /// minutes of slack cover a phone that refreshes late. A connection with CRLF keep-alives
-    /// (every 30–120 s) is never idle that long.
+    /// (every 30–120 s) is never idle that long: they count as bytes crossing, since keeping
+    /// connections open is what RFC 5626 sends them for.
     pub idle: Duration,
     /// A message whose first byte has arrived must be complete within this (a TLS handshake
     /// too, from the connection's start): a slowloris sender, a byte now and then, is closed.

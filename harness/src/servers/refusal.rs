@@ -1,7 +1,9 @@
 //! Seeing refused attempts. A refusing server is a closed port, so the kernel refuses for real
 //! (ICMP port unreachable for UDP, RST for TCP) and no socket of ours receives the attempt.
 //! Raw sockets (root or CAP_NET_RAW) see the kernel's ICMP, which quotes the refused datagram,
-//! and the RST; each becomes a `Refused` event for the server that refuses on that port.
+//! and the RST; each becomes a `Refused` event for the server that refuses on that port, except
+//! a refused RFC 5626 keep-alive (the quote shows only line ends, or a STUN header): a
+//! `KeepAlive` event marked refused, never an attempt.
 //!
 //! Without the privilege this says so, once, on the timeline and to the caller: nothing is
 //! recorded silently.
@@ -20,8 +22,10 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::sip::summarize_partial;
-use crate::timeline::{Event, EventKind, RefusalSeen, Refused, SipSummary, Timeline, Transport};
+use crate::sip::{keepalive, summarize_partial};
+use crate::timeline::{
+    Event, EventKind, Flow, KeepAlive, RefusalSeen, Refused, SipSummary, Timeline, Transport,
+};
 
 /// A refusing socket: address, port, transport.
 type PortKey = (IpAddr, u16, Transport);
@@ -201,25 +205,51 @@ fn read_loop(
         if let Some(seen) = seen
             && let Some((server, refused_transport)) = ports.server(seen.local, transport)
         {
-            timeline.record(EventKind::Refused(Refused {
-                server,
-                transport: refused_transport,
-                local: seen.local,
-                remote: seen.remote,
-                seen: match transport {
-                    Transport::Udp => RefusalSeen::Icmp,
-                    Transport::Tcp | Transport::Tls => RefusalSeen::Rst,
-                },
-                seen_ns: stamp.and_then(|at| Event::ns_since(timeline.wall_start(), at)),
-                summary: if seen.payload.is_empty() {
-                    SipSummary::default()
-                } else {
-                    summarize_partial(&seen.payload)
-                },
-                raw: seen.payload,
-            }));
+            let seen_ns = stamp.and_then(|at| Event::ns_since(timeline.wall_start(), at));
+            timeline.record(refusal_event(seen, server, refused_transport, seen_ns));
         }
     }
+}
+
+/// The event a refusal seen for `server` (refusing on `transport`) becomes.
+pub fn refusal_event(
+    seen: SeenRefusal,
+    server: String,
+    transport: Transport,
+    seen_ns: Option<u64>,
+) -> EventKind {
+    if transport == Transport::Udp
+        && let Some(kind) = keepalive::classify_quote(&seen.payload)
+    {
+        return EventKind::KeepAlive(KeepAlive {
+            server,
+            transport,
+            local: seen.local,
+            remote: seen.remote,
+            flow: Flow::ToServer,
+            kind,
+            refused: true,
+            seen_ns,
+            raw: seen.payload,
+        });
+    }
+    EventKind::Refused(Refused {
+        server,
+        transport,
+        local: seen.local,
+        remote: seen.remote,
+        seen: match transport {
+            Transport::Udp => RefusalSeen::Icmp,
+            Transport::Tcp | Transport::Tls => RefusalSeen::Rst,
+        },
+        seen_ns,
+        summary: if seen.payload.is_empty() {
+            SipSummary::default()
+        } else {
+            summarize_partial(&seen.payload)
+        },
+        raw: seen.payload,
+    })
 }
 
 /// What a refusal packet tells: the refused address (ours), the device's, and what was visible
@@ -340,6 +370,7 @@ fn rst_segment(tcp: &[u8], from: IpAddr, to: IpAddr) -> Option<SeenRefusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timeline::KeepAliveKind;
 
     fn ipv4_header(protocol: u8, src: [u8; 4], dst: [u8; 4], total: usize) -> Vec<u8> {
         let mut h = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, protocol, 0, 0];
@@ -372,6 +403,44 @@ mod tests {
             let _ = parse_icmp_port_unreachable(&packet[..cut]);
         }
         assert_eq!(parse_icmp_port_unreachable(&[]), None);
+    }
+
+    /// Issue 14: a keep-alive the kernel refused is a refused keep-alive, not an attempt.
+    #[test]
+    fn a_refused_keep_alive_is_recorded_as_one() {
+        let refused = |payload: &[u8], transport| {
+            let seen = SeenRefusal {
+                local: "127.0.0.34:5060".parse().unwrap(),
+                remote: "127.0.0.1:5000".parse().unwrap(),
+                payload: payload.to_vec(),
+            };
+            refusal_event(seen, "s.".into(), transport, Some(7))
+        };
+        let mut stun = vec![0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42];
+        stun.extend_from_slice(&[9; 12]);
+        for (payload, kind) in [
+            (&b"\r\n\r\n"[..], KeepAliveKind::DoubleCrlf),
+            (b"\r\n", KeepAliveKind::Crlf),
+            (&stun, KeepAliveKind::StunRequest),
+        ] {
+            match refused(payload, Transport::Udp) {
+                EventKind::KeepAlive(k) => {
+                    assert_eq!((k.kind, k.refused, k.flow), (kind, true, Flow::ToServer));
+                    assert_eq!((k.raw.as_slice(), k.seen_ns), (payload, Some(7)));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let EventKind::Refused(r) = refused(
+            b"OPTIONS sip:x SIP/2.0\r\nCall-ID: a\r\n\r\n",
+            Transport::Udp,
+        ) else {
+            panic!("a request is refused as one");
+        };
+        assert_eq!(r.summary.call_id.as_deref(), Some("a"));
+        assert!(
+            matches!(refused(b"", Transport::Tls), EventKind::Refused(r) if r.seen == RefusalSeen::Rst)
+        );
     }
 
     #[test]

@@ -25,10 +25,11 @@ use super::script::{ScriptState, Transition};
 use super::wire::RecordedStream;
 use crate::model::case::{Behaviour, ServerSpec, TlsFailure};
 use crate::sip::framing::{MAX_BODY_BYTES, MAX_HEADER_BYTES};
-use crate::sip::{FramingError, Message, StreamFramer};
+use crate::sip::keepalive;
+use crate::sip::{Framed, FramingError, Message, StreamFramer};
 use crate::timeline::{
-    CloseKind, Event, EventKind, PhaseChanged, SipMalformed, SipMessage, TcpClosed, TcpConnection,
-    TcpUnframed, Timeline, TlsFailed, Transport, UnframedWhy,
+    CloseKind, Event, EventKind, Flow, KeepAlive, KeepAliveKind, PhaseChanged, SipMalformed,
+    SipMessage, TcpClosed, TcpConnection, TcpUnframed, Timeline, TlsFailed, Transport, UnframedWhy,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,13 @@ enum Input {
     Message {
         path: Path,
         raw: Vec<u8>,
+        seen: Option<SystemTime>,
+    },
+    /// An RFC 5626 keep-alive from a device: CRLFs between messages, a STUN message over UDP.
+    KeepAlive {
+        path: Path,
+        raw: Vec<u8>,
+        kind: KeepAliveKind,
         seen: Option<SystemTime>,
     },
     /// Responses whose delay has run out.
@@ -298,6 +306,9 @@ impl Core {
             tokio::select! {
                 input = inbox.recv() => match input {
                     Some(Input::Message { path, raw, seen }) => self.on_message(path, raw, seen).await,
+                    Some(Input::KeepAlive { path, raw, kind, seen }) => {
+                        self.on_keep_alive(path, raw, kind, seen).await;
+                    }
                     Some(Input::Delayed { path, request, responses }) => {
                         self.send(&path, &request, responses).await;
                     }
@@ -419,6 +430,63 @@ impl Core {
         self.execute(&path, &request, plan).await;
     }
 
+    /// Records a keep-alive and answers it as RFC 5626 asks: a ping over TCP/TLS with a pong
+    /// (§4.4.1), a STUN Binding request over UDP with its success response (§8). CRLFs over
+    /// UDP get no answer (the RFC keeps UDP flows alive with STUN; many UAs send CRLFs anyway).
+    /// Keep-alives are no requests: the script's phases never count them.
+    async fn on_keep_alive(
+        &mut self,
+        path: Path,
+        raw: Vec<u8>,
+        kind: KeepAliveKind,
+        seen: Option<SystemTime>,
+    ) {
+        let seen_ns = seen.and_then(|at| Event::ns_since(self.timeline.wall_start(), at));
+        let keep_alive = |flow, kind, raw, seen_ns| {
+            EventKind::KeepAlive(KeepAlive {
+                server: self.name.clone(),
+                transport: path.transport,
+                local: path.local,
+                remote: path.remote,
+                flow,
+                kind,
+                refused: false,
+                seen_ns,
+                raw,
+            })
+        };
+        let answer = match (path.transport, kind) {
+            (Transport::Tcp | Transport::Tls, KeepAliveKind::DoubleCrlf) => {
+                Some((KeepAliveKind::Crlf, b"\r\n".to_vec()))
+            }
+            (Transport::Udp, KeepAliveKind::StunRequest) => {
+                keepalive::stun_binding_success(&raw, path.remote)
+                    .map(|response| (KeepAliveKind::StunResponse, response))
+            }
+            _ => None,
+        };
+        self.timeline
+            .record(keep_alive(Flow::ToServer, kind, raw, seen_ns));
+        // A stalled server answers nothing at all: the pong comes from the SIP stack that hangs.
+        if matches!(self.script.behaviour(), Behaviour::Stall { .. }) {
+            return;
+        }
+        let Some((kind, bytes)) = answer else {
+            return;
+        };
+        // Recorded before it goes out, as responses are.
+        self.timeline
+            .record(keep_alive(Flow::ToDevice, kind, bytes.clone(), None));
+        if let Err(err) = deliver(&path, bytes).await {
+            self.timeline.record(EventKind::Note {
+                text: format!(
+                    "{}: the {kind} above to {} over {} was not sent: {err}",
+                    self.name, path.remote, path.transport
+                ),
+            });
+        }
+    }
+
     async fn execute(&mut self, path: &Path, request: &Message, plan: Plan) {
         match plan {
             Plan::Nothing => {}
@@ -457,13 +525,7 @@ impl Core {
                 seen_ns: None,
                 raw: bytes.clone(),
             }));
-            let sent = match &path.reply {
-                Reply::Udp(socket) => socket.send_to(&bytes, path.remote).await.map(|_| ()),
-                Reply::Tcp(writer) => writer
-                    .send(bytes)
-                    .map_err(|_| io::Error::from(io::ErrorKind::NotConnected)),
-            };
-            if let Err(err) = sent {
+            if let Err(err) = deliver(path, bytes).await {
                 self.timeline.record(EventKind::Note {
                     text: format!(
                         "{}: the {} above to {} over {} was not sent: {err}",
@@ -475,6 +537,16 @@ impl Core {
                 });
             }
         }
+    }
+}
+
+/// `bytes` to the device the way `path` came.
+async fn deliver(path: &Path, bytes: Vec<u8>) -> io::Result<()> {
+    match &path.reply {
+        Reply::Udp(socket) => socket.send_to(&bytes, path.remote).await.map(|_| ()),
+        Reply::Tcp(writer) => writer
+            .send(bytes)
+            .map_err(|_| io::Error::from(io::ErrorKind::NotConnected)),
     }
 }
 
@@ -508,7 +580,16 @@ async fn udp_loop(
                     reply: Reply::Udp(socket.clone()),
                 };
                 let raw = buf[..len].to_vec();
-                if input.send(Input::Message { path, raw, seen }).is_err() {
+                let input_of = match keepalive::classify_datagram(&raw) {
+                    Some(kind) => Input::KeepAlive {
+                        path,
+                        raw,
+                        kind,
+                        seen,
+                    },
+                    None => Input::Message { path, raw, seen },
+                };
+                if input.send(input_of).is_err() {
                     return;
                 }
             }
@@ -847,21 +928,28 @@ async fn connection<S: SipStream>(
             read = stream.read(&mut buf) => match read {
                 Ok(0) => break CloseKind::Peer,
                 Ok(len) => {
+                    // Keep-alives too: RFC 5626 sends them to keep connections (and NAT
+                    // bindings) open, so they keep a connection from being idle-closed.
                     slot.active();
                     framer.push(&buf[..len]);
                     let mut broken = false;
                     let mut framed = false;
-                    while let Some(next) = framer.next_message() {
+                    while let Some(next) = framer.next_framed() {
                         framed = true;
+                        let path = || Path {
+                            transport: S::TRANSPORT,
+                            local,
+                            remote,
+                            reply: Reply::Tcp(writer.clone()),
+                        };
                         match next {
-                            Ok((raw, _)) => {
-                                let path = Path {
-                                    transport: S::TRANSPORT,
-                                    local,
-                                    remote,
-                                    reply: Reply::Tcp(writer.clone()),
-                                };
-                                let _ = input.send(Input::Message { path, raw, seen: None });
+                            // Both through the server's one task: the timeline keeps the
+                            // stream's order, and the pcap's stream its bytes' order.
+                            Ok(Framed::Message { raw, .. }) => {
+                                let _ = input.send(Input::Message { path: path(), raw, seen: None });
+                            }
+                            Ok(Framed::KeepAlive { raw, kind }) => {
+                                let _ = input.send(Input::KeepAlive { path: path(), raw, kind, seen: None });
                             }
                             Err(err) => {
                                 record_framing_error(&timeline, &name, S::TRANSPORT, local, remote, err);

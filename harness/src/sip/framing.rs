@@ -1,14 +1,32 @@
 //! Cutting SIP messages out of a TCP stream (RFC 3261 §18.3): the header block ends at the
 //! first empty line, and Content-Length, mandatory on streams, says where the body ends.
+//! Between messages a stream may carry CRLF keep-alives (RFC 5626 §3.5.1): each is yielded as
+//! it came, never as part of a message nor as an error.
 
+use super::keepalive::{is_line_end, line_ends};
 use super::message::Message;
 use super::parse::ParseError;
 use super::syntax::{Lines, WSP, canonical_name, digits, header_end, starts_with_wsp};
+use crate::timeline::KeepAliveKind;
 
 /// The largest header block accepted before giving up on a stream.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// The largest body accepted (a SIP body is an SDP or a small XML document).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What a stream carried, in the order it came.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Framed {
+    Message {
+        raw: Vec<u8>,
+        message: Message,
+    },
+    /// Line ends between messages: a ping ("\r\n\r\n") each, or what else came of them.
+    KeepAlive {
+        raw: Vec<u8>,
+        kind: KeepAliveKind,
+    },
+}
 
 /// Why the stream did not yield a message. Only [`FramingError::Malformed`] leaves the stream
 /// usable; after any other error the framer is broken (see [`StreamFramer::is_broken`]).
@@ -104,34 +122,49 @@ impl StreamFramer {
 
     /// The bytes received that are in no message and no error yet: a message begun but not
     /// complete, or what followed a fatal error. For a stream that ends: so that no byte a
-    /// device sent goes unrecorded. Keep-alive CRLFs between messages are not counted.
+    /// device sent goes unrecorded. Line ends are left only by a caller that did not drain
+    /// [`Self::next_framed`]: keep-alives, not unframed bytes.
     pub fn take_unframed(&mut self) -> Vec<u8> {
-        let keep_alive = self
-            .buffer
-            .iter()
-            .take_while(|&&b| b == b'\r' || b == b'\n')
-            .count();
-        if keep_alive == self.buffer.len() {
+        if self.buffer.iter().all(|b| is_line_end(*b)) {
             self.buffer.clear();
         }
         self.scanned = 0;
         std::mem::take(&mut self.buffer)
     }
 
-    /// The next complete message and its raw bytes, `None` until more bytes are needed.
+    /// The next complete message and its raw bytes, `None` until more bytes are needed;
+    /// keep-alives are passed over (see [`Self::next_framed`] to see them).
     pub fn next_message(&mut self) -> Option<Result<(Vec<u8>, Message), FramingError>> {
+        loop {
+            match self.next_framed()? {
+                Ok(Framed::KeepAlive { .. }) => {}
+                Ok(Framed::Message { raw, message }) => return Some(Ok((raw, message))),
+                Err(err) => return Some(Err(err)),
+            }
+        }
+    }
+
+    /// The next message or keep-alive, `None` until more bytes are needed. Line ends before a
+    /// message are keep-alives at once: each ping ("\r\n\r\n") alone, and the line ends
+    /// around pings as they came (a pong "\r\n"); a ping split across two reads is two.
+    pub fn next_framed(&mut self) -> Option<Result<Framed, FramingError>> {
         if self.broken {
             return None;
         }
-        // CRLF keep-alives (RFC 5626 §3.5.1) between messages carry nothing.
-        let keep_alive = self
-            .buffer
-            .iter()
-            .take_while(|&&b| b == b'\r' || b == b'\n')
-            .count();
-        if keep_alive > 0 {
-            self.buffer.drain(..keep_alive);
+        let run = self.buffer.iter().take_while(|b| is_line_end(**b)).count();
+        if run > 0 {
+            let head = &self.buffer[..run];
+            let take = if head.starts_with(b"\r\n\r\n") {
+                4
+            } else {
+                head.windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .unwrap_or(run)
+            };
+            let raw: Vec<u8> = self.buffer.drain(..take).collect();
             self.scanned = 0;
+            let kind = line_ends(&raw);
+            return Some(Ok(Framed::KeepAlive { raw, kind }));
         }
         if self.buffer.is_empty() {
             return None;
@@ -184,7 +217,7 @@ impl StreamFramer {
         let raw: Vec<u8> = self.buffer.drain(..total).collect();
         self.scanned = 0;
         Some(match Message::parse(&raw) {
-            Ok(message) => Ok((raw, message)),
+            Ok(message) => Ok(Framed::Message { raw, message }),
             Err(error) => Err(FramingError::Malformed { raw, error }),
         })
     }

@@ -7,11 +7,13 @@
 //! - [`via`]: one Via value.
 //! - [`summary`]: [`summarize_partial`] for truncated or broken payloads.
 //! - [`builder`]: responses to requests, a message builder, reason phrases.
-//! - [`framing`]: [`StreamFramer`], messages out of a TCP stream.
+//! - [`framing`]: [`StreamFramer`], messages (and keep-alives) out of a TCP stream.
+//! - [`keepalive`]: RFC 5626 keep-alives told from SIP; the STUN Binding response.
 //! - [`uri`]: the SIP URI a user writes (a case's device URI and AOR, `srvlab ua`).
 
 pub mod builder;
 pub mod framing;
+pub mod keepalive;
 pub mod message;
 mod parse;
 pub mod summary;
@@ -20,7 +22,7 @@ pub mod uri;
 pub mod via;
 
 pub use builder::{MessageBuilder, reason_phrase, response_to, response_to_with_tag};
-pub use framing::{FramingError, StreamFramer};
+pub use framing::{Framed, FramingError, StreamFramer};
 pub use message::{Header, Message, StartLine};
 pub use parse::ParseError;
 pub use summary::summarize_partial;

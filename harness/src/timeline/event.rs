@@ -213,6 +213,64 @@ pub struct Refused {
     pub raw: Vec<u8>,
 }
 
+/// What a keep-alive was (RFC 5626 §3.5.1, §4.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeepAliveKind {
+    /// "\r\n\r\n": the ping (answered with a single CRLF over TCP/TLS).
+    DoubleCrlf,
+    /// "\r\n": the pong, or a device's own single-CRLF keep-alive.
+    Crlf,
+    /// Line ends in another arrangement (a lone "\n", "\r\n\r").
+    LineEnds,
+    /// A STUN Binding request (RFC 5389): RFC 5626's keep-alive over UDP.
+    StunRequest,
+    /// A STUN Binding success response (srvlab's answer, with XOR-MAPPED-ADDRESS).
+    StunResponse,
+    /// Another STUN message (an indication, an error response, another method).
+    Stun,
+}
+
+impl fmt::Display for KeepAliveKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::DoubleCrlf => "double CRLF",
+            Self::Crlf => "CRLF",
+            Self::LineEnds => "line ends",
+            Self::StunRequest => "STUN Binding request",
+            Self::StunResponse => "STUN Binding success response",
+            Self::Stun => "STUN message",
+        })
+    }
+}
+
+/// A keep-alive between a device and a server (RFC 5626): never a request, an attempt or a
+/// refusal of one; the checks leave it out. One sent to a closed port is recorded from the
+/// kernel's ICMP refusal, with `refused` set (its own kind rather than a `Refused` marked so:
+/// every reader of `Refused` takes it for a request attempt, and a flag each had to test would
+/// be missed by the next one).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeepAlive {
+    pub server: String,
+    pub transport: Transport,
+    /// The server's address and port.
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// From the device (a ping, a STUN request), or the server's answer to it.
+    pub flow: Flow,
+    pub kind: KeepAliveKind,
+    /// The kernel refused it (ICMP port unreachable): the server's port was closed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
+    /// When the kernel received it, or the ICMP refusing it (ns since the timeline started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_ns: Option<u64>,
+    /// The bytes as they crossed the wire (refused: as far as the ICMP quote shows them; over
+    /// TLS: decrypted).
+    #[serde(with = "hex_bytes")]
+    pub raw: Vec<u8>,
+}
+
 /// A TCP connection from a device to a server.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TcpConnection {
@@ -339,6 +397,7 @@ pub enum EventKind {
     SipSent(SipMessage),
     SipMalformed(SipMalformed),
     Refused(Refused),
+    KeepAlive(KeepAlive),
     TcpConnected(TcpConnection),
     TcpClosed(TcpClosed),
     TcpUnframed(TcpUnframed),
@@ -466,6 +525,25 @@ impl fmt::Display for Event {
                 },
                 r.summary
             ),
+            EventKind::KeepAlive(k) => {
+                write!(
+                    f,
+                    "keep-alive {} {} {} {} [{}] {}",
+                    k.transport,
+                    k.remote,
+                    match k.flow {
+                        Flow::ToServer => "→",
+                        Flow::ToDevice => "←",
+                    },
+                    k.local,
+                    k.server,
+                    k.kind
+                )?;
+                if k.refused {
+                    f.write_str(", refused (ICMP port unreachable)")?;
+                }
+                Ok(())
+            }
             EventKind::TcpConnected(c) => {
                 write!(f, "tcp {} → {} [{}] connected", c.remote, c.local, c.server)
             }

@@ -8,9 +8,9 @@ mod event;
 pub mod jsonl;
 
 pub use event::{
-    CloseKind, DnsAnswer, DnsDropped, DnsMalformed, DnsQuery, EventKind, Flow, PhaseChanged,
-    RefusalSeen, Refused, SipMalformed, SipMessage, SipSummary, TcpClosed, TcpConnection,
-    TcpUnframed, TlsBytes, TlsFailed, TlsSecret, Transport, UnframedWhy,
+    CloseKind, DnsAnswer, DnsDropped, DnsMalformed, DnsQuery, EventKind, Flow, KeepAlive,
+    KeepAliveKind, PhaseChanged, RefusalSeen, Refused, SipMalformed, SipMessage, SipSummary,
+    TcpClosed, TcpConnection, TcpUnframed, TlsBytes, TlsFailed, TlsSecret, Transport, UnframedWhy,
 };
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,12 +37,13 @@ impl Event {
     /// When it happened: the timeline time, except where the kernel's receive time is known
     /// (a refusal, read by the raw-socket reader a little after the fact; a UDP message,
     /// recorded once the server's task got to it; TLS bytes to the device, stamped before the
-    /// write).
+    /// write; a keep-alive, received or refused, as a UDP message or a refusal).
     pub fn happened_ns(&self) -> u64 {
         match &self.kind {
             EventKind::Refused(refused) => refused.seen_ns.unwrap_or(self.t_ns),
             EventKind::SipReceived(message) => message.seen_ns.unwrap_or(self.t_ns),
             EventKind::TlsBytes(bytes) => bytes.seen_ns.unwrap_or(self.t_ns),
+            EventKind::KeepAlive(keep_alive) => keep_alive.seen_ns.unwrap_or(self.t_ns),
             _ => self.t_ns,
         }
     }
