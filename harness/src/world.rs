@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 
 use crate::dns::{DnsError, DnsLimits, DnsServer};
 use crate::model::case::{Case, TlsFailure};
-use crate::servers::{self, RefusalWatcher, RefusingPorts, ServerError, ServerHandle};
+use crate::servers::{
+    self, ConnectionLimits, RefusalWatcher, RefusingPorts, ServerError, ServerHandle,
+};
 use crate::timeline::{EventKind, Timeline, Transport};
 use crate::tls::{LabPki, TestPki, TlsError};
 
@@ -23,7 +25,8 @@ pub enum WorldError {
     Tls(#[from] TlsError),
 }
 
-/// Where the world's DNS listens, and the lab's TLS certificates when it has its own.
+/// Where the world's DNS listens, the lab's TLS certificates when it has its own, and what a
+/// device can make its SIP servers hold over TCP/TLS.
 #[derive(Clone, Debug)]
 pub struct WorldOptions {
     pub dns_listen: Vec<SocketAddr>,
@@ -33,6 +36,22 @@ pub struct WorldOptions {
     pub dns_limits: DnsLimits,
     /// `None`: every TLS server's certificate comes from a CA of this run.
     pub tls: Option<std::sync::Arc<LabPki>>,
+    /// Every server's limits on its TCP/TLS connections (idle and message time, connections,
+    /// pending bytes).
+    pub connection_limits: ConnectionLimits,
+}
+
+impl Default for WorldOptions {
+    /// DNS on a free port of 127.0.0.1, the run's own CA, every limit at its default.
+    fn default() -> Self {
+        Self {
+            dns_listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            dns_given_by: "the DNS address".into(),
+            dns_limits: DnsLimits::default(),
+            tls: None,
+            connection_limits: ConnectionLimits::default(),
+        }
+    }
 }
 
 pub struct World {
@@ -118,8 +137,14 @@ impl World {
                 (Some(pki), _) => pki.server_config(&host, &timeline)?,
                 (None, _) => None,
             };
-            match servers::server::start(spec.clone(), timeline.clone(), refusing.clone(), tls)
-                .await
+            match servers::server::start(
+                spec.clone(),
+                timeline.clone(),
+                refusing.clone(),
+                tls,
+                options.connection_limits,
+            )
+            .await
             {
                 Ok(handle) => handles.push(handle),
                 Err(err) => {

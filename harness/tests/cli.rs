@@ -637,3 +637,61 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// `srvlab serve` reads step names from stdin: a line longer than any step name (4 MiB without
+/// an end, as `serve < /dev/zero` would give) is skipped with a warning instead of being held in
+/// memory whole, and the next line still reaches the world as its step.
+#[test]
+fn serve_skips_an_overlong_line_on_stdin_and_takes_the_next_step() {
+    use std::io::Write as _;
+    let mut child = KillOnDrop(Some(
+        Command::new(env!("CARGO_BIN_EXE_srvlab"))
+            .args([
+                "serve",
+                "fixtures/cases/stdin-steps.yaml",
+                "--dns",
+                "127.0.94.10:0",
+            ])
+            .arg("--out")
+            .arg(std::env::temp_dir().join(format!("srvlab-stdin-{}", std::process::id())))
+            .current_dir(root())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start srvlab"),
+    ));
+    let running = child.0.as_mut().unwrap();
+    let mut stdin = running.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        stdin.write_all(&vec![b'x'; 4 << 20]).unwrap();
+        stdin.write_all(b"\ncrash\n").unwrap();
+        // Keep stdin open: serve goes on until it is told to stop.
+        stdin
+    });
+    let stdout = BufReader::new(running.stdout.take().unwrap());
+    let step = stdout
+        .lines()
+        .map_while(Result::ok)
+        // The live timeline's line for a step: `+1.234567s  step NAME`.
+        .find(|line| line.starts_with('+') && line.contains("s  step "));
+    let _stdin = writer.join().unwrap();
+    assert!(
+        step.as_deref().is_some_and(|l| l.ends_with("step crash")),
+        "{step:?}"
+    );
+    let pid = running.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = child.0.take().unwrap().wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("a line of more than 1024 bytes on stdin was skipped"),
+        "{stderr}"
+    );
+}

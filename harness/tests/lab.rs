@@ -670,3 +670,171 @@ fn a_real_device_is_judged_against_its_own_profile_not_the_cases_wishes() {
         srvlab::timeline::EventKind::Note { text } if text.contains("skipped: the device's profile declares no dirty-host TTL")
     )));
 }
+
+/// Issue 14: a case whose steps need an action the lab's trigger lacks is not applicable,
+/// said before the run (doctor) and after it, without touching the device; a run in which
+/// nothing could be judged says why in its last line, not "the device never acted" (which it
+/// said before, with every check not applicable and the case's REGISTER steps failed over to
+/// the trigger's error, inconclusive).
+#[test]
+fn a_case_needing_an_action_the_lab_lacks_is_not_applicable_and_said_so() {
+    let _lab = lock();
+    let dir = out_dir("no-register-lab");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lab = dir.join("calls-only.yaml");
+    std::fs::write(
+        &lab,
+        format!(
+            "lab: calls-only\ndns: 127.0.0.1:5397\naddresses: [127.0.64.1, 127.0.64.2]\ndevice:\n  address: 127.0.0.1\n  profile: {}\n  act_within: 1s\ntrigger:\n  kind: command\n  call: [\"true\"]\n",
+            root().join("fixtures/profiles/reference.yaml").display()
+        ),
+    )
+    .unwrap();
+    let doctor = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+        .args(["doctor", "--lab"])
+        .arg(&lab)
+        .arg("cases/registration/register-refresh.yaml")
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        said.contains("warn  1 case(s) need an action the lab's command trigger lacks and will be not applicable: register (1): register-refresh"),
+        "{said}"
+    );
+    let out = out_dir("no-register");
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+        .args(["run", "--dut", "external", "--lab"])
+        .arg(&lab)
+        .args(["cases/registration/register-refresh.yaml", "--out"])
+        .arg(&out)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    // Nothing was asked of the device: no waiting for it.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let report = report(&out);
+    let (status, sentence) = verdict(&report, "register-refresh", "D4");
+    assert_eq!(status, "not_applicable", "{sentence}");
+    assert!(
+        sentence.starts_with(
+            "the lab's command trigger has no `register` action, which the steps of this case need"
+        ),
+        "{sentence}"
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("srvlab: nothing could be judged: 2 check(s) not applicable; why: \"the lab's command trigger has no `register` action"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("never acted"), "{stderr}");
+}
+
+/// Issue 14: a 503 from the only target, after which the device (rightly) tries nothing else,
+/// is what the step's outcome says; it read "no final answer; quiet for 3.28s".
+#[test]
+fn a_step_that_ends_in_a_503_says_so() {
+    let _lab = lock();
+    let dir = out_dir("busy-only");
+    std::fs::create_dir_all(&dir).unwrap();
+    let case = dir.join("busy-only.yaml");
+    std::fs::write(
+        &case,
+        "id: busy-only\nzone:\n  origin: busy.test.\n  ttl: 60\n  records:\n    - SRV: {name: _sip._udp, priority: 1, weight: 1, port: 5060, target: busy}\n    - A: {name: busy, address: 127.0.42.61}\nservers:\n  - host: busy.busy.test.\n    script: [{behaviour: reply, status: 503}]\ndevice: {uri: \"sip:100@busy.test\"}\nsteps: [call]\nchecks: [F3]\n",
+    )
+    .unwrap();
+    let out = out_dir("busy-only-run");
+    let output = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+        .args([
+            "run",
+            "--dut",
+            "external",
+            "--lab",
+            "fixtures/labs/loopback-reference.yaml",
+        ])
+        .arg(&case)
+        .arg("--out")
+        .arg(&out)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let report = report(&out);
+    let outcomes = report["cases"][0]["outcomes"].to_string();
+    assert!(
+        outcomes.contains(
+            "INVITE → 503 from 127.0.61.1:5060 over udp, then no other attempt; quiet for"
+        ),
+        "{outcomes}\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+/// Issue 14: a device that sends from an address the lab does not name. srvlab's UA sends from
+/// 127.0.0.1; the lab names the device 127.0.0.9. Without `other_addresses` nothing of it is
+/// judged, and the report says whose traffic was left out (before: only "the device sent no
+/// INVITE" and "the device never acted"); with the prefix that holds 127.0.0.1, it is judged.
+#[test]
+fn a_device_sending_from_another_address_is_named_or_said_to_be_left_out() {
+    let _lab = lock();
+    let dir = out_dir("two-address");
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = std::fs::read_to_string(root().join("fixtures/labs/loopback-reference.yaml"))
+        .unwrap()
+        .replace(
+            "../profiles/reference.yaml",
+            &root()
+                .join("fixtures/profiles/reference.yaml")
+                .display()
+                .to_string(),
+        )
+        .replace("act_within: 10s", "act_within: 1s")
+        .replace("  address: 127.0.0.1\n", "  address: 127.0.0.9\n");
+    let run = |name: &str, lab_text: String| {
+        let lab = dir.join(format!("{name}.yaml"));
+        std::fs::write(&lab, lab_text).unwrap();
+        let out = out_dir(name);
+        let output = Command::new(env!("CARGO_BIN_EXE_srvlab"))
+            .args(["run", "--dut", "external", "--lab"])
+            .arg(&lab)
+            .args(["cases/failover/busy-503.yaml", "--out"])
+            .arg(&out)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        (output, report(&out), out)
+    };
+    let (output, report_unnamed, out) = run("unnamed", base.clone());
+    assert_eq!(output.status.code(), Some(3));
+    let left_out = report_unnamed["cases"][0]["left_out"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        left_out.starts_with("not judged, as not from the device's addresses: 127.0.0.1: ")
+            && left_out.contains("DNS quer(ies)")
+            && left_out.contains("SIP request(s)"),
+        "{left_out}"
+    );
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("Traffic not judged, as not from the device:"),
+        "{summary}"
+    );
+
+    let named = base.replace(
+        "  address: 127.0.0.9\n",
+        "  address: 127.0.0.9\n  other_addresses: [127.0.0.0/29]\n",
+    );
+    let (output, report_named, _) = run("named", named);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (status, sentence) = verdict(&report_named, "busy-503", "F3");
+    assert_eq!(status, "pass", "{sentence}\n{stdout}");
+    assert!(report_named["cases"][0].get("left_out").is_none());
+    assert_eq!(
+        report_named["manifest"]["lab"]["device"],
+        "127.0.0.9 (also 127.0.0.0/29)"
+    );
+}

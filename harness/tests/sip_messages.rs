@@ -616,7 +616,7 @@ fn a_message_without_content_length_ends_the_stream() {
     ]);
     let (first, _) = two_messages();
     let mut framer = StreamFramer::new();
-    framer.push(&[head.clone(), b"body?".to_vec(), first].concat());
+    framer.push(&[head.clone(), b"body?".to_vec(), first.clone()].concat());
     match framer.next_message() {
         Some(Err(err @ FramingError::MissingContentLength { .. })) => {
             assert!(err.is_fatal());
@@ -625,6 +625,9 @@ fn a_message_without_content_length_ends_the_stream() {
         other => panic!("{other:?}"),
     }
     assert!(framer.is_broken());
+    // What came after the header block is never framed, but kept to be recorded.
+    assert!(framer.next_message().is_none());
+    assert_eq!(framer.take_unframed(), [b"body?".to_vec(), first].concat());
     assert_eq!(framer.buffered(), 0);
     framer.push(b"more");
     assert!(framer.next_message().is_none());

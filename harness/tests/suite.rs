@@ -695,24 +695,42 @@ fn ctrl_c_writes_the_reports_of_what_ran_and_exits_3() {
 
 #[test]
 fn a_case_needing_what_the_profile_lacks_is_not_applicable() {
-    // RFC 3261 defaults: UDP only, no dirty-host TTL. seed-crash waits in dirty-host TTLs and
-    // transport-param needs TCP: neither can judge this device, and neither is an error.
+    // A UDP-only device without a dirty-host TTL (at the reference T1, to stay quick).
+    // transport-param needs TCP: it cannot judge this device, and that is no error. seed-crash
+    // waits in dirty-host TTLs: the waits are skipped and only D1 and D2, which need the TTL,
+    // are not applicable; L8, F1 and T1 judge every device (issue 14).
+    let profile = std::env::temp_dir().join(format!("srvlab-udp-only-{}.yaml", std::process::id()));
+    std::fs::write(
+        &profile,
+        "device: udp-only\nname: UDP only, no dirty-host TTL\nt1: 20ms\nt2: 4s\ntransports: [udp]\n",
+    )
+    .unwrap();
     let run = run(
         "requires",
         &[
             "cases/failover/seed-crash.yaml",
             "cases/resolution/transport-param.yaml",
             "--profile",
-            "fixtures/profiles/rfc3261.yaml",
+            &profile.display().to_string(),
         ],
     );
     assert_eq!(run.code, Some(0), "{}", run.stdout);
     assert_eq!(run.report["counts"]["errors"], 0);
     let not_applicable = verdicts(&run.report, "not_applicable");
-    assert!(not_applicable.contains(&("seed-crash".to_string(), "D1".to_string())));
+    for check in ["D1", "D2"] {
+        assert!(not_applicable.contains(&("seed-crash".to_string(), check.to_string())));
+    }
     assert!(not_applicable.contains(&("transport-param".to_string(), "L3".to_string())));
-    let sentence = run.report["cases"][0]["verdicts"][0]["sentence"]
+    let judged = verdicts(&run.report, "pass");
+    for check in ["L8", "F1", "T1"] {
+        assert!(
+            judged.contains(&("seed-crash".to_string(), check.to_string())),
+            "seed-crash {check}: {}",
+            run.stdout
+        );
+    }
+    let sentence = run.report["cases"][1]["verdicts"][0]["sentence"]
         .as_str()
         .unwrap();
-    assert!(sentence.contains("needs a dirty-host TTL"), "{sentence}");
+    assert!(sentence.contains("needs TCP"), "{sentence}");
 }

@@ -107,6 +107,18 @@ impl Renderer {
                 let segments = self.flows.connect(c.remote, c.local);
                 segments_to_packets(c.remote, c.local, &segments, &mut out)?;
             }
+            // Over TCP the device's bytes as they were on the wire; over TLS the wire's records
+            // are TlsBytes already, and these are what they decrypted to.
+            EventKind::TcpUnframed(u) => {
+                out.extend(self.message(
+                    u.transport,
+                    u.remote,
+                    u.local,
+                    Direction::ToServer,
+                    &u.raw,
+                    false,
+                )?);
+            }
             EventKind::TcpClosed(c) if same_family(c.remote, c.local) => {
                 let segments = self.flows.close(c.remote, c.local, c.how);
                 segments_to_packets(c.remote, c.local, &segments, &mut out)?;

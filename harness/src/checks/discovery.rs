@@ -202,18 +202,27 @@ pub fn l5(ctx: &Context) -> Verdict {
         } else {
             Status::NotApplicable
         };
+        // What the profile says, as it says it: a claim only where it makes one (issue 14:
+        // "(profile naptr: true)" was printed for a profile silent about NAPTR).
+        let declared = match ctx.profile.naptr {
+            Some(true) => "; the profile claims NAPTR support".to_owned(),
+            Some(false) => format!(
+                "; the profile `{}` declares that the device does not query NAPTR",
+                ctx.profile.device
+            ),
+            None => String::new(),
+        };
         return Verdict::new(
             "L5",
             level,
             status,
             format!(
-                "the device queried none of the NAPTR names {} (profile naptr: {})",
+                "the device queried none of the NAPTR names {}{declared}",
                 owners
                     .iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(", "),
-                ctx.profile.queries_naptr()
             ),
         );
     };

@@ -502,6 +502,29 @@ fn fresh_chance(ctx: &Context, request: &Request, key: (Transport, SocketAddr)) 
     Some(index.and_then(|i| chances.get(i).copied()).unwrap_or(0.0))
 }
 
+/// The target host of the first record of the last SRV answer with records at or before
+/// `t_ns`: what a device that takes the first record would have chosen.
+fn first_srv_record_before(ctx: &Context, t_ns: u64) -> Option<String> {
+    ctx.events
+        .iter()
+        .rev()
+        .filter(|e| e.t_ns <= t_ns)
+        .find_map(|e| match &e.kind {
+            EventKind::DnsAnswer(a) if a.qtype.eq_ignore_ascii_case("SRV") => {
+                let first = a.answers.first()?;
+                // `_sip._udp.x. 300 IN SRV 1 50 5060 target.x.`: the target is the last field.
+                first.split_whitespace().last().map(str::to_owned)
+            }
+            _ => None,
+        })
+}
+
+/// Whether two host names are the same (case and the root's dot aside).
+fn same_host(a: &str, b: &str) -> bool {
+    a.trim_end_matches('.')
+        .eq_ignore_ascii_case(b.trim_end_matches('.'))
+}
+
 /// D6 (INFO): whether INVITEs and OPTIONS after a registration go first to the registrar or
 /// draw anew. Requests while the registrar is known to have failed are left out. When every
 /// request went to the registrar, the chance a fresh draw would have done the same says
@@ -512,6 +535,11 @@ pub fn d6(ctx: &Context) -> Verdict {
     let done = registrations(&requests);
     let mut judged = 0usize;
     let mut stuck = 0usize;
+    // Against the order of the SRV answer each request followed: a device that always takes
+    // the first record looks sticky whenever the registrar is that record (issue 14).
+    let mut answer_known = 0usize;
+    let mut to_first_record = 0usize;
+    let mut registrar_first = 0usize;
     let mut chance_all = 1.0f64;
     let mut expected = 0.0f64;
     let mut evidence = Vec::new();
@@ -538,6 +566,15 @@ pub fn d6(ctx: &Context) -> Verdict {
         let p = fresh_chance(ctx, request, registrar.key).unwrap_or(1.0);
         expected += p;
         evidence.push(first.first_seq());
+        if let Some(top) = first_srv_record_before(ctx, t) {
+            answer_known += 1;
+            if same_host(&top, &first.server) {
+                to_first_record += 1;
+            }
+            if same_host(&top, &registrar.server) {
+                registrar_first += 1;
+            }
+        }
         if first.target_key() == registrar.key {
             stuck += 1;
             chance_all *= p;
@@ -546,6 +583,7 @@ pub fn d6(ctx: &Context) -> Verdict {
         }
     }
     let figures = json!({"judged": judged, "to_registrar": stuck,
+        "to_first_srv_record": to_first_record, "registrar_was_first_record": registrar_first,
         "expected_by_fresh_draws": expected, "elsewhere": elsewhere,
         "failback_mode": ctx.profile.failback_mode.map(FailbackMode::name)});
     if judged == 0 {
@@ -557,7 +595,15 @@ pub fn d6(ctx: &Context) -> Verdict {
         )
         .with_figures(figures);
     }
-    let reading = if stuck < judged {
+    let every_answer = answer_known == judged;
+    let reading = if every_answer && to_first_record == judged && registrar_first < judged {
+        format!(
+            "every one went to the first SRV record of the answer it followed, also where the registrar was not that record ({} of {judged}): the device follows the answer's order, not the registrar or the weights",
+            judged - registrar_first
+        )
+    } else if stuck == judged && every_answer && registrar_first == judged {
+        "but the registrar was also the first SRV record of every answer, so sticking to it cannot be told from always taking the first record (serve the records in another order to tell)".to_owned()
+    } else if stuck < judged {
         "they draw anew".to_owned()
     } else if chance_all < 0.01 {
         format!(

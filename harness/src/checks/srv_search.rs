@@ -109,12 +109,7 @@ pub fn l6(ctx: &Context) -> Verdict {
     let level = Level::Info;
     let all = located(ctx);
     if all.is_empty() {
-        return Verdict::new(
-            "L6",
-            level,
-            Status::Inconclusive,
-            "the device sent no request whose Request-URI the timeline shows",
-        );
+        return from_queries_alone(ctx);
     }
     let mut applicable = 0usize;
     let mut readings: Vec<Reading> = Vec::new();
@@ -223,5 +218,59 @@ pub fn l6(ctx: &Context) -> Verdict {
     });
     Verdict::new("L6", level, Status::Info, sentence)
         .with_evidence(evidence)
+        .with_figures(figures)
+}
+
+/// L6 when no request of the device reached a server (all refused without a quote, or none
+/// sent): the queries alone still show which SRV names it asked for, and in which order
+/// (issue 14: it said only "the device sent no request whose Request-URI the timeline shows").
+fn from_queries_alone(ctx: &Context) -> Verdict {
+    let level = Level::Info;
+    let all = super::lookups::queries(ctx);
+    let mut asked: Vec<(u64, Name, String)> = Vec::new();
+    let mut naptr: Vec<String> = Vec::new();
+    for query in &all {
+        let Some(name) = name_of(&query.2.name) else {
+            continue;
+        };
+        if query.2.qtype.eq_ignore_ascii_case("NAPTR") {
+            naptr.push(format!("NAPTR {name} ({})", reply_word(ctx, query)));
+        } else if query.2.qtype.eq_ignore_ascii_case("SRV")
+            && !asked.iter().any(|(_, n, _)| *n == name)
+        {
+            asked.push((query.0, name, reply_word(ctx, query)));
+        }
+    }
+    if asked.is_empty() {
+        let sentence = if all.is_empty() {
+            "the device sent no DNS query and no request that reached a server".to_owned()
+        } else {
+            format!(
+                "the device sent no SRV query ({} other quer(ies)) and no request that reached a server",
+                all.len()
+            )
+        };
+        return Verdict::new("L6", level, Status::Inconclusive, sentence);
+    }
+    let srv: Vec<String> = asked
+        .iter()
+        .map(|(_, name, word)| format!("{name} ({word})"))
+        .collect();
+    let before = if naptr.is_empty() {
+        "no NAPTR query; ".to_owned()
+    } else {
+        format!("{}; then ", naptr.join(", "))
+    };
+    let sentence = format!(
+        "no request of the device reached a server; its queries show {before}SRV {}",
+        srv.join(" then ")
+    );
+    let figures = json!({
+        "srv_queries": asked.iter().map(|(_, n, w)| json!({"name": n.to_string(), "answer": w})).collect::<Vec<_>>(),
+        "naptr_queries": naptr,
+        "requests_read": 0,
+    });
+    Verdict::new("L6", level, Status::Info, sentence)
+        .with_evidence(asked.iter().map(|(seq, _, _)| *seq).collect())
         .with_figures(figures)
 }

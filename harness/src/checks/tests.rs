@@ -1053,6 +1053,18 @@ fn l9_a_fair_draw_passes_and_a_biased_one_fails() {
     assert_eq!(alternating.status, Status::Pass, "{}", alternating.sentence);
     assert!(alternating.sentence.contains("deterministic alternation"));
 
+    // Issue 14: a device that always takes the answer's first record fails, and says so.
+    let first = judge_l9(&trials(100, |_| 0));
+    assert_eq!(first.status, Status::Fail, "{}", first.sentence);
+    assert!(
+        first.sentence.contains(
+            "every first choice was the first record of the DNS answer (sipserver52.snom.rocks.): the device takes the first record rather than drawing by weight"
+        ),
+        "{}",
+        first.sentence
+    );
+    assert!(!fair.sentence.contains("first record"), "{}", fair.sentence);
+
     let few = judge_l9(&trials(6, |k| k % 2));
     assert_eq!(few.status, Status::Inconclusive, "{}", few.sentence);
 
@@ -1420,6 +1432,39 @@ fn l5_the_most_preferred_supported_naptr_service_decides_the_transport() {
 
     // No NAPTR records in the zone.
     assert_eq!(status("L5", &bad), Status::Inconclusive);
+
+    // No NAPTR query: the sentence says what the profile declares, and nothing where it is
+    // silent (issue 14: it read "(profile naptr: true)" for a profile that says nothing).
+    let mut skipped = Tl::default();
+    skipped
+        .query(UDP, "SRV", 1.0)
+        .invite(S52, "z9hG4bKa", "c1", 2.0);
+    let silent = run_in(NAPTR_ZONE, "L5", &skipped, &profile(Some(2)));
+    assert_eq!(silent.status, Status::Inconclusive);
+    assert_eq!(
+        silent.sentence,
+        "the device queried none of the NAPTR names snom.rocks."
+    );
+    let mut claims = profile(Some(2));
+    claims.naptr = Some(true);
+    let claimed = run_in(NAPTR_ZONE, "L5", &skipped, &claims);
+    assert!(
+        claimed
+            .sentence
+            .ends_with("; the profile claims NAPTR support"),
+        "{}",
+        claimed.sentence
+    );
+    claims.naptr = Some(false);
+    let declined = run_in(NAPTR_ZONE, "L5", &skipped, &claims);
+    assert_eq!(declined.status, Status::NotApplicable);
+    assert!(
+        declined
+            .sentence
+            .ends_with("declares that the device does not query NAPTR"),
+        "{}",
+        declined.sentence
+    );
 }
 
 /// The device sends an INVITE to `uri` at `server` over `transport`, its request line readable.

@@ -372,6 +372,23 @@ fn l6_records_which_srv_names_were_asked_without_naptr() {
     cached.call(uri, S52, Transport::Udp, "b1", "c1", 1.0);
     assert_eq!(status("L6", &cached), Status::Inconclusive);
     assert_eq!(status("L6", &Tl::default()), Status::Inconclusive);
+
+    // Issue 14: no request reached a server (here, none was sent), yet the queries alone
+    // answer L6's question. It said "the device sent no request whose Request-URI the
+    // timeline shows".
+    let mut queries_only = Tl::default();
+    queries_only
+        .query("snom.rocks.", "NAPTR", 0.0)
+        .negative("snom.rocks.", "NAPTR", "NOERROR", 0.2)
+        .query("_sip._tcp.snom.rocks.", "SRV", 0.5)
+        .negative("_sip._tcp.snom.rocks.", "SRV", "NXDOMAIN", 0.6)
+        .query(UDP, "SRV", 0.7);
+    let info = verdict("L6", &queries_only);
+    assert_eq!(info.status, Status::Info, "{}", info.sentence);
+    assert_eq!(
+        info.sentence,
+        "no request of the device reached a server; its queries show NAPTR snom.rocks. (NODATA); then SRV _sip._tcp.snom.rocks. (NXDOMAIN) then _sip._udp.snom.rocks. (no answer)"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

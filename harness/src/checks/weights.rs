@@ -230,6 +230,7 @@ pub fn l9(ctx: &Context, alpha: f64) -> Verdict {
         "name": owner.to_string(), "priority": priority, "trials": n, "alpha": alpha,
         "targets": names, "weights": weights, "probabilities": probabilities,
         "observed": observed, "expected": expected, "deterministic_alternation": alternation,
+        "always_first_record": sequence.len() >= 2 && sequence.iter().all(|&i| i == 0),
     });
     let evidence: Vec<u64> = mine.iter().map(|t| t.4).collect();
     let counts = names
@@ -239,10 +240,19 @@ pub fn l9(ctx: &Context, alpha: f64) -> Verdict {
         .map(|((name, o), e)| format!("{name} {o} (expected {e:.1})"))
         .collect::<Vec<_>>()
         .join(", ");
+    // Every trial took the first record of the answer: the order of the answer, not a draw,
+    // decided (issue 14: such a device was read as sticky elsewhere; here it fails, and the
+    // sentence says why).
+    let first_record = n >= 2 && sequence.iter().all(|&i| i == 0);
     let alternation_note = if alternation {
-        "; the choices follow a deterministic alternation (Info)"
+        "; the choices follow a deterministic alternation (Info)".to_owned()
+    } else if first_record {
+        format!(
+            "; every first choice was the first record of the DNS answer ({}): the device takes the first record rather than drawing by weight",
+            names[0]
+        )
     } else {
-        ""
+        String::new()
     };
     // A record the draw can never put first, chosen first: no sample size excuses that.
     if let Some(i) = (0..group.len()).find(|&i| probabilities[i] == 0.0 && observed[i] > 0) {

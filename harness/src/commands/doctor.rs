@@ -91,6 +91,7 @@ pub fn run(lab_path: &Path, cases: &[PathBuf]) -> anyhow::Result<ExitCode> {
     findings.extend(cases_fit(&lab, &loaded));
     findings.extend(tls(&lab, &loaded, unix_now()));
     findings.push(trigger(&lab));
+    findings.extend(actions(&lab, &loaded));
     findings.push(device_answers(&lab));
     let mut failed = 0;
     for finding in &findings {
@@ -364,6 +365,38 @@ fn tls(lab: &Lab, cases: &[Case], now: i64) -> Vec<Finding> {
 }
 
 /// The trigger can be carried out: its programs exist, its URLs are plain http.
+/// Cases whose steps ask for an action the lab's trigger lacks: they will be reported as not
+/// applicable, without running (a warning: the rest of the run can start).
+fn actions(lab: &Lab, cases: &[Case]) -> Option<Finding> {
+    let mut by_action: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+    for case in cases {
+        let missing = lab.trigger.missing_actions(&case.steps);
+        if !missing.is_empty() {
+            let names: Vec<&str> = missing.iter().map(|a| a.name()).collect();
+            by_action
+                .entry(names.join(", "))
+                .or_default()
+                .push(&case.id);
+        }
+    }
+    if by_action.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = by_action
+        .iter()
+        .map(|(actions, ids)| format!("{} ({}): {}", actions, ids.len(), ids.join(", ")))
+        .collect();
+    Some(Finding::warn(
+        format!(
+            "{} case(s) need an action the lab's {} trigger lacks and will be not applicable: {}",
+            by_action.values().map(Vec::len).sum::<usize>(),
+            lab.trigger.kind,
+            lines.join("; ")
+        ),
+        vec!["add the action to the lab's trigger, or leave those cases out of the run".into()],
+    ))
+}
+
 fn trigger(lab: &Lab) -> Finding {
     let vars = Vars {
         srvlab: std::env::current_exe()

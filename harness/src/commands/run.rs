@@ -155,7 +155,7 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", "),
-            lab.device.address,
+            lab.device.describe(),
             lab.trigger.kind,
             profile_path.display()
         );
@@ -233,13 +233,11 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         }
     }
     say!("report: {}", out.join("report.json").display());
-    let judged = c.pass + c.fail + c.warn + c.info;
+    let nothing_judged = report.nothing_judged();
     Ok(if c.errors > 0 {
         super::exit_run_failed()
-    } else if lab.is_some() && judged == 0 {
-        tell!(
-            "srvlab: nothing could be judged: the device never acted (see the inconclusive verdicts)"
-        );
+    } else if let Some(why) = nothing_judged.filter(|_| lab.is_some()) {
+        tell!("srvlab: {why}");
         super::exit_run_failed()
     } else if report.fails() {
         ExitCode::from(1)

@@ -13,7 +13,6 @@ use srvlab::run::record::Recorder;
 use srvlab::timeline::Timeline;
 use srvlab::world::{World, WorldOptions};
 use srvlab::{say, tell};
-use tokio::io::AsyncBufReadExt;
 
 use super::{exit_bad_input, print_diagnostics};
 
@@ -72,6 +71,7 @@ async fn serve(
         dns_given_by: "--dns".into(),
         dns_limits,
         tls: None,
+        connection_limits: Default::default(),
     };
     let world = World::start(case, &options, timeline)
         .await
@@ -120,21 +120,57 @@ async fn serve(
     }
     say!("Type a step name and Enter to reach that step; Ctrl-C to stop.");
 
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let (steps, mut typed) = tokio::sync::mpsc::channel(16);
+    std::thread::spawn(move || read_steps(steps));
     let mut stdin_open = true;
     loop {
         tokio::select! {
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
-            line = lines.next_line(), if stdin_open => match line {
-                Ok(Some(line)) if !line.trim().is_empty() => world.step(line.trim()),
-                Ok(Some(_)) => {}
+            step = typed.recv(), if stdin_open => match step {
+                Some(step) => world.step(&step),
                 // No terminal (or it closed): keep serving until Ctrl-C.
-                Ok(None) | Err(_) => stdin_open = false,
+                None => stdin_open = false,
             },
         }
     }
     say!("stopping");
     world.shutdown().await?;
     Ok(())
+}
+
+/// The longest step name read from stdin; a longer line is skipped (`serve < /dev/zero` must
+/// not grow without bound).
+const MAX_STEP_LINE: usize = 1024;
+
+/// Step names typed on stdin, one per line, until stdin ends. On a thread of its own with
+/// blocking reads: tokio's stdin reads on its blocking pool, and the runtime would wait for a
+/// read nobody answers before the process could end after Ctrl-C.
+fn read_steps(steps: tokio::sync::mpsc::Sender<String>) {
+    use std::io::{BufRead, Read};
+    let mut stdin = std::io::stdin().lock();
+    let mut line = Vec::new();
+    let mut skipping = false;
+    loop {
+        line.clear();
+        let limit = (MAX_STEP_LINE + 1) as u64;
+        match (&mut stdin).take(limit).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let ended = line.ends_with(b"\n");
+        if skipping || !ended {
+            // The rest of an overlong line: read on to its end, keep nothing.
+            if !skipping {
+                tell!("srvlab: a line of more than {MAX_STEP_LINE} bytes on stdin was skipped");
+            }
+            skipping = !ended;
+            continue;
+        }
+        let text = String::from_utf8_lossy(&line);
+        let step = text.trim();
+        if !step.is_empty() && steps.blocking_send(step.to_string()).is_err() {
+            return;
+        }
+    }
 }

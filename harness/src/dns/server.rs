@@ -18,6 +18,7 @@ use super::handler::{ObservedHandler, Shared, World};
 use super::limits::DnsLimits;
 use super::listen::{serve_tcp, serve_udp};
 use crate::model::zone::{DnsFault, ZoneSet, soa_and_ns};
+use crate::servers::drops::DropWatch;
 use crate::timeline::{EventKind, Timeline, Transport};
 
 /// Why the DNS server could not do what was asked.
@@ -39,6 +40,8 @@ pub enum DnsError {
 pub struct DnsServer {
     /// Every address's UDP and TCP listener; each holds the tasks it started.
     listeners: JoinSet<()>,
+    /// The kernel's drops on the UDP sockets (the counter is the socket's own).
+    drops: Vec<DropWatch>,
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
     serial: AtomicU32,
@@ -70,6 +73,7 @@ impl DnsServer {
         let open = Arc::new(Semaphore::new(limits.tcp_connections));
         let mut listeners = JoinSet::new();
         let mut addrs = Vec::new();
+        let mut drops = Vec::new();
         for addr in listen {
             let (udp, tcp) = bind_pair(*addr).await?;
             let local = udp.local_addr().map_err(|source| DnsError::Bind {
@@ -78,6 +82,16 @@ impl DnsServer {
                 source,
                 given_by: None,
             })?;
+            match DropWatch::start(&udp, local, "dns", timeline.clone()) {
+                Ok(watch) => drops.push(watch),
+                Err(err) => {
+                    timeline.record(EventKind::Note {
+                        text: format!(
+                            "dns: the kernel's drops on {local}/udp cannot be counted: {err}"
+                        ),
+                    });
+                }
+            }
             let handler = Arc::new(ObservedHandler {
                 shared: shared.clone(),
                 local,
@@ -91,6 +105,7 @@ impl DnsServer {
         }
         Ok(Self {
             listeners,
+            drops,
             shared,
             addrs,
             serial: AtomicU32::new(serial),
@@ -135,6 +150,9 @@ impl DnsServer {
     /// Stops every listener and waits for them; connections still open are closed.
     pub async fn shutdown(mut self) -> Result<(), DnsError> {
         self.listeners.shutdown().await;
+        for drops in std::mem::take(&mut self.drops) {
+            drops.finish();
+        }
         Ok(())
     }
 }

@@ -8,7 +8,8 @@
 //! hosts:                            # or fixed, by host name (before the pool)
 //!   sipserver52.snom.rocks.: 192.168.77.52
 //! device:
-//!   address: 192.168.77.20          # only this address's traffic is judged
+//!   address: 192.168.77.20          # only the device's traffic is judged: this address's,
+//!   other_addresses: [192.168.77.21] # and these (addresses or prefixes: a proxy's resolver may ask DNS from another)
 //!   sip_port: 5060                  # where `srvlab doctor` sends OPTIONS (optional)
 //!   profile: ../profiles/snom.yaml  # what the device is configured with and claims
 //!   act_within: 60s                 # how long it has to act after a trigger
@@ -41,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
@@ -48,6 +50,7 @@ use super::case::Case;
 use super::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 use super::duration::DurationSpec;
 use super::profile::Profile;
+use super::steps::Step;
 pub use super::template::{Place, Template, Vars};
 use super::zone::RecordData;
 use crate::tls::{FixedCert, LabCa, LabPki};
@@ -107,6 +110,10 @@ impl<T> OneOrMany<T> {
 #[serde(deny_unknown_fields)]
 struct RawDevice {
     address: Spanned<IpAddr>,
+    /// Other addresses (or prefixes) the device sends from: a proxy's resolver may ask DNS
+    /// from another address than its SIP socket, a phone may have a second interface.
+    #[serde(default)]
+    other_addresses: Vec<Spanned<String>>,
     #[serde(default)]
     sip_port: Option<u16>,
     profile: Spanned<String>,
@@ -261,6 +268,45 @@ pub struct Trigger {
 }
 
 impl Trigger {
+    /// The actions `steps` ask of the device that this trigger cannot make it do (none for a
+    /// passive trigger, which waits for what the device does by itself), in step order.
+    pub fn missing_actions(&self, steps: &[Step]) -> Vec<Action> {
+        let mut missing = Vec::new();
+        if self.kind == TriggerKind::Passive {
+            return missing;
+        }
+        let mut visit = |action: Action| {
+            if self.template(action).is_none() && !missing.contains(&action) {
+                missing.push(action);
+            }
+        };
+        fn walk(steps: &[Step], visit: &mut dyn FnMut(Action)) {
+            for step in steps {
+                match step {
+                    Step::Register | Step::Registers(_) => visit(Action::Register),
+                    Step::Call | Step::Calls(_) => visit(Action::Call),
+                    Step::Options => visit(Action::Options),
+                    Step::Trials(trials) => walk(&trials.steps, visit),
+                    Step::Wait(_) | Step::Step(_) | Step::Zone(_) => {}
+                }
+            }
+        }
+        walk(steps, &mut visit);
+        missing
+    }
+
+    /// Why a case whose steps need `missing` cannot be run with this trigger, for its
+    /// not-applicable verdicts, doctor and the console.
+    pub fn lacks(&self, missing: &[Action]) -> String {
+        let names: Vec<String> = missing.iter().map(|a| format!("`{}`", a.name())).collect();
+        format!(
+            "the lab's {} trigger has no {} action, which the steps of this case need: add {} to the lab's trigger",
+            self.kind,
+            names.join(" or "),
+            if names.len() == 1 { "it" } else { "them" }
+        )
+    }
+
     /// The template for `action`; for a manual trigger, a default prompt when the lab gives
     /// none. `None`: the lab has no way to make the device do it.
     pub fn template(&self, action: Action) -> Option<Template> {
@@ -277,10 +323,44 @@ impl Trigger {
 /// The device as the lab knows it.
 #[derive(Clone, Debug)]
 pub struct LabDevice {
+    /// Where srvlab reaches the device (doctor's OPTIONS, `{device}`); its traffic is judged.
     pub address: IpAddr,
+    /// Every other address or prefix whose traffic is the device's too.
+    pub other_addresses: Vec<IpNet>,
     pub sip_port: Option<u16>,
     pub profile_path: PathBuf,
     pub act_within: Duration,
+}
+
+impl LabDevice {
+    /// Whether traffic from `ip` is the device's.
+    pub fn sends_from(&self, ip: IpAddr) -> bool {
+        ip == self.address || self.other_addresses.iter().any(|net| net.contains(&ip))
+    }
+
+    /// `192.168.77.20`, or `192.168.77.20 (also 127.0.0.1, 10.0.0.0/24)`.
+    pub fn describe(&self) -> String {
+        if self.other_addresses.is_empty() {
+            return self.address.to_string();
+        }
+        let others: Vec<String> = self
+            .other_addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        format!("{} (also {})", self.address, others.join(", "))
+    }
+}
+
+/// An address (a /32 or /128) or a prefix, as a lab writes it.
+fn address_or_prefix(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(IpNet::from(ip));
+    }
+    text.parse::<IpNet>().map_err(|_| {
+        format!("`{text}` is neither an address nor a prefix such as 192.168.77.16/29")
+    })
 }
 
 /// How long a device has to act after a trigger when the lab does not say: a person needs
@@ -357,6 +437,23 @@ impl Lab {
                 ));
             }
         }
+        let mut other_addresses = Vec::new();
+        for written in &raw.device.other_addresses {
+            match address_or_prefix(&written.value) {
+                Ok(net) => {
+                    if let Some(taken) = pool.iter().find(|a| net.contains(*a)) {
+                        diagnostics.push(Diagnostic::error(
+                            Span::of(file, written),
+                            format!("{taken}, an address of the servers, is in here: the device's traffic could not be told from theirs"),
+                        ));
+                    }
+                    other_addresses.push(net);
+                }
+                Err(problem) => {
+                    diagnostics.push(Diagnostic::error(Span::of(file, written), problem));
+                }
+            }
+        }
         let act_within = raw
             .device
             .act_within
@@ -430,7 +527,7 @@ impl Lab {
                     diagnostics.push(Diagnostic::warning(
                         trigger_span.clone(),
                         format!(
-                            "no `{}` action: cases with that step will be inconclusive",
+                            "no `{}` action: cases with that step will be not applicable",
                             needed.name()
                         ),
                     ));
@@ -460,6 +557,7 @@ impl Lab {
             hosts,
             device: LabDevice {
                 address: raw.device.address.value,
+                other_addresses,
                 sip_port: raw.device.sip_port,
                 profile_path: base.join(&raw.device.profile.value),
                 act_within,
@@ -849,6 +947,30 @@ mod tests {
         ] {
             assert!(text.contains(expected), "{expected}: {text}");
         }
+
+        // A device's other addresses: addresses or prefixes, none of them a server's.
+        let others = GOOD.replace(
+            "  address: 127.0.0.1\n",
+            "  address: 127.0.0.1\n  other_addresses: [127.0.0.2, 127.0.70.0/30, nonsense]\n",
+        );
+        let (parsed, found) = lab(&others);
+        assert!(parsed.is_none());
+        let text = found.to_string();
+        assert!(
+            text.contains(
+                "bench.yaml:6:32: error: 127.0.70.1, an address of the servers, is in here"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("bench.yaml:6:47: error: `nonsense` is neither an address nor a prefix"),
+            "{text}"
+        );
+        let (parsed, _) = lab(&others.replace(", 127.0.70.0/30, nonsense", ", 10.0.0.0/8"));
+        let device = parsed.unwrap().device;
+        assert!(device.sends_from("127.0.0.2".parse().unwrap()));
+        assert!(device.sends_from("10.1.2.3".parse().unwrap()));
+        assert!(!device.sends_from("127.0.0.3".parse().unwrap()));
 
         let (_, found) = lab(&GOOD.replace("call: [dial, \"{uri}\"]", "call: \"dial {uri}\""));
         assert!(found.to_string().contains("a command is a list"), "{found}");

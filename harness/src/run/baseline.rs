@@ -219,6 +219,7 @@ mod tests {
             error: None,
             settings: Vec::new(),
             outcomes: Vec::new(),
+            left_out: None,
             verdicts: verdicts
                 .iter()
                 .map(|(check, status)| Verdict {

@@ -64,6 +64,10 @@ pub struct CaseResult {
     /// What the device got, request by request ("INVITE → 200 from 127.0.0.114:5060").
     pub outcomes: Vec<String>,
     pub verdicts: Vec<Verdict>,
+    /// Traffic on the timeline that was not judged as not the device's (lab runs), by
+    /// address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_out: Option<String>,
     /// Paths relative to the run folder.
     pub timeline: String,
     pub capture: String,
@@ -82,6 +86,7 @@ impl CaseResult {
             settings: Vec::new(),
             outcomes: Vec::new(),
             verdicts: Vec::new(),
+            left_out: None,
             timeline: String::new(),
             capture: String::new(),
         }
@@ -108,6 +113,40 @@ pub fn ua_config(profile: &Profile, seed: u64, faults: &Faults) -> UaConfig {
         faults: faults.clone(),
         ..defaults
     }
+}
+
+/// What the judged timeline leaves out as not the device's: packets of other hosts, by
+/// address and kind, e.g. "127.0.0.2: 4 DNS queries, 2 SIP requests".
+fn left_out(others: &[crate::timeline::Event]) -> Option<String> {
+    use std::collections::BTreeMap;
+    let mut by_address: BTreeMap<std::net::IpAddr, BTreeMap<&str, usize>> = BTreeMap::new();
+    for event in others {
+        let Some(ip) = super::external::traffic_source(event) else {
+            continue;
+        };
+        let kind = match &event.kind {
+            EventKind::DnsQuery(_) => "DNS quer(ies)",
+            EventKind::SipReceived(m) if m.summary.method.is_some() => "SIP request(s)",
+            EventKind::Refused(_) => "refused send(s)",
+            EventKind::TcpConnected(_) => "TCP connection(s)",
+            _ => continue,
+        };
+        *by_address.entry(ip).or_default().entry(kind).or_default() += 1;
+    }
+    if by_address.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = by_address
+        .iter()
+        .map(|(ip, kinds)| {
+            let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            format!("{ip}: {}", kinds.join(", "))
+        })
+        .collect();
+    Some(format!(
+        "not judged, as not from the device's addresses: {} (if one of them is the device's, add it to the lab's device.other_addresses)",
+        parts.join("; ")
+    ))
 }
 
 /// A wait in the dirty-host TTL of a device that keeps none: nothing to wait out. The rest of
@@ -137,6 +176,7 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
         settings: case.profile.describe(options.profile.t1),
         outcomes: Vec::new(),
         verdicts: Vec::new(),
+        left_out: None,
         timeline: relative(&dir.join("timeline.jsonl")),
         capture: relative(&dir.join("capture.pcap")),
     };
@@ -176,6 +216,19 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
         result.timeline = String::new();
         result.capture = String::new();
         return result;
+    }
+    // A step the lab's trigger cannot make the device do: the case cannot be run as written,
+    // which is the lab's limit, not the device's failure to act (issue 14: one missing action
+    // made every check of a case inconclusive though the device acted on every other step).
+    if let DeviceUnderTest::External(lab) = &options.device {
+        let missing = lab.trigger.missing_actions(&case.steps);
+        if !missing.is_empty() {
+            let why = lab.trigger.lacks(&missing);
+            result.verdicts = every_check(case, crate::checks::Status::NotApplicable, &why);
+            result.timeline = String::new();
+            result.capture = String::new();
+            return result;
+        }
     }
     // On a lab network the case's addresses become the lab's.
     let moved;
@@ -217,6 +270,7 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
             DeviceUnderTest::Reference => None,
             DeviceUnderTest::External(lab) => lab.tls.clone(),
         },
+        connection_limits: Default::default(),
     };
     // Why the device could not be judged (it never acted): the checks are then inconclusive.
     let mut missed = Vec::new();
@@ -270,8 +324,16 @@ pub async fn run_case(case: &Case, options: &RunOptions, dir: &Path, run_dir: &P
     let mut events = timeline.events();
     // On a lab network only the device's own traffic is judged.
     if let DeviceUnderTest::External(lab) = &options.device {
-        let address = lab.device.address;
-        events.retain(|event| super::external::concerns_device(event, address));
+        let (kept, others): (Vec<_>, Vec<_>) = events
+            .into_iter()
+            .partition(|event| super::external::concerns_device(event, &lab.device));
+        events = kept;
+        // Traffic left out is said, by address: a device that asks DNS from an address the
+        // lab does not name looks as if it never resolved (issue 14), and this shows why.
+        if let Some(note) = left_out(&others) {
+            timeline.record(EventKind::Note { text: note.clone() });
+            result.left_out = Some(note);
+        }
     }
     missed.extend(untrusted_servers(case, &events));
     if result.error.is_none() && !missed.is_empty() {
@@ -650,3 +712,56 @@ fn untrusted_servers(case: &Case, events: &[crate::timeline::Event]) -> Vec<Stri
 
 /// A grace period long enough for the world's sockets to close between cases.
 pub const BETWEEN_CASES: Duration = Duration::from_millis(50);
+
+#[cfg(test)]
+mod left_out_tests {
+    use super::*;
+    use crate::model::lab::LabDevice;
+    use crate::timeline::{Event, Timeline, Transport};
+
+    /// Issue 14's two-address device: a proxy that sends SIP from one address and asks DNS
+    /// from another. Without the second address its queries are not judged, and the note says
+    /// whose they were; with it, they are the device's.
+    #[test]
+    fn traffic_from_other_addresses_is_left_out_and_said() {
+        let timeline = Timeline::new();
+        let query = crate::timeline::DnsQuery {
+            transport: Transport::Udp,
+            client: "127.0.0.2:40000".parse().unwrap(),
+            server: "127.0.0.1:53".parse().unwrap(),
+            id: 7,
+            name: "snom.rocks.".into(),
+            qtype: "NAPTR".into(),
+            raw: Vec::new(),
+        };
+        timeline.record(EventKind::DnsQuery(query.clone()));
+        timeline.record(EventKind::DnsQuery(query));
+        timeline.record(EventKind::Note { text: "x".into() });
+        let events: Vec<Event> = timeline.events();
+        let mut device = LabDevice {
+            address: "127.0.0.1".parse().unwrap(),
+            other_addresses: Vec::new(),
+            sip_port: None,
+            profile_path: "p.yaml".into(),
+            act_within: Duration::from_secs(1),
+        };
+        let (kept, others): (Vec<_>, Vec<_>) = events
+            .iter()
+            .cloned()
+            .partition(|e| super::super::external::concerns_device(e, &device));
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            left_out(&others).as_deref(),
+            Some(
+                "not judged, as not from the device's addresses: 127.0.0.2: 2 DNS quer(ies) (if one of them is the device's, add it to the lab's device.other_addresses)"
+            )
+        );
+        device.other_addresses = vec!["127.0.0.0/30".parse().unwrap()];
+        assert!(
+            events
+                .iter()
+                .all(|e| super::super::external::concerns_device(e, &device))
+        );
+        assert_eq!(device.describe(), "127.0.0.1 (also 127.0.0.0/30)");
+    }
+}

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::case::{RunOptions, cache_lifetime, switch_zone};
 use super::trigger;
 use crate::model::case::{Behaviour, Case};
-use crate::model::lab::{Action, Lab, Vars};
+use crate::model::lab::{Action, Lab, LabDevice, Vars};
 use crate::model::steps::{Between, Step};
 use crate::sip::uri::SipUri;
 use crate::timeline::{Event, EventKind};
@@ -40,28 +40,39 @@ pub fn say(text: &str) {
 /// Whether `event` is traffic of the device at `address` (or no traffic at all): on a lab
 /// network other hosts may query the DNS server or probe the SIP ports, and only the device
 /// is judged.
-pub fn concerns_device(event: &Event, address: IpAddr) -> bool {
-    match &event.kind {
-        EventKind::DnsQuery(q) => q.client.ip() == address,
-        EventKind::DnsAnswer(a) => a.client.ip() == address,
-        EventKind::DnsDropped(d) => d.client.ip() == address,
-        EventKind::DnsMalformed(m) => m.client.ip() == address,
-        EventKind::SipReceived(m) | EventKind::SipSent(m) => m.remote.ip() == address,
-        EventKind::SipMalformed(m) => m.remote.ip() == address,
-        EventKind::Refused(r) => r.remote.ip() == address,
-        EventKind::TcpConnected(c) => c.remote.ip() == address,
-        EventKind::TcpClosed(c) => c.remote.ip() == address,
-        EventKind::TlsBytes(b) => b.remote.ip() == address,
-        EventKind::TlsFailed(t) => t.remote.ip() == address,
-        EventKind::TlsSecret(_) => true,
-        EventKind::PhaseChanged(_)
+pub fn concerns_device(event: &Event, device: &LabDevice) -> bool {
+    let address = match traffic_source(event) {
+        Some(ip) => ip,
+        None => return true,
+    };
+    device.sends_from(address)
+}
+
+/// The address of the other end of a packet event (the device's side); `None` for what is
+/// no traffic at all (notes, steps, phases).
+pub fn traffic_source(event: &Event) -> Option<IpAddr> {
+    Some(match &event.kind {
+        EventKind::DnsQuery(q) => q.client.ip(),
+        EventKind::DnsAnswer(a) => a.client.ip(),
+        EventKind::DnsDropped(d) => d.client.ip(),
+        EventKind::DnsMalformed(m) => m.client.ip(),
+        EventKind::SipReceived(m) | EventKind::SipSent(m) => m.remote.ip(),
+        EventKind::SipMalformed(m) => m.remote.ip(),
+        EventKind::Refused(r) => r.remote.ip(),
+        EventKind::TcpConnected(c) => c.remote.ip(),
+        EventKind::TcpClosed(c) => c.remote.ip(),
+        EventKind::TcpUnframed(u) => u.remote.ip(),
+        EventKind::TlsBytes(b) => b.remote.ip(),
+        EventKind::TlsFailed(t) => t.remote.ip(),
+        EventKind::TlsSecret(_)
+        | EventKind::PhaseChanged(_)
         | EventKind::Step { .. }
         | EventKind::Note { .. }
         | EventKind::Trigger { .. }
         | EventKind::Stopped { .. }
         | EventKind::HostDelay { .. }
-        | EventKind::HostStall { .. } => true,
-    }
+        | EventKind::HostStall { .. } => return None,
+    })
 }
 
 /// Carries out the case's steps with the lab's device.
@@ -144,10 +155,11 @@ impl Driver<'_> {
 
     /// The next event of the device before `deadline`.
     async fn next_device_event(&mut self, deadline: Instant) -> Option<Event> {
-        let address = self.lab.device.address;
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(event)) if is_traffic(&event) && concerns_device(&event, address) => {
+                Ok(Some(event))
+                    if is_traffic(&event) && concerns_device(&event, &self.lab.device) =>
+                {
                     return Some(event);
                 }
                 Ok(Some(_)) => {}
@@ -322,12 +334,12 @@ impl Driver<'_> {
                 Ok(_) => format!(
                     "step {step} ({}): the device ({}) sent no {method} within {within:?}",
                     action.name(),
-                    self.lab.device.address
+                    self.lab.device.describe()
                 ),
                 Err(failed) => format!(
                     "step {step} ({}): the trigger failed ({failed}) and the device ({}) sent no {method}",
                     action.name(),
-                    self.lab.device.address
+                    self.lab.device.describe()
                 ),
             };
             say(&format!("    {why}"));
@@ -363,7 +375,7 @@ impl Driver<'_> {
         };
         let quiet = self.options.profile.timer_b() + Duration::from_secs(2);
         let bound = deadline + quiet * (self.case.servers.len() as u32 + 2);
-        let address = self.lab.device.address;
+        let address = self.lab.device.describe();
         let mut resolved = false;
         let mut next_tick = Instant::now();
         let end_line = || {
@@ -425,15 +437,30 @@ impl Driver<'_> {
         let failover_codes: Vec<u16> = std::iter::once(503)
             .chain(profile.failover_codes.iter().copied())
             .collect();
+        // The last final response that did not end the request (a 503 the device may fail over
+        // from), and how many copies of the request went out after it: what the step came to
+        // when the device then went quiet (issue 14: a 503 with no retry read "no final answer").
+        let mut last_final: Option<String> = None;
+        let mut sent_after = 0usize;
         loop {
             let deadline = (Instant::now() + quiet).min(limit);
             let Some(event) = self.next_device_event(deadline).await else {
-                return if Instant::now() >= limit {
-                    format!("still going at the step's limit ({span:?})")
-                } else {
-                    format!("no final answer; quiet for {quiet:?}")
+                if Instant::now() >= limit {
+                    return format!("still going at the step's limit ({span:?})");
+                }
+                return match &last_final {
+                    Some(answer) if sent_after == 0 => {
+                        format!("{answer}, then no other attempt; quiet for {quiet:?}")
+                    }
+                    Some(answer) => format!(
+                        "{answer}, then {sent_after} more {method} send(s) without a final answer; quiet for {quiet:?}"
+                    ),
+                    None => format!("no final answer; quiet for {quiet:?}"),
                 };
             };
+            if last_final.is_some() && request_method(&event) == Some(method) {
+                sent_after += 1;
+            }
             let EventKind::SipSent(response) = &event.kind else {
                 continue;
             };
@@ -447,13 +474,17 @@ impl Driver<'_> {
                 // A challenge is answered, not the end.
                 && status != 401
                 && status != 407;
-            if !ends {
-                continue;
-            }
             let outcome = format!(
                 "{status} from {} over {}",
                 response.local, response.transport
             );
+            if !ends {
+                if status >= 200 && cseq.ends_with(method) {
+                    last_final = Some(outcome);
+                    sent_after = 0;
+                }
+                continue;
+            }
             if method == "INVITE" && (200..300).contains(&status) {
                 self.hang_up().await;
             }

@@ -669,6 +669,7 @@ fn kind_name(kind: &EventKind) -> &'static str {
         EventKind::Refused(_) => "refused",
         EventKind::TcpConnected(_) => "tcp",
         EventKind::TcpClosed(_) => "tcp",
+        EventKind::TcpUnframed(_) => "unframed",
         EventKind::TlsBytes(_) | EventKind::TlsSecret(_) => "tls",
         EventKind::TlsFailed(_) => "tls failed",
         EventKind::PhaseChanged(_) => "phase",

@@ -270,6 +270,7 @@ fn server_of(event: &Event) -> Option<(&str, Option<String>)> {
         EventKind::TlsFailed(t) => Some((&t.server, Some(t.local.to_string()))),
         EventKind::TcpConnected(c) => Some((&c.server, Some(c.local.to_string()))),
         EventKind::TcpClosed(c) => Some((&c.server, Some(c.local.to_string()))),
+        EventKind::TcpUnframed(u) => Some((&u.server, Some(u.local.to_string()))),
         EventKind::PhaseChanged(p) => Some((&p.server, None)),
         _ => None,
     }
@@ -486,6 +487,19 @@ fn mark_of(
             from: DEVICE,
             to: column(&c.server)?,
             label: "TCP connect".into(),
+            class: "conn",
+            lost: false,
+        },
+        // Faint, as the connection's own events: bytes that never became a message.
+        EventKind::TcpUnframed(u) => Mark::Arrow {
+            from: DEVICE,
+            to: column(&u.server)?,
+            label: format!(
+                "{} unframed byte{}{}",
+                u.raw.len(),
+                if u.raw.len() == 1 { "" } else { "s" },
+                tcp_note(u.transport)
+            ),
             class: "conn",
             lost: false,
         },
@@ -1135,6 +1149,38 @@ mod tests {
         assert!(element.contains(r#"<line class="refused""#), "{element}");
         assert!(!drawing.svg.contains("TCP close (FIN)"));
         assert!(!drawing.svg.contains("event-tcp-4"));
+    }
+
+    #[test]
+    fn unframed_bytes_are_a_faint_arrow_to_their_server() {
+        let (server, local, remote): (String, std::net::SocketAddr, std::net::SocketAddr) = (
+            "sipserver52.".into(),
+            "127.0.0.52:5060".parse().unwrap(),
+            "127.0.0.1:40000".parse().unwrap(),
+        );
+        let events = vec![Event {
+            seq: 0,
+            t_ns: 0,
+            kind: EventKind::TcpUnframed(crate::timeline::TcpUnframed {
+                server,
+                transport: Transport::Tcp,
+                local,
+                remote,
+                why: crate::timeline::UnframedWhy::Closed,
+                raw: b"OPTIONS sip:x SIP/2.0\r\n".to_vec(),
+            }),
+        }];
+        let drawing = svg("unframed", &events, 20 * MS, 4000 * MS, 10);
+        let label = drawing
+            .svg
+            .find(">23 unframed bytes /tcp<")
+            .expect("the bytes are drawn");
+        let element = &drawing.svg[drawing.svg[..label].rfind("<a ").unwrap()..label];
+        assert!(element.contains(r#"<line class="conn""#), "{element}");
+        assert!(
+            drawing.svg.contains("127.0.0.52:5060"),
+            "the server's column"
+        );
     }
 
     #[test]

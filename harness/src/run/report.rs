@@ -115,7 +115,7 @@ impl LabSummary {
             name: lab.name.clone(),
             file: lab.file.path.clone(),
             fnv1a64: fnv1a64(lab.file.text.as_bytes()),
-            device: lab.device.address.to_string(),
+            device: lab.device.describe(),
             dns: lab.dns.iter().map(ToString::to_string).collect(),
             trigger: lab.trigger.kind.to_string(),
             tls: lab.tls.as_deref().map(LabTlsSummary::of),
@@ -299,6 +299,69 @@ impl Report {
         }
     }
 
+    /// When the run judged nothing (no pass, fail, warn or info): what happened instead, as the
+    /// verdicts say it, most frequent reason first. The console's last line: it must never
+    /// blame the device for what was the lab's or the profile's (issue 14: "the device never
+    /// acted" when every check was not applicable).
+    pub fn nothing_judged(&self) -> Option<String> {
+        let c = &self.counts;
+        if c.pass + c.fail + c.warn + c.info > 0 {
+            return None;
+        }
+        let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+        for case in &self.cases {
+            if let Some(error) = &case.error {
+                *reasons.entry(error).or_default() += 1;
+            }
+            for verdict in &case.verdicts {
+                *reasons.entry(&verdict.sentence).or_default() += 1;
+            }
+        }
+        let mut reasons: Vec<(&str, usize)> = reasons.into_iter().collect();
+        reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let mut parts = Vec::new();
+        if c.not_applicable > 0 {
+            parts.push(format!("{} check(s) not applicable", c.not_applicable));
+        }
+        if c.inconclusive > 0 {
+            parts.push(format!("{} inconclusive", c.inconclusive));
+        }
+        if c.errors > 0 {
+            parts.push(format!("{} case(s) could not run", c.errors));
+        }
+        if parts.is_empty() {
+            parts.push("no check ran".into());
+        }
+        let why: Vec<String> = reasons
+            .iter()
+            .take(3)
+            .map(|(reason, n)| {
+                let short: String = reason.chars().take(200).collect();
+                let cut = if short.len() < reason.len() {
+                    "…"
+                } else {
+                    ""
+                };
+                format!("\"{short}{cut}\" ({n}×)")
+            })
+            .collect();
+        let more = reasons.len().saturating_sub(3);
+        Some(format!(
+            "nothing could be judged: {}{}{}",
+            parts.join(", "),
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!("; why: {}", why.join("; "))
+            },
+            if more > 0 {
+                format!("; {more} other reason(s) in the report")
+            } else {
+                String::new()
+            }
+        ))
+    }
+
     /// Whether the run fails: any failure, or against a baseline, any failure it does not list.
     pub fn fails(&self) -> bool {
         match &self.baseline {
@@ -450,12 +513,27 @@ impl Report {
             .filter(|c| !c.settings.is_empty())
             .collect();
         if !configured.is_empty() {
-            let _ = writeln!(
-                out,
-                "\nCases that configure the device beyond the profile (judged with these settings):\n"
-            );
+            let heading = if self.manifest.lab.is_some() {
+                "Cases that ask for settings beyond the device's profile (the device is judged as its profile declares):"
+            } else {
+                "Cases that configure the device beyond the profile (judged with these settings):"
+            };
+            let _ = writeln!(out, "\n{heading}\n");
             for case in configured {
                 let _ = writeln!(out, "- {}: {}", case.id, case.settings.join(", "));
+            }
+        }
+        let left_out: Vec<&CaseResult> =
+            self.cases.iter().filter(|c| c.left_out.is_some()).collect();
+        if !left_out.is_empty() {
+            let _ = writeln!(out, "\nTraffic not judged, as not from the device:\n");
+            for case in left_out {
+                let _ = writeln!(
+                    out,
+                    "- {}: {}",
+                    case.id,
+                    case.left_out.as_deref().unwrap_or_default()
+                );
             }
         }
         out
@@ -597,6 +675,7 @@ mod tests {
             settings: Vec::new(),
             outcomes: vec!["INVITE → 200 from 127.0.0.114:5060 over udp".into()],
             verdicts,
+            left_out: None,
             timeline: format!("cases/{id}/timeline.jsonl"),
             capture: format!("cases/{id}/capture.pcap"),
         };

@@ -17,15 +17,18 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
 use super::client_hello;
+use super::drops::DropWatch;
+use super::limits::{ConnectionLimits, Connections, Slot};
 use super::refusal::RefusingPorts;
 use super::responder::{Local, Plan, Responder, TransactionKey};
 use super::script::{ScriptState, Transition};
 use super::wire::RecordedStream;
 use crate::model::case::{Behaviour, ServerSpec, TlsFailure};
+use crate::sip::framing::{MAX_BODY_BYTES, MAX_HEADER_BYTES};
 use crate::sip::{FramingError, Message, StreamFramer};
 use crate::timeline::{
     CloseKind, Event, EventKind, PhaseChanged, SipMalformed, SipMessage, TcpClosed, TcpConnection,
-    Timeline, TlsFailed, Transport,
+    TcpUnframed, Timeline, TlsFailed, Transport, UnframedWhy,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -104,12 +107,13 @@ impl ServerHandle {
 }
 
 /// Brings a server up in its first phase. `tls` is the configuration its TLS listeners present
-/// (needed when `spec.transports` has tls).
+/// (needed when `spec.transports` has tls); `limits` bound what its TCP/TLS connections hold.
 pub async fn start(
     spec: ServerSpec,
     timeline: Timeline,
     refusing: RefusingPorts,
     tls: Option<Arc<ServerConfig>>,
+    limits: ConnectionLimits,
 ) -> Result<ServerHandle, ServerError> {
     if spec.transports.contains(&Transport::Tls) && tls.is_none() {
         return Err(ServerError::NoCertificate {
@@ -122,6 +126,7 @@ pub async fn start(
     let mut core = Core {
         name: name.clone(),
         responder: Responder::new(&name),
+        connections: Connections::new(&name, limits, timeline.clone()),
         seen: HashSet::new(),
         listeners: None,
         input: input.clone(),
@@ -145,6 +150,8 @@ struct Listeners {
     tasks: Vec<JoinHandle<()>>,
     /// Tells TCP connections to reset (a crash).
     reset: watch::Sender<bool>,
+    /// The kernel's drops on the UDP sockets.
+    drops: Vec<DropWatch>,
 }
 
 impl Listeners {
@@ -152,6 +159,9 @@ impl Listeners {
         let _ = self.reset.send(true);
         for task in self.tasks {
             task.abort();
+        }
+        for drops in self.drops {
+            drops.finish();
         }
     }
 }
@@ -161,6 +171,8 @@ struct Core {
     spec: ServerSpec,
     script: ScriptState,
     responder: Responder,
+    /// Its TCP/TLS connections and their limits, across listeners closed and opened again.
+    connections: Connections,
     seen: HashSet<TransactionKey>,
     listeners: Option<Listeners>,
     input: mpsc::UnboundedSender<Input>,
@@ -206,11 +218,24 @@ impl Core {
     async fn listen(&self) -> Result<Listeners, ServerError> {
         let (reset, reset_rx) = watch::channel(false);
         let mut tasks = Vec::new();
+        let mut drops = Vec::new();
         for (addr, transport) in self.sockets() {
             let bind = |e| bind_error(&self.name, addr, transport, e);
             match transport {
                 Transport::Udp => {
                     let socket = Arc::new(UdpSocket::bind(addr).await.map_err(bind)?);
+                    match DropWatch::start(socket.as_ref(), addr, &self.name, self.timeline.clone())
+                    {
+                        Ok(watch) => drops.push(watch),
+                        Err(err) => {
+                            self.timeline.record(EventKind::Note {
+                                text: format!(
+                                    "{}: the kernel's drops on {addr}/udp cannot be counted: {err}",
+                                    self.name
+                                ),
+                            });
+                        }
+                    }
                     tasks.push(tokio::spawn(udp_loop(
                         socket,
                         addr,
@@ -234,13 +259,18 @@ impl Core {
                             name: self.name.clone(),
                             reset: reset_rx.clone(),
                             tls_failure: self.spec.tls.fail,
+                            connections: self.connections.clone(),
                         },
                         tls,
                     )));
                 }
             }
         }
-        Ok(Listeners { tasks, reset })
+        Ok(Listeners {
+            tasks,
+            reset,
+            drops,
+        })
     }
 
     /// Close every socket and let the kernel refuse; tell the refusal watcher.
@@ -506,6 +536,7 @@ struct Accepted {
     reset: watch::Receiver<bool>,
     /// How TLS handshakes fail (`tls: {fail: …}`); a bad certificate is the acceptor's.
     tls_failure: Option<TlsFailure>,
+    connections: Connections,
 }
 
 impl Accepted {
@@ -551,16 +582,35 @@ async fn accept_loop(
                         local,
                         remote,
                     }));
-                // Detached: a connection ends on its own, or when `reset` says the server crashed.
+                // At the limits another connection makes room; the note says which and why.
+                let Some(slot) = accepted.connections.admit(transport, local, remote).await else {
+                    drop(stream);
+                    accepted.closed(local, remote, CloseKind::Server);
+                    continue;
+                };
+                // Detached: a connection ends on its own, at a limit, or when `reset` says the
+                // server crashed.
                 match &tls {
                     None => {
-                        tokio::spawn(connection(stream, local, remote, accepted.clone()));
+                        tokio::spawn(connection(stream, local, remote, accepted.clone(), slot));
                     }
                     Some(_) if accepted.tls_failure == Some(TlsFailure::HandshakeStall) => {
-                        tokio::spawn(stalled_handshake(stream, local, remote, accepted.clone()));
+                        tokio::spawn(stalled_handshake(
+                            stream,
+                            local,
+                            remote,
+                            accepted.clone(),
+                            slot,
+                        ));
                     }
                     Some(_) if accepted.tls_failure == Some(TlsFailure::NoSharedCipher) => {
-                        tokio::spawn(no_shared_cipher(stream, local, remote, accepted.clone()));
+                        tokio::spawn(no_shared_cipher(
+                            stream,
+                            local,
+                            remote,
+                            accepted.clone(),
+                            slot,
+                        ));
                     }
                     Some(acceptor) => {
                         tokio::spawn(tls_connection(
@@ -569,6 +619,7 @@ async fn accept_loop(
                             local,
                             remote,
                             accepted.clone(),
+                            slot,
                         ));
                     }
                 }
@@ -608,12 +659,15 @@ impl SipStream for tokio_rustls::server::TlsStream<RecordedStream> {
 }
 
 /// A TLS listener that never answers the handshake: what the device sends is recorded as it
-/// crossed the wire, until it gives up and closes (or the server resets).
+/// crossed the wire, until it gives up and closes (or the server resets). Only the idle limit
+/// and the connection cap apply: the stall is the point, and the device's Timer B may well be
+/// longer than the message time limit.
 async fn stalled_handshake(
     stream: TcpStream,
     local: SocketAddr,
     remote: SocketAddr,
     mut accepted: Accepted,
+    mut slot: Slot,
 ) {
     let mut recorded = accepted.recorded(stream, local, remote);
     let mut buf = vec![0u8; 16384];
@@ -621,9 +675,13 @@ async fn stalled_handshake(
         tokio::select! {
             read = recorded.read(&mut buf) => match read {
                 Ok(0) => break CloseKind::Peer,
-                Ok(_) => {}
+                Ok(_) => slot.active(),
                 Err(_) => break CloseKind::PeerReset,
             },
+            cut = slot.cut() => {
+                slot.note(&cut);
+                break CloseKind::Server;
+            }
             _ = accepted.reset.changed() => {
                 let _ = socket2::SockRef::from(recorded.tcp()).set_linger(Some(Duration::ZERO));
                 break CloseKind::ServerReset;
@@ -642,6 +700,7 @@ async fn no_shared_cipher(
     local: SocketAddr,
     remote: SocketAddr,
     mut accepted: Accepted,
+    mut slot: Slot,
 ) {
     let _ = stream.set_nodelay(true);
     let mut recorded = accepted.recorded(stream, local, remote);
@@ -654,9 +713,16 @@ async fn no_shared_cipher(
         tokio::select! {
             read = recorded.read(&mut buf) => match read {
                 Ok(0) => break Err(CloseKind::Peer),
-                Ok(len) => hello.extend_from_slice(&buf[..len]),
+                Ok(len) => {
+                    slot.active();
+                    hello.extend_from_slice(&buf[..len]);
+                }
                 Err(_) => break Err(CloseKind::PeerReset),
             },
+            cut = slot.handshake_cut() => {
+                slot.note(&cut);
+                break Err(CloseKind::Server);
+            }
             _ = accepted.reset.changed() => {
                 let _ = socket2::SockRef::from(recorded.tcp()).set_linger(Some(Duration::ZERO));
                 break Err(CloseKind::ServerReset);
@@ -704,6 +770,7 @@ async fn tls_connection(
     local: SocketAddr,
     remote: SocketAddr,
     mut accepted: Accepted,
+    mut slot: Slot,
 ) {
     // TLS writes records in small pieces (a handshake flight, a response per record): without
     // TCP_NODELAY, Nagle holds them for the device's delayed ACK.
@@ -720,9 +787,14 @@ async fn tls_connection(
             accepted.closed(local, remote, CloseKind::Server);
             return;
         }
+        cut = slot.handshake_cut() => {
+            slot.note(&cut);
+            accepted.closed(local, remote, CloseKind::Server);
+            return;
+        }
     };
     match handshake {
-        Ok(stream) => connection(stream, local, remote, accepted).await,
+        Ok(stream) => connection(stream, local, remote, accepted, slot).await,
         Err(err) => {
             let how = match err.kind() {
                 io::ErrorKind::UnexpectedEof => CloseKind::Peer,
@@ -745,16 +817,22 @@ async fn connection<S: SipStream>(
     local: SocketAddr,
     remote: SocketAddr,
     accepted: Accepted,
+    mut slot: Slot,
 ) {
     let Accepted {
         input,
         timeline,
         name,
         mut reset,
+        connections,
         ..
     } = accepted;
     let (writer, mut outbox) = mpsc::unbounded_channel::<Vec<u8>>();
-    let mut framer = StreamFramer::default();
+    // No header block or body larger than a connection may hold: such a message fails as one
+    // too large, with its size, as soon as its header says so.
+    let pending = connections.limits().pending_per_connection;
+    let mut framer =
+        StreamFramer::with_limits(MAX_HEADER_BYTES.min(pending), MAX_BODY_BYTES.min(pending));
     let mut buf = vec![0u8; 16384];
     let closed = |how| {
         timeline.record(EventKind::TcpClosed(TcpClosed {
@@ -769,9 +847,12 @@ async fn connection<S: SipStream>(
             read = stream.read(&mut buf) => match read {
                 Ok(0) => break CloseKind::Peer,
                 Ok(len) => {
+                    slot.active();
                     framer.push(&buf[..len]);
                     let mut broken = false;
+                    let mut framed = false;
                     while let Some(next) = framer.next_message() {
+                        framed = true;
                         match next {
                             Ok((raw, _)) => {
                                 let path = Path {
@@ -792,6 +873,10 @@ async fn connection<S: SipStream>(
                     if broken {
                         break CloseKind::ServerReset;
                     }
+                    if let Err(cut) = slot.pending(framer.buffered(), framed) {
+                        slot.note(&cut);
+                        break CloseKind::Server;
+                    }
                 }
                 Err(_) => break CloseKind::PeerReset,
             },
@@ -804,8 +889,13 @@ async fn connection<S: SipStream>(
                 if written.await.is_err() {
                     break CloseKind::PeerReset;
                 }
+                slot.active();
             }
             _ = reset.changed() => break CloseKind::ServerReset,
+            cut = slot.cut() => {
+                slot.note(&cut);
+                break CloseKind::Server;
+            }
         }
     };
     if how == CloseKind::ServerReset {
@@ -813,7 +903,24 @@ async fn connection<S: SipStream>(
         let _ = socket2::SockRef::from(stream.tcp()).set_linger(Some(Duration::ZERO));
     }
     drop(stream);
+    // What the device sent that never became a message: on the timeline before the close.
+    let rest = framer.take_unframed();
+    if !rest.is_empty() {
+        timeline.record(EventKind::TcpUnframed(TcpUnframed {
+            server: name.clone(),
+            transport: S::TRANSPORT,
+            local,
+            remote,
+            why: if framer.is_broken() {
+                UnframedWhy::FramingError
+            } else {
+                UnframedWhy::Closed
+            },
+            raw: rest,
+        }));
+    }
     closed(how);
+    drop(slot);
 }
 
 fn record_framing_error(

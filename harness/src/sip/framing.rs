@@ -52,8 +52,9 @@ impl FramingError {
 
 /// Reassembles messages from the bytes of one TCP connection, however they were split.
 ///
-/// After a fatal error the message boundary is lost: the framer drops what it holds, ignores
-/// every later push and yields nothing more. The caller should close the connection.
+/// After a fatal error the message boundary is lost: the framer ignores every later push and
+/// yields nothing more. The caller should close the connection; what it held beyond the bytes
+/// the error carries is left for [`StreamFramer::take_unframed`].
 #[derive(Debug)]
 pub struct StreamFramer {
     buffer: Vec<u8>,
@@ -101,6 +102,22 @@ impl StreamFramer {
         self.buffer.len()
     }
 
+    /// The bytes received that are in no message and no error yet: a message begun but not
+    /// complete, or what followed a fatal error. For a stream that ends: so that no byte a
+    /// device sent goes unrecorded. Keep-alive CRLFs between messages are not counted.
+    pub fn take_unframed(&mut self) -> Vec<u8> {
+        let keep_alive = self
+            .buffer
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+        if keep_alive == self.buffer.len() {
+            self.buffer.clear();
+        }
+        self.scanned = 0;
+        std::mem::take(&mut self.buffer)
+    }
+
     /// The next complete message and its raw bytes, `None` until more bytes are needed.
     pub fn next_message(&mut self) -> Option<Result<(Vec<u8>, Message), FramingError>> {
         if self.broken {
@@ -140,22 +157,19 @@ impl StreamFramer {
         let length = match content_length(head) {
             Ok(Some(length)) => length,
             Ok(None) => {
-                self.buffer.truncate(end);
                 return Some(Err(
-                    self.fail(|raw| FramingError::MissingContentLength { raw })
+                    self.fail_at(end, |raw| FramingError::MissingContentLength { raw })
                 ));
             }
             Err(value) => {
-                self.buffer.truncate(end);
                 return Some(Err(
-                    self.fail(|raw| FramingError::BadContentLength { value, raw })
+                    self.fail_at(end, |raw| FramingError::BadContentLength { value, raw })
                 ));
             }
         };
         if length > self.max_body {
             let limit = self.max_body;
-            self.buffer.truncate(end);
-            return Some(Err(self.fail(|raw| FramingError::BodyTooLarge {
+            return Some(Err(self.fail_at(end, |raw| FramingError::BodyTooLarge {
                 length,
                 limit,
                 raw,
@@ -177,9 +191,17 @@ impl StreamFramer {
 
     /// Ends the stream: the buffer goes into the error, later bytes are ignored.
     fn fail(&mut self, error: impl FnOnce(Vec<u8>) -> FramingError) -> FramingError {
+        let end = self.buffer.len();
+        self.fail_at(end, error)
+    }
+
+    /// Ends the stream: the first `end` bytes (the header block) go into the error; the rest
+    /// stays for [`Self::take_unframed`]; later bytes are ignored.
+    fn fail_at(&mut self, end: usize, error: impl FnOnce(Vec<u8>) -> FramingError) -> FramingError {
         self.broken = true;
         self.scanned = 0;
-        error(std::mem::take(&mut self.buffer))
+        let rest = self.buffer.split_off(end.min(self.buffer.len()));
+        error(std::mem::replace(&mut self.buffer, rest))
     }
 }
 
@@ -232,5 +254,36 @@ mod tests {
         );
         assert_eq!(content_length(b"X\r\nl: -1\r\n\r\n"), Err("-1".into()));
         assert_eq!(content_length(b"X\r\nTo: x\r\n\r\n"), Ok(None));
+    }
+
+    /// Every byte pushed ends up in a message, an error or `take_unframed`: none vanishes.
+    #[test]
+    fn no_byte_is_lost_when_a_stream_ends_or_breaks() {
+        // A header block begun, then the stream ends.
+        let mut framer = StreamFramer::new();
+        framer.push(b"\r\nOPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP h");
+        assert!(framer.next_message().is_none());
+        assert_eq!(
+            framer.take_unframed(),
+            b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP h"
+        );
+        assert_eq!(framer.buffered(), 0);
+        // Keep-alives alone are no unframed bytes.
+        framer.push(b"\r\n\r\n");
+        assert_eq!(framer.take_unframed(), b"");
+
+        // A fatal error: the header block goes into the error, what followed it stays.
+        for head in [
+            &b"OPTIONS sip:x SIP/2.0\r\nVia: v\r\n\r\n"[..],
+            b"OPTIONS sip:x SIP/2.0\r\nl: x\r\n\r\n",
+            b"OPTIONS sip:x SIP/2.0\r\nl: 9999\r\n\r\n",
+        ] {
+            let mut framer = StreamFramer::with_limits(512, 512);
+            framer.push(&[head, b"trailing"].concat());
+            let err = framer.next_message().unwrap().unwrap_err();
+            assert!(err.is_fatal());
+            assert_eq!(err.raw(), head);
+            assert_eq!(framer.take_unframed(), b"trailing");
+        }
     }
 }

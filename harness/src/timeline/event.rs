@@ -243,6 +243,31 @@ pub struct TcpClosed {
     pub how: CloseKind,
 }
 
+/// Why bytes a device sent on a TCP/TLS connection never became a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnframedWhy {
+    /// The connection closed (by either side, or a reset) before the message completed.
+    Closed,
+    /// They followed a fatal framing error (see the `sip_malformed` before): the stream could
+    /// not be read any further and the server reset it.
+    FramingError,
+}
+
+/// Bytes from a device on a server's TCP/TLS connection that never became a whole message:
+/// without this event they would be on neither the timeline nor the capture. Over TLS they are
+/// the decrypted bytes (the records themselves are `tls_bytes`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TcpUnframed {
+    pub server: String,
+    pub transport: Transport,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub why: UnframedWhy,
+    #[serde(with = "hex_bytes")]
+    pub raw: Vec<u8>,
+}
+
 /// Which way bytes crossed a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -316,6 +341,7 @@ pub enum EventKind {
     Refused(Refused),
     TcpConnected(TcpConnection),
     TcpClosed(TcpClosed),
+    TcpUnframed(TcpUnframed),
     TlsBytes(TlsBytes),
     TlsSecret(TlsSecret),
     TlsFailed(TlsFailed),
@@ -463,6 +489,20 @@ impl fmt::Display for Event {
                     CloseKind::Server => "the server",
                     CloseKind::PeerReset => "a reset from the device",
                     CloseKind::ServerReset => "a reset from the server",
+                }
+            ),
+            EventKind::TcpUnframed(u) => write!(
+                f,
+                "{} {} → {} [{}] {} unframed byte{}: {}",
+                u.transport,
+                u.remote,
+                u.local,
+                u.server,
+                u.raw.len(),
+                if u.raw.len() == 1 { "" } else { "s" },
+                match u.why {
+                    UnframedWhy::Closed => "the connection closed before the message completed",
+                    UnframedWhy::FramingError => "after a fatal framing error, not read",
                 }
             ),
             EventKind::TlsBytes(b) => write!(

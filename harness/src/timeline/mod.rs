@@ -9,8 +9,8 @@ pub mod jsonl;
 
 pub use event::{
     CloseKind, DnsAnswer, DnsDropped, DnsMalformed, DnsQuery, EventKind, Flow, PhaseChanged,
-    RefusalSeen, Refused, SipMalformed, SipMessage, SipSummary, TcpClosed, TcpConnection, TlsBytes,
-    TlsFailed, TlsSecret, Transport,
+    RefusalSeen, Refused, SipMalformed, SipMessage, SipSummary, TcpClosed, TcpConnection,
+    TcpUnframed, TlsBytes, TlsFailed, TlsSecret, Transport, UnframedWhy,
 };
 
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -39,10 +39,8 @@ pub async fn world_from(name: &str, yaml: &str, base: &Path) -> srvlab::world::W
     let (case, diagnostics) = Case::parse(&SourceFile::new(name, yaml), base);
     let case = case.unwrap_or_else(|| panic!("{name} does not validate:\n{diagnostics}"));
     let options = WorldOptions {
-        dns_listen: vec!["127.0.0.1:0".parse().unwrap()],
         dns_given_by: "the test".into(),
-        dns_limits: Default::default(),
-        tls: None,
+        ..WorldOptions::default()
     };
     World::start(&case, &options, Timeline::new())
         .await

@@ -306,6 +306,100 @@ fn d6_says_whether_calls_stick_to_the_registrar() {
     assert_eq!(status("D6", &unregistered), Status::Inconclusive);
 }
 
+/// Calls after a registration with sipserver114, each after a fresh SRV answer whose first
+/// record is `first(k)`, call k going to `to(k)`.
+fn answers_then_calls(
+    count: usize,
+    first: impl Fn(usize) -> &'static str,
+    to: impl Fn(usize) -> &'static str,
+) -> Tl {
+    const R52: &str = "_sip._udp.snom.rocks. 300 IN SRV 1 50 5060 sipserver52.snom.rocks.";
+    const R114: &str = "_sip._udp.snom.rocks. 300 IN SRV 1 50 5060 sipserver114.snom.rocks.";
+    let mut tl = Tl::default();
+    tl.query(UDP, "SRV", 0.0)
+        .answer(UDP, "SRV", &[R114, R52], 0.5);
+    registered(&mut tl, S114, "b0", 1, 1.0);
+    for k in 0..count {
+        let t = 100.0 * (k + 1) as f64;
+        let order = if first(k) == S52 {
+            [R52, R114]
+        } else {
+            [R114, R52]
+        };
+        let to = to(k);
+        let (branch, call) = (format!("i{k}"), format!("call{k}"));
+        tl.query(UDP, "SRV", t - 2.0)
+            .answer(UDP, "SRV", &order, t - 1.0)
+            .invite(to, &branch, &call, t)
+            .respond(to, 200, &branch, &call, t + 1.0);
+    }
+    tl
+}
+
+/// A device that always takes the first record of the answer, whatever the registrar or the
+/// weights.
+fn first_record_device(count: usize, first: impl Fn(usize) -> &'static str + Copy) -> Tl {
+    answers_then_calls(count, first, first)
+}
+
+/// Issue 14: a device that always takes the first record of the answer was called sticky when
+/// the registrar was that record, and "draws anew" when it was not.
+#[test]
+fn d6_tells_the_first_record_from_the_registrar() {
+    // The registrar is the first record of every answer: sticking cannot be told apart.
+    // Before: "9 of 9 … they stick to the registrar".
+    let verdict = run("D6", &first_record_device(8, |_| S114), &profile(Some(2)));
+    assert_eq!(verdict.status, Status::Info);
+    assert!(
+        verdict
+            .sentence
+            .contains("8 of 8 INVITE/OPTIONS went first to the registrar")
+            && verdict.sentence.contains(
+                "but the registrar was also the first SRV record of every answer, so sticking to it cannot be told from always taking the first record"
+            ),
+        "{}",
+        verdict.sentence
+    );
+    assert_eq!(verdict.figures["to_first_srv_record"], 8);
+    // The order changes from answer to answer and the device follows it, not the registrar.
+    // Before: "4 of 8 … they draw anew".
+    let alternating = first_record_device(8, |k| if k % 2 == 0 { S52 } else { S114 });
+    let verdict = run("D6", &alternating, &profile(Some(2)));
+    assert!(
+        verdict.sentence.contains(
+            "every one went to the first SRV record of the answer it followed, also where the registrar was not that record (4 of 8): the device follows the answer's order"
+        ),
+        "{}",
+        verdict.sentence
+    );
+    // The registrar is never first and the device never goes there.
+    let verdict = run("D6", &first_record_device(6, |_| S52), &profile(Some(2)));
+    assert!(
+        verdict
+            .sentence
+            .contains("0 of 6 INVITE/OPTIONS went first to the registrar")
+            && verdict
+                .sentence
+                .contains("the device follows the answer's order"),
+        "{}",
+        verdict.sentence
+    );
+    // A device that goes to the registrar although another record comes first: sticky.
+    let verdict = run(
+        "D6",
+        &answers_then_calls(8, |_| S52, |_| S114),
+        &profile(Some(2)),
+    );
+    assert!(
+        verdict
+            .sentence
+            .contains("8 of 8 INVITE/OPTIONS went first to the registrar")
+            && verdict.sentence.contains("they stick to the registrar"),
+        "{}",
+        verdict.sentence
+    );
+}
+
 const SCOPE_ZONE: &str = r#"
 origin: scope.test.
 ttl: 300
