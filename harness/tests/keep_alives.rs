@@ -233,7 +233,7 @@ async fn udp_keep_alives_are_recorded_and_stun_is_answered() {
         "{lines}"
     );
     assert!(
-        srvlab::checks::attempts::group(&events, &[]).is_empty(),
+        srvlab::checks::attempts::group(&events, &reference_profile()).is_empty(),
         "no attempt"
     );
 
@@ -590,4 +590,10 @@ fn keep_alives_do_not_keep_a_step_open() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn reference_profile() -> srvlab::model::profile::Profile {
+    let (profile, diagnostics) =
+        srvlab::model::profile::Profile::load(&root().join("fixtures/profiles/reference.yaml"));
+    profile.unwrap_or_else(|| panic!("{diagnostics}"))
 }

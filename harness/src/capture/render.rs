@@ -175,6 +175,7 @@ impl Renderer {
             | EventKind::PhaseChanged(_)
             | EventKind::Step { .. }
             | EventKind::Note { .. }
+            | EventKind::Trigger { .. }
             | EventKind::Stopped { .. }
             | EventKind::HostDelay { .. }
             | EventKind::HostStall { .. } => {}

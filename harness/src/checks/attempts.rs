@@ -10,6 +10,22 @@
 //! one request; one that re-sends with a raised CSeq after every target failed, with no step
 //! in between, is read as still failing over.
 //!
+//! A device that begins a new transaction (a new Via branch) to a target its request already
+//! tried, after the request's last attempt ended (refused, a failover response, or no answer
+//! until Timer B/F), retries: that is a new request, not a late failover (a retransmission
+//! keeps its branch and stays with its attempt).
+//!
+//! srvlab's own trigger (a lab's `register`, `call` … action, an `EventKind::Trigger` on the
+//! timeline) explains the first new attempt of the method it asked for, begun after it and
+//! within the time the device was given to act, unless the device's own failover explains it
+//! (its request's last attempt had ended and the attempt goes to a target not yet tried). Such
+//! an attempt begins a request of its own, marked [`Request::asked`]: the device did not
+//! decide to send it, so checks of what the device does by itself leave it out.
+//!
+//! A request whose To header carries a tag (or a BYE) is inside a dialog
+//! ([`Request::in_dialog`]): it follows the dialog's route (RFC 3261 §12), not DNS, and never
+//! joins an out-of-dialog request.
+//!
 //! An **attempt** is one Via branch sent to one server address over one transport: one client
 //! transaction. Its transmissions are the copies the servers received, and the copies the
 //! kernel refused (ICMP port unreachable with a quote that names the branch or Call-ID).
@@ -28,8 +44,11 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use crate::sip::keepalive;
+use super::measure::{ns, tolerance};
+use crate::model::profile::Profile;
+use crate::sip::{keepalive, to_tag_partial};
 use crate::timeline::{
     CloseKind, Event, EventKind, Flow, RefusalSeen, Refused, SipMessage, SipSummary, Transport,
 };
@@ -116,6 +135,8 @@ pub struct Attempt {
     pub dropped: Option<CloseKind>,
     /// Steps of the case begun before this attempt (requests never span a step).
     epoch: usize,
+    /// Sent inside a dialog (see [`Request::in_dialog`]).
+    in_dialog: bool,
     /// The TCP/TLS connection its first copy went over (an index into the connections).
     connection: Option<usize>,
 }
@@ -176,6 +197,21 @@ impl Attempt {
     pub fn describe(&self) -> String {
         format!("{} {} {}", self.server, self.transport, self.address)
     }
+
+    /// Whether the device was done with this attempt by `t_ns`: it was refused or got a
+    /// failover response by then, or went without any response for the whole wait (`timeout`,
+    /// less the tolerance timing checks allow).
+    fn ended_by(&self, t_ns: u64, failover_codes: &[u16], timeout: Duration) -> bool {
+        if self.refusal().is_some_and(|r| r.t_ns <= t_ns) {
+            return true;
+        }
+        if let Some(response) = self.final_response() {
+            return response.t_ns <= t_ns
+                && (response.status == 503 || failover_codes.contains(&response.status));
+        }
+        let wait = ns(timeout.saturating_sub(tolerance(timeout)));
+        self.responses.is_empty() && t_ns >= self.first_sent().saturating_add(wait)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -185,6 +221,13 @@ pub struct Request {
     /// The first request seen with this Call-ID: what the device resolved afresh for (a BYE,
     /// a refresh or a re-send after a challenge follows an earlier request instead).
     pub opening: bool,
+    /// The trigger action that asked the device for this request (see the module's note):
+    /// srvlab's doing, not the device's own decision to send it. Where it went is still the
+    /// device's choice.
+    pub asked: Option<Mark>,
+    /// Sent inside a dialog (a To tag, or a BYE): it follows the dialog's route, not DNS, so it
+    /// is no locator decision ([`super::Context::requests`] leaves it out).
+    pub in_dialog: bool,
     /// In the order they began.
     pub attempts: Vec<Attempt>,
     /// ACKs and CANCELs of this request tied to no attempt (the ACK of a 2xx has a branch of
@@ -198,11 +241,72 @@ impl Request {
     }
 }
 
-/// Regroups the timeline. `failover_codes` are the final statuses that do not complete a
-/// request (503 always is one).
-pub fn group(events: &[Event], failover_codes: &[u16]) -> Vec<Request> {
+/// How long a device waits for an answer before it gives an attempt up: the vendor's declared
+/// failover time (T4) when the profile has one, else Timer B/F (64·T1).
+pub fn give_up_after(profile: &Profile) -> Duration {
+    profile.failover_after.unwrap_or_else(|| profile.timer_b())
+}
+
+/// A request srvlab's trigger asked for, of `attempt`'s method, begun after `attempt` and
+/// before `by_ns`: the device was asked to start over while the attempt still ran, so what
+/// became of the attempt afterwards is not the device's own doing.
+pub fn cut_short_by<'a>(
+    requests: &'a [Request],
+    attempt: &Attempt,
+    by_ns: u64,
+) -> Option<&'a Request> {
+    requests.iter().find(|r| {
+        r.asked.is_some()
+            && r.method == attempt.method
+            && r.start() > attempt.first_sent()
+            && r.start() <= by_ns
+    })
+}
+
+/// The device's own next request of `attempt`'s method after `attempt`, when it went first to
+/// the same target: a new transaction there (a retry), not a move to another target.
+pub fn retried_by<'a>(requests: &'a [Request], attempt: &Attempt) -> Option<&'a Attempt> {
+    requests
+        .iter()
+        .filter(|r| r.method == attempt.method && r.asked.is_none())
+        .filter_map(|r| r.attempts.first())
+        .filter(|a| a.first_sent() > attempt.first_sent())
+        .min_by_key(|a| (a.first_sent(), a.first_seq()))
+        .filter(|a| a.target_key() == attempt.target_key() && a.branch != attempt.branch)
+}
+
+/// "1 REGISTER srvlab's trigger asked for is left out", for [`super::verdict::Findings`]'s
+/// `left_out`; nothing for none.
+pub fn asked_left_out(count: usize, method: &str) -> Option<String> {
+    match count {
+        0 => None,
+        1 => Some(format!("1 {method} srvlab's trigger asked for is left out")),
+        n => Some(format!(
+            "{n} {method}s srvlab's trigger asked for are left out"
+        )),
+    }
+}
+
+/// "1 unanswered attempt cut short by a REGISTER srvlab's trigger asked for is left out" (see
+/// [`cut_short_by`]); nothing for none.
+pub fn cut_short_left_out(count: usize, what: &str, method: &str) -> Option<String> {
+    match count {
+        0 => None,
+        1 => Some(format!(
+            "1 {what} cut short by a {method} srvlab's trigger asked for is left out"
+        )),
+        n => Some(format!(
+            "{n} {what}s cut short by requests srvlab's trigger asked for are left out"
+        )),
+    }
+}
+
+/// Regroups the timeline with `profile`'s failover codes (final statuses that do not complete
+/// a request; 503 always is one) and wait for an answer ([`give_up_after`]).
+pub fn group(events: &[Event], profile: &Profile) -> Vec<Request> {
     let mut builder = Builder {
-        failover_codes,
+        failover_codes: &profile.failover_codes,
+        timeout: give_up_after(profile),
         ..Builder::default()
     };
     // Sequence order is time order on a real timeline, except that a refusal is seen by a
@@ -212,6 +316,20 @@ pub fn group(events: &[Event], failover_codes: &[u16]) -> Vec<Request> {
     for event in ordered {
         match &event.kind {
             EventKind::Step { .. } => builder.epoch += 1,
+            EventKind::Trigger {
+                method: Some(method),
+                within_ns,
+                ..
+            } => {
+                let mark = Mark {
+                    seq: event.seq,
+                    t_ns: event.t_ns,
+                };
+                let until = event.t_ns.saturating_add(*within_ns);
+                builder
+                    .pending
+                    .insert(method.to_ascii_uppercase(), (mark, until));
+            }
             EventKind::SipReceived(message) => builder.received(event, message),
             EventKind::SipSent(message) => builder.sent(event, message),
             EventKind::Refused(refused) => builder.refused(event, refused),
@@ -325,6 +443,7 @@ impl Connections {
                 handshake: Some(Handshake { failure: c.failure }),
                 dropped: None,
                 epoch: c.epoch,
+                in_dialog: false,
                 connection: None,
             })
     }
@@ -336,6 +455,11 @@ type AttemptKey = (Option<String>, Option<String>, SocketAddr, Transport);
 #[derive(Default)]
 struct Builder<'a> {
     failover_codes: &'a [u16],
+    /// How long the device waits for an answer ([`give_up_after`]).
+    timeout: Duration,
+    /// Per method, the trigger action not yet taken up by a request, and until when it can
+    /// explain one.
+    pending: HashMap<String, (Mark, u64)>,
     epoch: usize,
     requests: Vec<Request>,
     /// The request currently open per (Call-ID, method).
@@ -398,18 +522,69 @@ impl Builder<'_> {
             .is_some_and(|r| r.status != 503 && !self.failover_codes.contains(&r.status))
     }
 
-    /// The request a new attempt of (Call-ID, method) with CSeq `cseq` belongs to.
-    fn request_for(&mut self, call_id: &Option<String>, method: &str, cseq: Option<u32>) -> usize {
-        let key = (call_id.clone(), method.to_owned());
-        if let Some(&index) = self.open.get(&key)
-            && let Some(last) = self.requests.get(index).and_then(|r| r.attempts.last())
-        {
-            let same_step = last.epoch == self.epoch;
-            let completed = self.completes(last) && cseq != last.cseq;
-            if same_step && !completed {
-                return index;
-            }
+    /// Whether `attempt` carries on `request`: same step, same side of a dialog, the last
+    /// attempt not completed (or the CSeq unchanged), and no retry of a target tried already
+    /// after the last attempt ended.
+    fn continues(&self, request: &Request, attempt: &Attempt) -> bool {
+        let Some(last) = request.attempts.last() else {
+            return false;
+        };
+        let same_step = last.epoch == self.epoch;
+        let completed = self.completes(last) && attempt.cseq != last.cseq;
+        let t = attempt.first_sent();
+        let retry =
+            self.tried(request, attempt) && last.ended_by(t, self.failover_codes, self.timeout);
+        same_step && !completed && !retry && request.in_dialog == attempt.in_dialog
+    }
+
+    /// Whether `request` already tried `attempt`'s target.
+    fn tried(&self, request: &Request, attempt: &Attempt) -> bool {
+        request
+            .attempts
+            .iter()
+            .any(|a| a.target_key() == attempt.target_key())
+    }
+
+    /// The trigger action that explains `attempt`, taken up (see the module's note). Only an
+    /// out-of-dialog request takes one up: what a dialog sends is never a locator decision.
+    fn asked_for(&mut self, attempt: &Attempt) -> Option<Mark> {
+        if attempt.in_dialog {
+            return None;
         }
+        let t = attempt.first_sent();
+        let &(mark, until) = self.pending.get(&attempt.method)?;
+        if t < mark.t_ns {
+            return None;
+        }
+        self.pending.remove(&attempt.method);
+        (t <= until).then_some(mark)
+    }
+
+    /// The request a new attempt belongs to.
+    fn request_for(&mut self, attempt: &Attempt) -> usize {
+        let key = (attempt.call_id.clone(), attempt.method.clone());
+        let open = self
+            .open
+            .get(&key)
+            .copied()
+            .filter(|&index| self.continues(&self.requests[index], attempt));
+        // The device's own failover: the last attempt had ended, and this one goes elsewhere.
+        let moves_on = open.is_some_and(|index| {
+            let request = &self.requests[index];
+            !self.tried(request, attempt)
+                && request.attempts.last().is_some_and(|last| {
+                    last.ended_by(attempt.first_sent(), self.failover_codes, self.timeout)
+                })
+        });
+        let asked = if moves_on {
+            None
+        } else {
+            self.asked_for(attempt)
+        };
+        if let (Some(index), None) = (open, asked) {
+            return index;
+        }
+        let call_id = &attempt.call_id;
         let opening = call_id.is_none()
             || !self
                 .requests
@@ -417,8 +592,10 @@ impl Builder<'_> {
                 .any(|r| r.call_id.is_some() && r.call_id == *call_id);
         self.requests.push(Request {
             call_id: call_id.clone(),
-            method: method.to_owned(),
+            method: attempt.method.clone(),
             opening,
+            asked,
+            in_dialog: attempt.in_dialog,
             attempts: Vec::new(),
             others: Vec::new(),
         });
@@ -432,9 +609,12 @@ impl Builder<'_> {
         (server, address, transport): (&str, SocketAddr, Transport),
         method: String,
         summary: &SipSummary,
-        send: Transmission,
+        (send, raw): (Transmission, &[u8]),
         tied: bool,
     ) -> Attempt {
+        // A BYE is sent only inside a dialog (its To tag may be cut from a refusal's quote); a
+        // REGISTER never is (RFC 3261 §10), whatever tag a device copies into its refresh.
+        let in_dialog = method == "BYE" || (method != "REGISTER" && to_tag_partial(raw).is_some());
         Attempt {
             server: server.to_owned(),
             address,
@@ -452,13 +632,13 @@ impl Builder<'_> {
             handshake: None,
             dropped: None,
             epoch: self.epoch,
+            in_dialog,
             connection: None,
         }
     }
 
     fn add_attempt(&mut self, attempt: Attempt) {
-        let method = attempt.method.clone();
-        let index = self.request_for(&attempt.call_id, &method, attempt.cseq);
+        let index = self.request_for(&attempt);
         let key = (
             attempt.call_id.clone(),
             attempt.branch.clone(),
@@ -525,7 +705,7 @@ impl Builder<'_> {
             (&message.server, message.local, message.transport),
             method,
             summary,
-            send,
+            (send, &message.raw),
             true,
         );
         attempt.connection = connection;
@@ -583,7 +763,7 @@ impl Builder<'_> {
             (&refused.server, refused.local, refused.transport),
             method.unwrap_or_else(|| "?".to_owned()),
             summary,
-            send,
+            (send, &refused.raw),
             tied,
         );
         if tied {
@@ -633,6 +813,8 @@ impl Builder<'_> {
                     call_id: None,
                     method: refusal.method.clone(),
                     opening: true,
+                    asked: None,
+                    in_dialog: false,
                     attempts: vec![refusal],
                     others: Vec::new(),
                 });

@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::Context;
-use super::attempts::{Attempt, AttemptEnd, Request};
+use super::attempts::{Attempt, AttemptEnd, Request, cut_short_by, cut_short_left_out, retried_by};
 use super::failures::{Failure, failures, is_failover_status};
-use super::measure::{in_t1, millis, ns, secs, tolerance, within};
+use super::measure::{duration, in_t1, millis, ns, secs, tolerance, within};
 use super::resolution::untried;
 use super::verdict::{Findings, Level, Verdict};
 use crate::timeline::{EventKind, Transport};
@@ -28,10 +28,24 @@ pub(super) fn left_over(
         .collect()
 }
 
+/// What followed a failed attempt after which no other target was tried, for a sentence: the
+/// device's new transaction to the same target (a retry, not a failover), if it began one.
+fn retry_clause(requests: &[Request], attempt: &Attempt, failed_ns: u64) -> String {
+    retried_by(requests, attempt).map_or_else(String::new, |retry| {
+        format!(
+            "; {} later the device began a new transaction to the same target",
+            duration(retry.first_sent().saturating_sub(failed_ns))
+        )
+    })
+}
+
 /// F1: an attempt without any response is followed by the next attempt, to another target, at
 /// Timer B (64·T1) ± 10 %. When the profile declares an earlier failover, F1 only asks that
 /// the move came by Timer B (+10 %): how it compares with the declared time is T4's verdict,
-/// so one wrong wait is not counted twice.
+/// so one wrong wait is not counted twice. A new transaction to the same target after Timer
+/// B/F is the device retrying, not moving on (see [`super::attempts`]): the attempt is judged
+/// as one after which no other target was tried. An attempt cut short by a request srvlab's
+/// trigger asked for is not judged.
 pub fn f1(ctx: &Context) -> Verdict {
     let level = Level::Must;
     let t1 = ctx.profile.t1;
@@ -59,6 +73,7 @@ pub fn f1(ctx: &Context) -> Verdict {
     let mut found = Findings::default();
     let requests = ctx.requests();
     let all = failures(ctx, &requests);
+    let mut cut: Vec<&str> = Vec::new();
     for request in &requests {
         for (i, attempt) in request.attempts.iter().enumerate() {
             if attempt.end != AttemptEnd::Unanswered || !attempt.responses.is_empty() {
@@ -100,21 +115,41 @@ pub fn f1(ctx: &Context) -> Verdict {
                 }
                 None => {
                     let due = start.saturating_add(latest);
+                    if let Some(asked) = cut_short_by(&requests, attempt, due) {
+                        cut.push(&asked.method);
+                        continue;
+                    }
                     let left = left_over(ctx, request, &all, due);
                     if end_ns < due || left.is_empty() {
                         continue;
                     }
                     found.judged += 1;
-                    found.bad.push((
-                        format!(
+                    let fired = start.saturating_add(ns(timer_b));
+                    let sentence = match retried_by(&requests, attempt) {
+                        Some(_) => format!(
+                            "{} fired at {} for {} to {} (64·T1 after it began at {}); no {} target was tried although {} remained{}; {expectation}",
+                            if attempt.method == "INVITE" {
+                                "Timer B"
+                            } else {
+                                "Timer F"
+                            },
+                            secs(fired),
+                            attempt.method,
+                            attempt.describe(),
+                            secs(start),
+                            if i == 0 { "other" } else { "further" },
+                            left.join(", "),
+                            retry_clause(&requests, attempt, fired)
+                        ),
+                        None => format!(
                             "{} to {} got no response and no next attempt followed by {} although {} remained; {expectation}",
                             attempt.method,
                             attempt.describe(),
                             secs(end_ns),
                             left.join(", ")
                         ),
-                        vec![attempt.first_seq()],
-                    ));
+                    };
+                    found.bad.push((sentence, vec![attempt.first_seq()]));
                 }
             }
         }
@@ -131,6 +166,11 @@ pub fn f1(ctx: &Context) -> Verdict {
             expectation.trim_start_matches("expected ")
         ),
     };
+    found.left_out.extend(cut_short_left_out(
+        cut.len(),
+        "unanswered attempt",
+        cut.first().copied().unwrap_or("request"),
+    ));
     found.verdict(
         "F1",
         level,
@@ -178,6 +218,7 @@ pub fn f2(ctx: &Context) -> Verdict {
     let mut stalls: Vec<String> = Vec::new();
     let requests = ctx.requests();
     let all = failures(ctx, &requests);
+    let mut cut: Vec<&str> = Vec::new();
     for request in &requests {
         for (i, attempt) in request.attempts.iter().enumerate() {
             let Some(refusal) = attempt
@@ -234,6 +275,10 @@ pub fn f2(ctx: &Context) -> Verdict {
                 }
                 None => {
                     let due = refusal.t_ns.saturating_add(ns(allowed));
+                    if let Some(asked) = cut_short_by(&requests, attempt, due) {
+                        cut.push(&asked.method);
+                        continue;
+                    }
                     let left = left_over(ctx, request, &all, due);
                     if end_ns < due || left.is_empty() {
                         continue;
@@ -241,12 +286,13 @@ pub fn f2(ctx: &Context) -> Verdict {
                     found.judged += 1;
                     found.bad.push((
                         format!(
-                            "{} to {} {} at {} and no next attempt followed although {} remained",
+                            "{} to {} {} at {} and no next attempt followed although {} remained{}",
                             attempt.method,
                             attempt.describe(),
                             attempt.refused_how(),
                             secs(refusal.t_ns),
-                            left.join(", ")
+                            left.join(", "),
+                            retry_clause(&requests, attempt, refusal.t_ns)
                         ),
                         vec![refusal.seq],
                     ));
@@ -265,6 +311,11 @@ pub fn f2(ctx: &Context) -> Verdict {
             stalls.join("; ")
         );
     }
+    found.left_out.extend(cut_short_left_out(
+        cut.len(),
+        "refused attempt",
+        cut.first().copied().unwrap_or("request"),
+    ));
     found.verdict(
         "F2",
         level,
@@ -278,9 +329,13 @@ pub fn f2(ctx: &Context) -> Verdict {
 /// the 503 of an INVITE is ACKed with the INVITE's branch.
 pub fn f3(ctx: &Context) -> Verdict {
     let level = Level::Must;
+    // The device learns of a 503 at once: a request srvlab asked for this soon after it cut
+    // the move short (as for F2).
+    let allowed = ns(ctx.profile.t1.saturating_add(tolerance(ctx.profile.t1)));
     let mut found = Findings::default();
     let requests = ctx.requests();
     let all = failures(ctx, &requests);
+    let mut cut: Vec<&str> = Vec::new();
     for request in &requests {
         for (i, attempt) in request.attempts.iter().enumerate() {
             let Some(response) = attempt
@@ -289,6 +344,18 @@ pub fn f3(ctx: &Context) -> Verdict {
             else {
                 continue;
             };
+            let due = response.t_ns.saturating_add(allowed);
+            let asked = request
+                .attempts
+                .get(i + 1)
+                .map_or_else(|| cut_short_by(&requests, attempt, due), |_| None);
+            if let Some(asked) = asked {
+                cut.push(&asked.method);
+                // Only the ACK of an INVITE's 503 is left to judge.
+                if attempt.method != "INVITE" {
+                    continue;
+                }
+            }
             found.judged += 1;
             let status = response.status;
             if attempt.method == "INVITE" {
@@ -324,15 +391,17 @@ pub fn f3(ctx: &Context) -> Verdict {
                         "delay_ms": next.first_sent().saturating_sub(response.t_ns) as f64 / 1e6}));
                     found.evidence.push(next.first_seq());
                 }
+                None if asked.is_some() => {}
                 None => {
                     let left = left_over(ctx, request, &all, response.t_ns);
                     if !left.is_empty() {
                         found.bad.push((
                             format!(
-                                "after the {status} from {} at {} no new attempt followed although {} remained",
+                                "after the {status} from {} at {} no new attempt followed although {} remained{}",
                                 attempt.describe(),
                                 secs(response.t_ns),
-                                left.join(", ")
+                                left.join(", "),
+                                retry_clause(&requests, attempt, response.t_ns)
                             ),
                             vec![response.seq],
                         ));
@@ -353,6 +422,11 @@ pub fn f3(ctx: &Context) -> Verdict {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    found.left_out.extend(cut_short_left_out(
+        cut.len(),
+        "failover response",
+        cut.first().copied().unwrap_or("request"),
+    ));
     found.verdict(
         "F3",
         level,

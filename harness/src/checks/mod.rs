@@ -66,9 +66,13 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// The timeline regrouped as the device's requests (see [`attempts`]).
+    /// The timeline regrouped as the device's requests outside dialogs (see [`attempts`]): a
+    /// BYE, a re-INVITE or the ACK of a 2xx follows the dialog's route, not DNS, and no check
+    /// judges it as a decision of the device's locator.
     pub fn requests(&self) -> Vec<Request> {
-        attempts::group(self.events, &self.profile.failover_codes)
+        let mut requests = attempts::group(self.events, self.profile);
+        requests.retain(|r| !r.in_dialog);
+        requests
     }
 
     /// When the last event was recorded: how far the run was watched.
@@ -94,9 +98,7 @@ impl Context<'_> {
     /// How long the device waits for an answer before it moves on: the vendor's declared
     /// failover time (T4) when the profile has one, else Timer B/F (64·T1).
     pub fn timeout(&self) -> Duration {
-        self.profile
-            .failover_after
-            .unwrap_or_else(|| self.profile.timer_b())
+        attempts::give_up_after(self.profile)
     }
 }
 

@@ -24,7 +24,7 @@ use hickory_server::proto::rr::{Name, RecordType};
 use serde_json::json;
 
 use super::Context;
-use super::attempts::{Attempt, Request};
+use super::attempts::{Attempt, Request, asked_left_out};
 use super::failover::left_over;
 use super::failures::{Failure, failure_of, failures, is_dirty, is_failover_status};
 use super::measure::{FLOOR, duration, ns, secs};
@@ -189,6 +189,8 @@ pub fn d4(ctx: &Context) -> Verdict {
     let mut found = Findings::default();
     let mut registrar_failed = 0usize;
     let mut outside_claim = 0usize;
+    // A REGISTER srvlab asked for is no refresh: the device may register afresh when told to.
+    let mut asked = 0usize;
     for request in requests.iter().filter(|r| r.method == "REGISTER") {
         let Some(first) = request.attempts.first() else {
             continue;
@@ -201,6 +203,10 @@ pub fn d4(ctx: &Context) -> Verdict {
         else {
             continue;
         };
+        if request.asked.is_some() {
+            asked += 1;
+            continue;
+        }
         if is_dirty(&all, registrar.key, t) {
             registrar_failed += 1;
             continue;
@@ -253,7 +259,9 @@ pub fn d4(ctx: &Context) -> Verdict {
             "{outside_claim} came outside the declared failback window"
         ));
     }
-    let unexercised = if left_out.is_empty() {
+    let unexercised = if left_out.is_empty() && asked > 0 {
+        "no REGISTER refresh of the device's own followed a successful registration".to_owned()
+    } else if left_out.is_empty() {
         "no REGISTER refresh followed a successful registration".to_owned()
     } else {
         format!(
@@ -261,6 +269,7 @@ pub fn d4(ctx: &Context) -> Verdict {
             left_out.join(", ")
         )
     };
+    found.left_out.extend(asked_left_out(asked, "REGISTER"));
     found.verdict(
         "D4",
         level,
@@ -268,13 +277,16 @@ pub fn d4(ctx: &Context) -> Verdict {
         &unexercised,
         json!({"failback_mode": ctx.profile.failback_mode.map(FailbackMode::name),
             "refreshes_after_registrar_failed": registrar_failed,
-            "refreshes_outside_declared_window": outside_claim}),
+            "refreshes_outside_declared_window": outside_claim,
+            "registers_srvlab_asked_for": asked}),
     )
 }
 
 /// D5 (SHOULD; PROFILE under a declared retry time): after a registration failed at every
 /// target, the next REGISTER of the same device does not come within 1 s — nor before the
-/// retry time the profile declares, less its 10 % spread.
+/// retry time the profile declares, less its 10 % spread. A REGISTER srvlab's trigger asked
+/// for is not the device's retry: the watch of that registration ends when srvlab asked
+/// (judged only if the device had kept quiet long enough by then).
 ///
 /// REGISTER attempts are read in time order: a registration failed everywhere when its last
 /// attempt failed and nothing was left to try, or when the next REGISTER goes to a target
@@ -327,9 +339,12 @@ pub fn d5(ctx: &Context) -> Verdict {
         (a.first_sent(), a.first_seq())
     });
     let attempt = |(ri, ai): (usize, usize)| &requests[ri].attempts[ai];
+    // The REGISTERs srvlab asked for that came after an unfinished or failed registration.
+    let mut asked = 0usize;
     let mut round: Vec<(usize, usize)> = Vec::new();
     for &here in &order {
         let next = attempt(here);
+        let asked_for = requests[here.0].asked.is_some() && here.1 == 0;
         if let Some(&last) = round.last() {
             let previous = attempt(last);
             let completed = previous
@@ -343,7 +358,24 @@ pub fn d5(ctx: &Context) -> Verdict {
                     .iter()
                     .any(|&tried| attempt(tried).target_key() == next.target_key());
             if new_round {
-                if !completed
+                if !completed && asked_for {
+                    asked += 1;
+                    // Watched until srvlab asked: quiet that long after a failure everywhere
+                    // keeps the rule.
+                    let asked_at = next.first_sent();
+                    if let Some((failed_at, seq, _)) = failure_of(ctx, previous, None, asked_at)
+                        && left_over(ctx, &requests[last.0], &all, failed_at).is_empty()
+                        && asked_at.saturating_sub(failed_at) >= ns(min)
+                    {
+                        judge_gap(
+                            &mut found,
+                            round.iter().map(|&k| attempt(k).describe()).collect(),
+                            (failed_at, seq),
+                            None,
+                            (min, &rule),
+                        );
+                    }
+                } else if !completed
                     && let Some((failed_at, seq, _)) = failure_of(ctx, previous, Some(next), end_ns)
                 {
                     judge_gap(
@@ -395,18 +427,28 @@ pub fn d5(ctx: &Context) -> Verdict {
         found.judged,
         secs(ns(min))
     );
+    let unexercised = if asked > 0 {
+        format!(
+            "no registration failed at every target and then left the device to itself for {}: srvlab's trigger asked for the next REGISTER sooner",
+            secs(ns(min))
+        )
+    } else {
+        "no registration failed at every target (or the run ended before the next REGISTER was due)"
+            .to_owned()
+    };
+    found.left_out.extend(asked_left_out(asked, "REGISTER"));
     found.verdict(
         "D5",
         level,
         pass,
-        "no registration failed at every target (or the run ended before the next REGISTER was due)",
+        &unexercised,
         json!({"declared_retry_ms": declared.map(|d| ns(d) as f64 / 1e6),
             "minimum_gap_ms": ns(min) as f64 / 1e6}),
     )
 }
 
-/// One failed registration: the gap to the next REGISTER (`None`: there was none by the end
-/// of the run, which came after `min`).
+/// One failed registration: the gap to the next REGISTER (`None`: none of the device's own
+/// by the end of the run, or by when srvlab's trigger asked for one, which came after `min`).
 fn judge_gap(
     found: &mut Findings,
     tried: Vec<String>,

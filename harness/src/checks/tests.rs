@@ -13,6 +13,7 @@ use crate::timeline::{
 };
 use crate::ua::Rng;
 
+mod device_decisions;
 mod dual_stack_checks;
 mod keep_alive_checks;
 mod registration_checks;
@@ -318,7 +319,7 @@ fn attempts_group_retransmissions_acks_and_steps() {
         .refused_tcp(S52, 2500.0)
         .invite(BACKUP, "z9hG4bKd", "c2", 2501.0);
     let events = tl.events();
-    let requests = attempts::group(&events, &[]);
+    let requests = attempts::group(&events, &profile(None));
     assert_eq!(requests.len(), 3, "{requests:#?}");
     let first = &requests[0];
     assert!(first.opening);
@@ -1709,7 +1710,7 @@ fn a_failed_tls_handshake_is_an_attempt_refused_at_once() {
         tl
     };
     let quick = failed_then(3.0);
-    let requests = crate::checks::attempts::group(&quick.events(), &[]);
+    let requests = crate::checks::attempts::group(&quick.events(), &profile(None));
     assert_eq!(requests.len(), 1, "{requests:?}");
     let first = &requests[0].attempts[0];
     assert_eq!(
@@ -1743,7 +1744,7 @@ fn a_tls_handshake_never_answered_times_out_at_timer_b() {
         tl.send("INVITE", S114, Transport::Tls, "b2", "c1", 1, next_ms + 1.0);
         tl
     };
-    let requests = crate::checks::attempts::group(&stalled_then(1281.0).events(), &[]);
+    let requests = crate::checks::attempts::group(&stalled_then(1281.0).events(), &profile(None));
     assert_eq!(requests[0].attempts[0].end, AttemptEnd::Unanswered);
     assert_eq!(status("F1", &stalled_then(1281.0)), Status::Pass);
     assert_eq!(status("F1", &stalled_then(300.0)), Status::Fail);
@@ -1754,7 +1755,7 @@ fn a_tls_handshake_never_answered_times_out_at_timer_b() {
     tls_connection(&mut idle, S52, DEVICE, 1.0, true);
     idle.send("INVITE", S52, Transport::Tls, "b1", "c1", 1, 5.0);
     tls_connection(&mut idle, S114, DEVICE_2, 6.0, true);
-    let requests = crate::checks::attempts::group(&idle.events(), &[]);
+    let requests = crate::checks::attempts::group(&idle.events(), &profile(None));
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].attempts.len(), 1);
 }
@@ -1868,7 +1869,7 @@ fn a_connection_the_server_reset_under_a_waiting_request_is_a_refusal() {
         tl
     };
     let quick = reset_then(8.0, false);
-    let requests = crate::checks::attempts::group(&quick.events(), &[]);
+    let requests = crate::checks::attempts::group(&quick.events(), &profile(None));
     assert_eq!(requests[0].attempts[0].end, AttemptEnd::Refused);
     assert_eq!(status("F2", &quick), Status::Pass);
     let waited = run("F2", &reset_then(1290.0, false), &profile(None));
@@ -1882,7 +1883,7 @@ fn a_connection_the_server_reset_under_a_waiting_request_is_a_refusal() {
     );
     // The world resetting what is left once srvlab stopped watching is no failure.
     let after = reset_then(1290.0, true);
-    let requests = crate::checks::attempts::group(&after.events(), &[]);
+    let requests = crate::checks::attempts::group(&after.events(), &profile(None));
     assert_eq!(requests[0].attempts[0].end, AttemptEnd::Unanswered);
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::Context;
-use super::attempts::{Attempt, AttemptEnd};
+use super::attempts::{Attempt, AttemptEnd, Request, cut_short_by, cut_short_left_out};
 use super::failover::left_over;
 use super::failures::failures;
 use super::measure::{FLOOR, duration, in_t1, millis, ns, plus_minus, secs, tolerance, within};
@@ -107,7 +107,8 @@ fn judge_copies(ctx: &Context, wanted: fn(&Attempt) -> bool, schedule: Schedule)
     let t1 = schedule.t1;
     let end_ns = ctx.end_ns();
     let mut found = Copies::default();
-    for request in &ctx.requests() {
+    let requests = ctx.requests();
+    for request in &requests {
         for (index, attempt) in request.attempts.iter().enumerate() {
             let unanswered_udp = attempt.transport == Transport::Udp
                 && attempt.responses.is_empty()
@@ -116,12 +117,14 @@ fn judge_copies(ctx: &Context, wanted: fn(&Attempt) -> bool, schedule: Schedule)
                 continue;
             }
             let first = attempt.first_sent();
-            // How long the device had: until it moved on, it gave up, or the run ended.
+            // How long the device had: until it moved on, it gave up, srvlab's trigger asked for
+            // a new request, or the run ended.
             let until = request
                 .attempts
                 .get(index + 1)
                 .map_or(end_ns, Attempt::first_sent)
-                .min(first.saturating_add(ns(ctx.timeout())));
+                .min(first.saturating_add(ns(ctx.timeout())))
+                .min(cut_short_by(&requests, attempt, u64::MAX).map_or(u64::MAX, Request::start));
             let window = until.saturating_sub(first);
             if window <= ns(t1.saturating_add(tolerance(t1))) {
                 continue;
@@ -515,8 +518,13 @@ pub fn t4(ctx: &Context) -> Verdict {
         }
     }
     // Still waiting well past the declared time, with somewhere left to go.
+    let mut cut: Vec<&str> = Vec::new();
     for (request, attempt, start) in stuck {
         let due = start.saturating_add(ns(declared.saturating_add(tolerance(declared))));
+        if let Some(asked) = cut_short_by(&requests, attempt, due) {
+            cut.push(&asked.method);
+            continue;
+        }
         if end_ns < due || left_over(ctx, request, &all, due).is_empty() {
             continue;
         }
@@ -532,6 +540,11 @@ pub fn t4(ctx: &Context) -> Verdict {
             vec![attempt.first_seq()],
         ));
     }
+    found.left_out.extend(cut_short_left_out(
+        cut.len(),
+        "unanswered attempt",
+        cut.first().copied().unwrap_or("request"),
+    ));
     let pass = format!(
         "{} unanswered attempt(s) moved on after {}; {claim}",
         found.judged,

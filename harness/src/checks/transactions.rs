@@ -240,7 +240,9 @@ pub fn t6(ctx: &Context) -> Verdict {
         let (Some(last), Some(next)) = (before.attempts.last(), after.attempts.first()) else {
             continue;
         };
+        // A request srvlab's trigger asked for is no failover, whatever its Call-ID.
         if !after.opening
+            || after.asked.is_some()
             || after.method != before.method
             || after.call_id == before.call_id
             || !failed(ctx, before)

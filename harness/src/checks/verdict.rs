@@ -86,6 +86,9 @@ pub(crate) struct Findings {
     pub bad: Vec<(String, Vec<u64>)>,
     pub evidence: Vec<u64>,
     pub measured: Vec<serde_json::Value>,
+    /// What the check did not judge and why ("1 REGISTER srvlab's trigger asked for is left
+    /// out"): said in parentheses after whichever sentence the verdict gets.
+    pub left_out: Vec<String>,
 }
 
 impl Findings {
@@ -103,6 +106,12 @@ impl Findings {
         }
         figures["measured"] = json!(self.measured);
         figures["judged"] = json!(self.judged);
+        let aside = if self.left_out.is_empty() {
+            String::new()
+        } else {
+            figures["left_out"] = json!(self.left_out);
+            format!(" ({})", self.left_out.join("; "))
+        };
         if let Some((sentence, seqs)) = self.bad.first() {
             let more = if self.bad.len() > 1 {
                 format!(" ({} of {} cases)", self.bad.len(), self.judged.max(1))
@@ -113,16 +122,21 @@ impl Findings {
                 id,
                 level,
                 Verdict::violation(level),
-                format!("{sentence}{more}"),
+                format!("{sentence}{more}{aside}"),
             )
             .with_evidence(seqs.clone())
             .with_figures(figures);
         }
         if self.judged == 0 {
-            return Verdict::new(id, level, Status::Inconclusive, unexercised)
-                .with_figures(figures);
+            return Verdict::new(
+                id,
+                level,
+                Status::Inconclusive,
+                format!("{unexercised}{aside}"),
+            )
+            .with_figures(figures);
         }
-        Verdict::new(id, level, Status::Pass, pass)
+        Verdict::new(id, level, Status::Pass, format!("{pass}{aside}"))
             .with_evidence(self.evidence)
             .with_figures(figures)
     }

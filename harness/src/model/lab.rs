@@ -237,6 +237,17 @@ impl Action {
         }
     }
 
+    /// The request the action asks the device to send, if any.
+    pub fn method(self) -> Option<&'static str> {
+        match self {
+            Self::Register => Some("REGISTER"),
+            Self::Call => Some("INVITE"),
+            Self::Options => Some("OPTIONS"),
+            Self::Hangup => Some("BYE"),
+            Self::Reset => None,
+        }
+    }
+
     /// What a person is asked to do when the lab does not say.
     fn default_prompt(self) -> &'static str {
         match self {

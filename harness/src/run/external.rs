@@ -69,6 +69,7 @@ pub fn traffic_source(event: &Event) -> Option<IpAddr> {
         | EventKind::PhaseChanged(_)
         | EventKind::Step { .. }
         | EventKind::Note { .. }
+        | EventKind::Trigger { .. }
         | EventKind::Stopped { .. }
         | EventKind::HostDelay { .. }
         | EventKind::HostStall { .. } => return None,
@@ -264,19 +265,31 @@ impl Driver<'_> {
     }
 
     async fn fire(&mut self, action: Action) -> String {
-        let limit = self.lab.device.act_within;
-        match trigger::fire(&self.lab.trigger, action, &self.vars, limit, &say).await {
+        match self.ask(action).await {
             Ok(done) | Err(done) => done,
         }
     }
 
+    /// Fires the trigger's `action`. When it can reach the device (the lab has the action and
+    /// is not passive), the timeline says so first: what the device sends next for it is
+    /// srvlab's doing, not a decision of its own (CONFORMANCE: checks judge only the latter).
+    async fn ask(&mut self, action: Action) -> trigger::Fired {
+        let limit = self.lab.device.act_within;
+        let asks = self.lab.trigger.kind != crate::model::lab::TriggerKind::Passive
+            && self.lab.trigger.template(action).is_some();
+        if asks {
+            self.world.timeline().record(EventKind::Trigger {
+                action: action.name().to_owned(),
+                method: action.method().map(str::to_owned),
+                within_ns: u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX),
+            });
+        }
+        trigger::fire(&self.lab.trigger, action, &self.vars, limit, &say).await
+    }
+
     /// One request the device must send, followed until it is over.
     async fn request(&mut self, action: Action) {
-        let method = match action {
-            Action::Register => "REGISTER",
-            Action::Call => "INVITE",
-            _ => "OPTIONS",
-        };
+        let method = action.method().unwrap_or("OPTIONS");
         let within = self.lab.device.act_within;
         self.requests += 1;
         self.vars.request = self.requests.to_string();
@@ -286,7 +299,7 @@ impl Driver<'_> {
             self.forget_pending();
         }
         let asked = Instant::now();
-        let fired = trigger::fire(&self.lab.trigger, action, &self.vars, within, &say).await;
+        let fired = self.ask(action).await;
         let step = self.vars.step.clone();
         // Whether the device acted is read from the wire, not from the trigger: a program that
         // drove the device and then exited non-zero (a rejected call) still made it act. After
@@ -525,6 +538,7 @@ fn is_activity(event: &Event) -> bool {
             | EventKind::PhaseChanged(_)
             | EventKind::Step { .. }
             | EventKind::Note { .. }
+            | EventKind::Trigger { .. }
             | EventKind::Stopped { .. }
             | EventKind::HostDelay { .. }
             | EventKind::HostStall { .. }

@@ -676,6 +676,7 @@ fn kind_name(kind: &EventKind) -> &'static str {
         EventKind::PhaseChanged(_) => "phase",
         EventKind::Step { .. } => "step",
         EventKind::Note { .. } | EventKind::Stopped { .. } => "note",
+        EventKind::Trigger { .. } => "trigger",
         EventKind::HostDelay { .. } | EventKind::HostStall { .. } => "host delay",
     }
 }

@@ -550,6 +550,7 @@ fn mark_of(
         EventKind::TlsBytes(_)
         | EventKind::TlsSecret(_)
         | EventKind::Note { .. }
+        | EventKind::Trigger { .. }
         | EventKind::Stopped { .. }
         | EventKind::HostDelay { .. }
         | EventKind::HostStall { .. } => return None,

@@ -5,7 +5,7 @@
 //! - [`message`]: the message, its headers and what they say; exact bytes out.
 //! - `parse`: the strict parser ([`Message::parse`], [`ParseError`]).
 //! - [`via`]: one Via value.
-//! - [`summary`]: [`summarize_partial`] for truncated or broken payloads.
+//! - [`summary`]: [`summarize_partial`] and [`to_tag_partial`] for truncated or broken payloads.
 //! - [`builder`]: responses to requests, a message builder, reason phrases.
 //! - [`framing`]: [`StreamFramer`], messages (and keep-alives) out of a TCP stream.
 //! - [`keepalive`]: RFC 5626 keep-alives told from SIP; the STUN Binding response.
@@ -25,5 +25,5 @@ pub use builder::{MessageBuilder, reason_phrase, response_to, response_to_with_t
 pub use framing::{Framed, FramingError, StreamFramer};
 pub use message::{Header, Message, StartLine};
 pub use parse::ParseError;
-pub use summary::summarize_partial;
+pub use summary::{summarize_partial, to_tag_partial};
 pub use via::Via;

@@ -1,7 +1,9 @@
 //! What a possibly truncated SIP payload says about itself, for the timeline: the first bytes
 //! of a datagram quoted in an ICMP error, or bytes too broken to parse. Never fails.
 
-use super::syntax::{Lines, WSP, canonical_name, digits, is_token, split_outside, starts_with_wsp};
+use super::syntax::{
+    Lines, WSP, canonical_name, digits, is_token, name_addr_params, split_outside, starts_with_wsp,
+};
 use super::via::Via;
 use crate::timeline::SipSummary;
 
@@ -10,21 +12,47 @@ use crate::timeline::SipSummary;
 /// payload cut right after a line end is left out.
 pub fn summarize_partial(bytes: &[u8]) -> SipSummary {
     let mut summary = SipSummary::default();
-    let mut lines = Lines::new(bytes).skip_while(|line| line.text.is_empty() && line.terminated);
-    let Some(first) = lines.next() else {
+    let Some((start, headers)) = complete_parts(bytes) else {
         return summary;
     };
-    if !first.terminated {
-        return summary;
-    }
-    if let Ok(text) = std::str::from_utf8(first.text) {
+    if let Some(text) = start {
         read_start_line(&mut summary, text);
     }
-
     let mut reader = HeaderReader {
         summary,
         seen_via: false,
     };
+    for (name, value) in &headers {
+        reader.take(name, value);
+    }
+    reader.summary
+}
+
+/// The To header's tag (RFC 3261 §12: a request that carries one is inside a dialog), read
+/// from complete lines only, as [`summarize_partial`] reads.
+pub fn to_tag_partial(bytes: &[u8]) -> Option<String> {
+    let (_, headers) = complete_parts(bytes)?;
+    let (_, value) = headers
+        .iter()
+        .find(|(name, _)| canonical_name(name) == "to")?;
+    name_addr_params(value)
+        .into_iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("tag"))
+        .and_then(|(_, tag)| tag.map(str::to_owned))
+}
+
+/// The start line (`None` when it is not UTF-8) and every complete header as (name, unfolded
+/// value), or `None` when not even the start line is complete.
+type Parts<'a> = (Option<&'a str>, Vec<(String, String)>);
+
+fn complete_parts(bytes: &[u8]) -> Option<Parts<'_>> {
+    let mut lines = Lines::new(bytes).skip_while(|line| line.text.is_empty() && line.terminated);
+    let first = lines.next()?;
+    if !first.terminated {
+        return None;
+    }
+    let start = std::str::from_utf8(first.text).ok();
+    let mut headers = Vec::new();
     // The header being read: name and unfolded value; `None` while skipping an unreadable line.
     let mut current: Option<(String, String)> = None;
     for line in lines {
@@ -48,7 +76,8 @@ pub fn summarize_partial(bytes: &[u8]) -> SipSummary {
         }
         // Any other line, even a cut-off one, shows the previous header is complete.
         if let Some((name, value)) = current.take() {
-            reader.take(&name, value.trim_matches(WSP));
+            let value = value.trim_matches(WSP).to_owned();
+            headers.push((name, value));
         }
         if !line.terminated || line.text.is_empty() {
             break;
@@ -58,7 +87,7 @@ pub fn summarize_partial(bytes: &[u8]) -> SipSummary {
             .and_then(|text| text.split_once(':'))
             .map(|(name, value)| (name.trim_end_matches(WSP).to_owned(), value.to_owned()));
     }
-    reader.summary
+    Some((start, headers))
 }
 
 fn read_start_line(summary: &mut SipSummary, text: &str) {
@@ -134,6 +163,18 @@ mod tests {
         let summary = summarize_partial(INVITE.get(..end).unwrap());
         assert_eq!(summary.call_id.as_deref(), Some("a84b4c76e66710"));
         assert_eq!(summary.cseq, None);
+    }
+
+    #[test]
+    fn the_to_tag_is_read_from_complete_lines() {
+        let bye =
+            b"BYE sip:bob@192.0.2.4 SIP/2.0\r\nt: <sip:bob@b;tag=uri>;tag=srv9\r\nCall-ID: x\r\n";
+        assert_eq!(to_tag_partial(bye).as_deref(), Some("srv9"));
+        // The To line is the last complete one: it may be folded on, so it does not count.
+        let cut = b"BYE sip:bob@192.0.2.4 SIP/2.0\r\nTo: <sip:bob@b>;tag=srv9\r\n";
+        assert_eq!(to_tag_partial(cut), None);
+        assert_eq!(to_tag_partial(INVITE), None);
+        assert_eq!(to_tag_partial(b"\xff\r\n"), None);
     }
 
     #[test]

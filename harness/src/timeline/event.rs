@@ -413,6 +413,15 @@ pub enum EventKind {
     Note {
         text: String,
     },
+    /// srvlab fired the lab's trigger `action`, asking a real device to act: the `method`
+    /// request it asks for, begun within `within_ns`, is srvlab's doing rather than the
+    /// device's own decision (its outcome follows as a note).
+    Trigger {
+        action: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        method: Option<String>,
+        within_ns: u64,
+    },
     /// srvlab's own reference UA sent what a timer was due to send `late_ns` late, because the
     /// host did not run it on time. A fact about the harness: timing checks do not hold such a
     /// copy against the device (a real device never reports this).
@@ -599,6 +608,13 @@ impl fmt::Display for Event {
             ),
             EventKind::Step { name } => write!(f, "step {name}"),
             EventKind::Note { text } => write!(f, "note {text}"),
+            EventKind::Trigger {
+                action, within_ns, ..
+            } => write!(
+                f,
+                "trigger {action}: srvlab asks the device to act within {:.3} s",
+                *within_ns as f64 / 1e9
+            ),
             EventKind::Stopped { text } => write!(f, "stopped {text}"),
             EventKind::HostDelay { late_ns } => write!(
                 f,

@@ -125,7 +125,7 @@ fn a_keep_alive_is_no_attempt() {
         // Only the best priority was ever tried: the backup's ping says nothing of the order.
         let l11 = judged("L11", &during);
         assert_eq!(l11.status, Status::Inconclusive, "L11: {}", l11.sentence);
-        let requests = attempts::group(&between.events(), &[]);
+        let requests = attempts::group(&between.events(), &profile(Some(10)));
         let attempts: Vec<usize> = requests.iter().map(|r| r.attempts.len()).collect();
         assert_eq!(attempts, [2, 1], "{requests:#?}");
     }
