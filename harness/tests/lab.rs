@@ -33,6 +33,23 @@ fn report(out: &std::path::Path) -> serde_json::Value {
         .expect("JSON")
 }
 
+/// A lab whose command trigger has only a `call` action, and one that makes nothing happen
+/// (`true`): a device that never acts, 1 s to act.
+fn calls_only_lab(name: &str) -> PathBuf {
+    let dir = out_dir(&format!("{name}-lab"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lab = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &lab,
+        format!(
+            "lab: {name}\ndns: 127.0.0.1:5397\naddresses: [127.0.64.1, 127.0.64.2]\ndevice:\n  address: 127.0.0.1\n  profile: {}\n  act_within: 1s\ntrigger:\n  kind: command\n  call: [\"true\"]\n",
+            root().join("fixtures/profiles/reference.yaml").display()
+        ),
+    )
+    .unwrap();
+    lab
+}
+
 #[test]
 fn a_command_triggered_device_is_judged_on_its_own_traffic() {
     let _lab = lock();
@@ -84,17 +101,7 @@ fn a_command_triggered_device_is_judged_on_its_own_traffic() {
 #[test]
 fn a_device_that_never_acts_is_inconclusive_and_the_run_exits_3() {
     let _lab = lock();
-    let dir = out_dir("silent-lab");
-    std::fs::create_dir_all(&dir).unwrap();
-    let lab = dir.join("silent.yaml");
-    std::fs::write(
-        &lab,
-        format!(
-            "lab: silent\ndns: 127.0.0.1:5397\naddresses: [127.0.64.1, 127.0.64.2]\ndevice:\n  address: 127.0.0.1\n  profile: {}\n  act_within: 1s\ntrigger:\n  kind: command\n  call: [\"true\"]\n",
-            root().join("fixtures/profiles/reference.yaml").display()
-        ),
-    )
-    .unwrap();
+    let lab = calls_only_lab("silent");
     let out = out_dir("silent");
     let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_srvlab"))
@@ -679,17 +686,7 @@ fn a_real_device_is_judged_against_its_own_profile_not_the_cases_wishes() {
 #[test]
 fn a_case_needing_an_action_the_lab_lacks_is_not_applicable_and_said_so() {
     let _lab = lock();
-    let dir = out_dir("no-register-lab");
-    std::fs::create_dir_all(&dir).unwrap();
-    let lab = dir.join("calls-only.yaml");
-    std::fs::write(
-        &lab,
-        format!(
-            "lab: calls-only\ndns: 127.0.0.1:5397\naddresses: [127.0.64.1, 127.0.64.2]\ndevice:\n  address: 127.0.0.1\n  profile: {}\n  act_within: 1s\ntrigger:\n  kind: command\n  call: [\"true\"]\n",
-            root().join("fixtures/profiles/reference.yaml").display()
-        ),
-    )
-    .unwrap();
+    let lab = calls_only_lab("calls-only");
     let doctor = Command::new(env!("CARGO_BIN_EXE_srvlab"))
         .args(["doctor", "--lab"])
         .arg(&lab)

@@ -339,6 +339,23 @@ pub fn d5(ctx: &Context) -> Verdict {
         (a.first_sent(), a.first_seq())
     });
     let attempt = |(ri, ai): (usize, usize)| &requests[ri].attempts[ai];
+    // A round whose last attempt failed with no target left, followed by at least `min` of
+    // quiet until `until` (srvlab's next REGISTER, or the end of the run), keeps the rule.
+    let quiet_until = |found: &mut Findings, round: &[(usize, usize)], until: u64| {
+        let Some(&last) = round.last() else { return };
+        if let Some((failed_at, seq, _)) = failure_of(ctx, attempt(last), None, until)
+            && left_over(ctx, &requests[last.0], &all, failed_at).is_empty()
+            && until.saturating_sub(failed_at) >= ns(min)
+        {
+            judge_gap(
+                found,
+                round.iter().map(|&k| attempt(k).describe()).collect(),
+                (failed_at, seq),
+                None,
+                (min, &rule),
+            );
+        }
+    };
     // The REGISTERs srvlab asked for that came after an unfinished or failed registration.
     let mut asked = 0usize;
     let mut round: Vec<(usize, usize)> = Vec::new();
@@ -360,21 +377,8 @@ pub fn d5(ctx: &Context) -> Verdict {
             if new_round {
                 if !completed && asked_for {
                     asked += 1;
-                    // Watched until srvlab asked: quiet that long after a failure everywhere
-                    // keeps the rule.
-                    let asked_at = next.first_sent();
-                    if let Some((failed_at, seq, _)) = failure_of(ctx, previous, None, asked_at)
-                        && left_over(ctx, &requests[last.0], &all, failed_at).is_empty()
-                        && asked_at.saturating_sub(failed_at) >= ns(min)
-                    {
-                        judge_gap(
-                            &mut found,
-                            round.iter().map(|&k| attempt(k).describe()).collect(),
-                            (failed_at, seq),
-                            None,
-                            (min, &rule),
-                        );
-                    }
+                    // Watched until srvlab asked.
+                    quiet_until(&mut found, &round, next.first_sent());
                 } else if !completed
                     && let Some((failed_at, seq, _)) = failure_of(ctx, previous, Some(next), end_ns)
                 {
@@ -392,21 +396,7 @@ pub fn d5(ctx: &Context) -> Verdict {
         round.push(here);
     }
     // The last registration, if it failed with nothing left, and the run went on.
-    if let Some(&last) = round.last() {
-        let previous = attempt(last);
-        if let Some((failed_at, seq, _)) = failure_of(ctx, previous, None, end_ns)
-            && left_over(ctx, &requests[last.0], &all, failed_at).is_empty()
-            && end_ns.saturating_sub(failed_at) >= ns(min)
-        {
-            judge_gap(
-                &mut found,
-                round.iter().map(|&k| attempt(k).describe()).collect(),
-                (failed_at, seq),
-                None,
-                (min, &rule),
-            );
-        }
-    }
+    quiet_until(&mut found, &round, end_ns);
     let gaps: Vec<f64> = found
         .measured
         .iter()

@@ -1001,6 +1001,47 @@ fn c1_one_resolution_per_transaction() {
     assert_eq!(status("C1", &once), Status::Inconclusive);
 }
 
+/// Shared by the D3–D6 and device-decision tests.
+/// `server` answers the `method` of `branch` (CSeq `cseq`) with `status`.
+#[allow(clippy::too_many_arguments)]
+fn sip_answer(
+    tl: &mut Tl,
+    server: &str,
+    status: u16,
+    method: &str,
+    branch: &str,
+    call_id: &str,
+    cseq: u32,
+    t_ms: f64,
+) {
+    let summary = SipSummary {
+        status: Some(status),
+        reason: Some("Whatever".into()),
+        call_id: Some(call_id.into()),
+        cseq: Some(format!("{cseq} {method}")),
+        branch: Some(branch.into()),
+        ..SipSummary::default()
+    };
+    tl.at(
+        t_ms,
+        EventKind::SipSent(Tl::message(server, Transport::Udp, summary, Vec::new())),
+    );
+}
+
+/// A REGISTER (`cseq`) to `server` that gets a 200.
+fn registered(tl: &mut Tl, server: &str, branch: &str, cseq: u32, t_ms: f64) {
+    tl.send(
+        "REGISTER",
+        server,
+        Transport::Udp,
+        branch,
+        "reg",
+        cseq,
+        t_ms,
+    );
+    sip_answer(tl, server, 200, "REGISTER", branch, "reg", cseq, t_ms + 1.0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Weights.
 

@@ -21,32 +21,6 @@ fn trigger(tl: &mut Tl, action: &str, t_ms: f64, within_ms: f64) {
     );
 }
 
-/// `server` answers `method` (CSeq `cseq`) of `branch` with `status`.
-#[allow(clippy::too_many_arguments)]
-fn answer(
-    tl: &mut Tl,
-    server: &str,
-    status: u16,
-    method: &str,
-    branch: &str,
-    call_id: &str,
-    cseq: u32,
-    t_ms: f64,
-) {
-    let summary = SipSummary {
-        status: Some(status),
-        reason: Some("Whatever".into()),
-        call_id: Some(call_id.into()),
-        cseq: Some(format!("{cseq} {method}")),
-        branch: Some(branch.into()),
-        ..SipSummary::default()
-    };
-    tl.at(
-        t_ms,
-        EventKind::SipSent(Tl::message(server, Transport::Udp, summary, Vec::new())),
-    );
-}
-
 /// An unanswered UDP REGISTER (branch, Call-ID "reg", `cseq`) from `t_ms` with RFC 3261
 /// retransmissions (T1 = 20 ms, T2 = 4 s) until `until_ms`.
 fn stalled_register(tl: &mut Tl, server: &str, branch: &str, cseq: u32, t_ms: f64, until_ms: f64) {
@@ -65,20 +39,6 @@ fn stalled_register(tl: &mut Tl, server: &str, branch: &str, cseq: u32, t_ms: f6
         offset += interval;
         interval *= 2.0;
     }
-}
-
-/// A REGISTER (Call-ID "reg") to `server` answered 200 a millisecond later.
-fn registered(tl: &mut Tl, server: &str, branch: &str, cseq: u32, t_ms: f64) {
-    tl.send(
-        "REGISTER",
-        server,
-        Transport::Udp,
-        branch,
-        "reg",
-        cseq,
-        t_ms,
-    );
-    answer(tl, server, 200, "REGISTER", branch, "reg", cseq, t_ms + 1.0);
 }
 
 #[test]

@@ -3,46 +3,6 @@
 use super::*;
 use crate::model::profile::FailbackMode;
 
-/// `server` answers the `method` of `branch` (CSeq `cseq`) with `status`.
-#[allow(clippy::too_many_arguments)]
-fn answer(
-    tl: &mut Tl,
-    server: &str,
-    status: u16,
-    method: &str,
-    branch: &str,
-    call_id: &str,
-    cseq: u32,
-    t_ms: f64,
-) {
-    let summary = SipSummary {
-        status: Some(status),
-        reason: Some("Whatever".into()),
-        call_id: Some(call_id.into()),
-        cseq: Some(format!("{cseq} {method}")),
-        branch: Some(branch.into()),
-        ..SipSummary::default()
-    };
-    tl.at(
-        t_ms,
-        EventKind::SipSent(Tl::message(server, Transport::Udp, summary, Vec::new())),
-    );
-}
-
-/// A REGISTER (`cseq`) to `server` that gets a 200.
-fn registered(tl: &mut Tl, server: &str, branch: &str, cseq: u32, t_ms: f64) {
-    tl.send(
-        "REGISTER",
-        server,
-        Transport::Udp,
-        branch,
-        "reg",
-        cseq,
-        t_ms,
-    );
-    answer(tl, server, 200, "REGISTER", branch, "reg", cseq, t_ms + 1.0);
-}
-
 /// A registration with sipserver114 at 0 s and a refresh to `refresh_to` at 1 s.
 fn refresh(refresh_to: &str) -> Tl {
     let mut tl = Tl::default();
@@ -248,7 +208,7 @@ fn d5_is_inconclusive_when_no_registration_failed() {
     let mut tl = Tl::default();
     tl.query(UDP, "SRV", 0.0)
         .send("REGISTER", S52, Transport::Udp, "b1", "reg", 1, 1.0);
-    answer(&mut tl, S52, 503, "REGISTER", "b1", "reg", 1, 2.0);
+    sip_answer(&mut tl, S52, 503, "REGISTER", "b1", "reg", 1, 2.0);
     registered(&mut tl, S114, "b2", 2, 3.0);
     assert_eq!(status("D5", &tl), Status::Inconclusive);
 }
