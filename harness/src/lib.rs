@@ -18,11 +18,14 @@
 //! - [`tls`]: the run's test CA (or a lab's own), server certificates and rustls
 //!   configurations.
 //!
+//! - [`fuzz`]: one entry point per parser of outside input, for `fuzz/` and its replay test.
+//!
 //! `main.rs` only parses the command line; `commands/` carries each subcommand out.
 
 pub mod capture;
 pub mod checks;
 pub mod dns;
+pub mod fuzz;
 pub mod model;
 pub mod run;
 pub mod servers;

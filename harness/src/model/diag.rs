@@ -24,13 +24,32 @@ impl SourceFile {
     /// Reads a file; a file that cannot be read becomes a diagnostic at 0:0.
     pub fn read(path: &Path) -> Result<Arc<Self>, Box<Diagnostic>> {
         let shown = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => Ok(Self::new(shown, text)),
+        match std::fs::read(path) {
+            Ok(bytes) => Self::from_bytes(shown, bytes),
             Err(err) => {
                 let file = Self::new(shown, String::new());
                 Err(Box::new(Diagnostic::error(
                     Span::new(&file, 0, 0),
                     format!("cannot read file: {err}"),
+                )))
+            }
+        }
+    }
+
+    /// A file's bytes as text, the way [`SourceFile::read`] takes them (the fuzz targets feed
+    /// the loaders through here); text that is not UTF-8 becomes a diagnostic.
+    pub fn from_bytes(
+        path: impl Into<String>,
+        bytes: Vec<u8>,
+    ) -> Result<Arc<Self>, Box<Diagnostic>> {
+        let path = path.into();
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(Self::new(path, text)),
+            Err(err) => {
+                let file = Self::new(path, String::new());
+                Err(Box::new(Diagnostic::error(
+                    Span::new(&file, 0, 0),
+                    format!("cannot read file: {}", err.utf8_error()),
                 )))
             }
         }

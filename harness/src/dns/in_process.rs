@@ -1,0 +1,141 @@
+//! The server's answer to one query's bytes without sockets: hickory's decode, srvlab's handler
+//! (faults, additional section, recording) and hickory's own response handle encoding the
+//! answer, the steps `Server` takes for one packet. The fuzz target and tests drive the real
+//! handler through it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hickory_server::net::BufDnsStreamHandle;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::proto::op::{Header, MessageType, ResponseCode};
+use hickory_server::proto::serialize::binary::{BinDecodable, BinDecoder};
+use hickory_server::server::{Request, RequestHandler, ResponseHandle, ResponseHandler};
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
+
+use super::DnsError;
+use super::handler::{ObservedHandler, Shared};
+use super::server::build_world;
+use crate::model::zone::ZoneSet;
+use crate::timeline::{Timeline, Transport};
+
+/// One listener of srvlab's DNS server, fed packets by hand.
+pub struct InProcess {
+    handler: ObservedHandler,
+}
+
+impl InProcess {
+    /// Serves `zones` (with their faults) as if listening on `local`, recording on `timeline`.
+    pub fn new(zones: ZoneSet, local: SocketAddr, timeline: Timeline) -> Result<Self, DnsError> {
+        let faults = zones.faults().cloned().collect();
+        let world = build_world(zones, 1)?;
+        Ok(Self {
+            handler: ObservedHandler {
+                shared: Arc::new(Shared::new(world, faults, timeline)),
+                local,
+            },
+        })
+    }
+
+    /// The bytes the server sends back to `client` for the message `raw` over `transport`,
+    /// or `None` when it sends nothing.
+    pub async fn answer(
+        &self,
+        raw: Vec<u8>,
+        client: SocketAddr,
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
+        let protocol = match transport {
+            Transport::Udp => Protocol::Udp,
+            // srvlab's server listens on UDP and TCP only.
+            Transport::Tcp | Transport::Tls => Protocol::Tcp,
+        };
+        let (stream, mut sent) = BufDnsStreamHandle::new(client);
+        let mut response = ResponseHandle::new(client, stream, protocol);
+        // As hickory's `Server` does: no header, no answer; a header but an undecodable rest,
+        // FORMERR; a response, ignored (no reflection).
+        let header = Header::read(&mut BinDecoder::new(&raw)).ok()?;
+        match Request::from_bytes(raw, client, protocol) {
+            Ok(request) if request.metadata.message_type == MessageType::Response => return None,
+            Ok(request) => {
+                self.handler
+                    .handle_request::<_, TokioTime>(&request, response)
+                    .await;
+            }
+            Err(_) => {
+                let queries = Queries::read(&mut BinDecoder::new(&[]), 0).ok()?;
+                let error = MessageResponseBuilder::new(&queries, None)
+                    .error_msg(&header.metadata, ResponseCode::FormErr);
+                response.send_response(error).await.ok()?;
+            }
+        }
+        let message = sent.get_mut().get_mut().try_recv().ok()?;
+        Some(message.into_parts().0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_server::proto::op::{Message, Query};
+    use hickory_server::proto::rr::{Name, RecordType};
+
+    use super::*;
+    use crate::model::diag::SourceFile;
+    use crate::timeline::EventKind;
+
+    const ZONE: &str = "origin: lab.test.\nttl: 60\nrecords:\n\
+        - SRV: {name: _sip._udp, priority: 1, weight: 1, port: 5060, target: host}\n\
+        - A: {name: host, address: 127.0.93.7}\n";
+
+    fn served() -> (InProcess, Timeline) {
+        let (zones, found) = ZoneSet::parse(&[SourceFile::new("lab.yaml", ZONE)]);
+        let zones = zones.unwrap_or_else(|| panic!("{found}"));
+        let timeline = Timeline::new();
+        let local = "127.0.93.53:53".parse().unwrap();
+        (
+            InProcess::new(zones, local, timeline.clone()).unwrap(),
+            timeline,
+        )
+    }
+
+    #[tokio::test]
+    async fn answers_a_query_and_records_the_bytes_it_sent() {
+        let (server, timeline) = served();
+        let mut query = Message::query();
+        query.metadata.id = 7;
+        query.add_query(Query::query(
+            Name::from_ascii("_sip._udp.lab.test.").unwrap(),
+            RecordType::SRV,
+        ));
+        let client = "127.0.93.10:5060".parse().unwrap();
+        let sent = server
+            .answer(query.to_vec().unwrap(), client, Transport::Udp)
+            .await
+            .expect("an answer");
+        let answer = Message::from_vec(&sent).unwrap();
+        assert_eq!(answer.metadata.id, 7);
+        assert_eq!(answer.answers.len(), 1);
+        let recorded = timeline.events().into_iter().find_map(|e| match e.kind {
+            EventKind::DnsAnswer(answer) => Some(answer.raw),
+            _ => None,
+        });
+        assert_eq!(recorded, Some(sent));
+    }
+
+    #[tokio::test]
+    async fn what_hickory_would_not_answer_gets_nothing_or_formerr() {
+        let (server, _) = served();
+        let client = "127.0.93.10:5060".parse().unwrap();
+        // Shorter than a header: no answer, as hickory's server.
+        assert_eq!(
+            server.answer(vec![0; 5], client, Transport::Udp).await,
+            None
+        );
+        // A header claiming a question that is not there: FORMERR.
+        let header = vec![0, 9, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        let sent = server.answer(header, client, Transport::Udp).await.unwrap();
+        let answer = Message::from_vec(&sent).unwrap();
+        assert_eq!(u16::from(answer.metadata.response_code), 1);
+    }
+}
