@@ -174,8 +174,7 @@ pub fn dns_query(data: &[u8]) {
         Transport::Udp
     };
     let timeline = Timeline::new();
-    let server = InProcess::new(fuzz_zones(), SERVER, timeline.clone())
-        .unwrap_or_else(|err| panic!("the fuzz zones do not load into the server: {err}"));
+    let server = FUZZ_SERVER.with(|server| server.restarted(timeline.clone()));
     let answer = runtime().block_on(server.answer(query.to_vec(), CLIENT, transport));
 
     let events = timeline.events();
@@ -221,45 +220,46 @@ const CLIENT: SocketAddr = SocketAddr::new(
     5060,
 );
 
+thread_local! {
+    /// Built once: each input gets it restarted, with fresh faults and an empty timeline.
+    static FUZZ_SERVER: InProcess = InProcess::new(fuzz_zones(), SERVER, Timeline::new())
+        .unwrap_or_else(|err| panic!("the fuzz zones do not load into the server: {err}"));
+}
+
 /// One zone with everything the handler treats apart: NAPTR, many SRV targets (answers
 /// longer than 512 and 1232 bytes), A/AAAA, a CNAME, each fault kind, and a second zone
 /// without additional records.
 fn fuzz_zones() -> ZoneSet {
-    thread_local! {
-        static ZONES: ZoneSet = {
-            let mut many = String::new();
-            for i in 0..60 {
-                many.push_str(&format!(
-                    "- SRV: {{name: _sip._tcp, priority: {}, weight: {i}, port: 5060, target: s{i}}}\n- A: {{name: s{i}, address: 127.0.93.{}}}\n- AAAA: {{name: s{i}, address: \"fd00::{i}\"}}\n",
-                    i % 3,
-                    i + 1
-                ));
-            }
-            let fuzz = format!(
-                "origin: fuzz.test.\nttl: 300\nadditional: all\nrecords:\n\
-                 - NAPTR: {{name: \"@\", order: 1, preference: 10, flags: s, service: SIP+D2U, regexp: \"\", replacement: _sip._udp}}\n\
-                 - NAPTR: {{name: \"@\", order: 2, preference: 10, flags: s, service: SIP+D2T, regexp: \"\", replacement: _sip._tcp}}\n\
-                 - SRV: {{name: _sip._udp, priority: 1, weight: 0, port: 5060, target: s1}}\n\
-                 - SRV: {{name: none, priority: 0, weight: 0, port: 0, target: .}}\n\
-                 - CNAME: {{name: alias, target: s2}}\n{many}\
-                 faults:\n\
-                 - {{name: timeout, fault: timeout}}\n\
-                 - {{name: servfail, fault: servfail}}\n\
-                 - {{name: _sip._udp, type: SRV, fault: truncate, times: 1}}\n\
-                 - {{name: s3, type: A, fault: timeout, times: 1}}\n"
-            );
-            let other = "origin: other.test.\nttl: 60\nadditional: none\nrecords:\n\
-                 - SRV: {name: _sip._udp, priority: 1, weight: 1, port: 5060, target: host}\n\
-                 - A: {name: host, address: 127.0.93.99}\n";
-            let files = [
-                SourceFile::new("fuzz.test.yaml", fuzz),
-                SourceFile::new("other.test.yaml", other),
-            ];
-            let (zones, diagnostics) = ZoneSet::parse(&files);
-            zones.unwrap_or_else(|| panic!("the fuzz zones have errors:\n{diagnostics}"))
-        };
+    let mut many = String::new();
+    for i in 0..60 {
+        many.push_str(&format!(
+            "- SRV: {{name: _sip._tcp, priority: {}, weight: {i}, port: 5060, target: s{i}}}\n- A: {{name: s{i}, address: 127.0.93.{}}}\n- AAAA: {{name: s{i}, address: \"fd00::{i}\"}}\n",
+            i % 3,
+            i + 1
+        ));
     }
-    ZONES.with(Clone::clone)
+    let fuzz = format!(
+        "origin: fuzz.test.\nttl: 300\nadditional: all\nrecords:\n\
+             - NAPTR: {{name: \"@\", order: 1, preference: 10, flags: s, service: SIP+D2U, regexp: \"\", replacement: _sip._udp}}\n\
+             - NAPTR: {{name: \"@\", order: 2, preference: 10, flags: s, service: SIP+D2T, regexp: \"\", replacement: _sip._tcp}}\n\
+             - SRV: {{name: _sip._udp, priority: 1, weight: 0, port: 5060, target: s1}}\n\
+             - SRV: {{name: none, priority: 0, weight: 0, port: 0, target: .}}\n\
+             - CNAME: {{name: alias, target: s2}}\n{many}\
+             faults:\n\
+             - {{name: timeout, fault: timeout}}\n\
+             - {{name: servfail, fault: servfail}}\n\
+             - {{name: _sip._udp, type: SRV, fault: truncate, times: 1}}\n\
+             - {{name: s3, type: A, fault: timeout, times: 1}}\n"
+    );
+    let other = "origin: other.test.\nttl: 60\nadditional: none\nrecords:\n\
+             - SRV: {name: _sip._udp, priority: 1, weight: 1, port: 5060, target: host}\n\
+             - A: {name: host, address: 127.0.93.99}\n";
+    let files = [
+        SourceFile::new("fuzz.test.yaml", fuzz),
+        SourceFile::new("other.test.yaml", other),
+    ];
+    let (zones, diagnostics) = ZoneSet::parse(&files);
+    zones.unwrap_or_else(|| panic!("the fuzz zones have errors:\n{diagnostics}"))
 }
 
 fn runtime() -> &'static tokio::runtime::Runtime {

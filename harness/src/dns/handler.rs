@@ -41,9 +41,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(world: World, faults: Vec<DnsFault>, timeline: Timeline) -> Self {
+    pub fn new(world: impl Into<Arc<World>>, faults: Vec<DnsFault>, timeline: Timeline) -> Self {
         let shared = Self {
-            world: RwLock::new(Arc::new(world)),
+            world: RwLock::new(world.into()),
             faults: Mutex::new(Vec::new()),
             timeline,
         };

@@ -38,6 +38,19 @@ impl InProcess {
         })
     }
 
+    /// The same zones with their faults as at the start, recording on `timeline`: a server
+    /// started again without building its zones again (what makes the fuzz target fast).
+    pub fn restarted(&self, timeline: Timeline) -> Self {
+        let world = self.handler.shared.world();
+        let faults = world.zones.faults().cloned().collect();
+        Self {
+            handler: ObservedHandler {
+                shared: Arc::new(Shared::new(world, faults, timeline)),
+                local: self.handler.local,
+            },
+        }
+    }
+
     /// The bytes the server sends back to `client` for the message `raw` over `transport`,
     /// or `None` when it sends nothing.
     pub async fn answer(
