@@ -334,17 +334,24 @@ fn load(data: &[u8], path: &str, loader: impl FnOnce(&Arc<SourceFile>) -> (bool,
         !diagnostics.has_errors(),
         "loaded: {loaded}, diagnostics:\n{diagnostics}"
     );
-    let lines = file.text.lines().count() as u64;
+    let lines = crate::model::diag::lines(&file.text).count() as u64;
     for diagnostic in diagnostics
         .0
         .iter()
         .filter(|d| Arc::ptr_eq(&d.span.file, &file))
     {
+        let (line, column) = (diagnostic.span.line, diagnostic.span.column);
         assert!(
-            diagnostic.span.line <= lines + 1,
-            "a diagnostic on line {} of a file of {lines} lines: {diagnostic}",
-            diagnostic.span.line
+            line <= lines + 1,
+            "a diagnostic on line {line} of a file of {lines} lines: {diagnostic}"
         );
+        if let Some(text) = file.line(line) {
+            let width = text.chars().count() as u64;
+            assert!(
+                column <= width + 1,
+                "a diagnostic at column {column} of a line of {width} characters: {diagnostic}"
+            );
+        }
     }
     let _ = diagnostics.to_string();
 }

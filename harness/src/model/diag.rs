@@ -55,10 +55,31 @@ impl SourceFile {
         }
     }
 
-    fn line(&self, line: u64) -> Option<&str> {
+    /// Line `line` (1-based) as the YAML parser numbers lines.
+    pub fn line(&self, line: u64) -> Option<&str> {
         let index = usize::try_from(line.checked_sub(1)?).ok()?;
-        self.text.lines().nth(index)
+        lines(&self.text).nth(index)
     }
+}
+
+/// The lines of a text as YAML ends them (YAML 1.2 §5.4: CR LF, LF, or a lone CR), so that the
+/// parser's line numbers find their line; like `str::lines`, a last line end starts no line.
+pub fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = (!text.is_empty()).then_some(text);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        let Some(at) = text.find(['\r', '\n']) else {
+            rest = None;
+            return Some(text);
+        };
+        let next = if text[at..].starts_with("\r\n") {
+            at + 2
+        } else {
+            at + 1
+        };
+        rest = text.get(next..).filter(|more| !more.is_empty());
+        text.get(..at)
+    })
 }
 
 /// A place in a source file: 1-based line and column; 0 means "the file as a whole".
@@ -258,5 +279,35 @@ impl IntoIterator for Diagnostics {
     type IntoIter = std::vec::IntoIter<Diagnostic>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.into_iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::zone::ZoneSet;
+
+    #[test]
+    fn a_lone_cr_ends_a_line_as_in_yaml() {
+        // Found by the loaders' fuzz targets: saphyr counts a lone CR as a line end (YAML 1.2
+        // §5.4), so its line numbers pointed past the file and no line was quoted.
+        let file = SourceFile::new("cr.yaml", "origin: x.\rttl: 300\r\nbogus: 1\rrecords: []\n");
+        let (_, found) = ZoneSet::parse(&[file]);
+        let shown = found.to_string();
+        assert!(
+            shown.contains("cr.yaml:3:1: error: unknown field `bogus`"),
+            "{shown}"
+        );
+        assert!(shown.contains("3 | bogus: 1\n"), "{shown}");
+    }
+
+    #[test]
+    fn lines_split_as_str_lines_does_and_at_a_lone_cr() {
+        let split = |text| lines(text).collect::<Vec<_>>();
+        assert_eq!(split(""), Vec::<&str>::new());
+        assert_eq!(split("a"), ["a"]);
+        assert_eq!(split("a\n"), ["a"]);
+        assert_eq!(split("a\r\n\nb\rc\r"), ["a", "", "b", "c"]);
+        assert_eq!(split("\r\r\n"), ["", ""]);
     }
 }
