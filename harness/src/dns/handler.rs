@@ -13,9 +13,11 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use hickory_server::net::NetError;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::proto::op::{Edns, Header, HeaderCounts, Message, Metadata, ResponseCode};
+use hickory_server::proto::op::{
+    Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode,
+};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
-use hickory_server::proto::serialize::binary::BinEncoder;
+use hickory_server::proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{Catalog, MessageResponse, MessageResponseBuilder};
 
@@ -213,10 +215,10 @@ impl ObservedHandler {
         let mut encoder = BinEncoder::new(&mut raw);
         encoder.set_max_size(max_size);
         let encoded = response_from(request, &message).destructive_emit(&mut encoder);
-        let sent = match encoded {
-            Ok(_) => Message::from_vec(&raw).ok(),
-            Err(_) => None,
-        };
+        if encoded.is_err() {
+            raw = encoding_fallback(request.metadata.id);
+        }
+        let sent = Message::from_vec(&raw).ok();
         let sent_metadata = sent.as_ref().map_or(message.metadata, |m| m.metadata);
         // Recorded before it is sent: the device acts on the answer at once, and an answer
         // recorded after a busy scheduler let the device's next packet in would read as the
@@ -277,6 +279,22 @@ pub fn rcode_mnemonic(rcode: ResponseCode) -> String {
         16 => "BADVERS".into(),
         other => format!("RCODE{other}"),
     }
+}
+
+/// What hickory's response handle sends instead of an answer it cannot encode (the questions
+/// echoed past the UDP limit, say): a bare SERVFAIL (`MessageResponse::encode`). The timeline
+/// shows those bytes, not our own failed encoding.
+fn encoding_fallback(id: u16) -> Vec<u8> {
+    let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
+    metadata.response_code = ResponseCode::ServFail;
+    let header = Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    };
+    let mut bytes = Vec::with_capacity(12);
+    // Twelve bytes always fit an encoder without a limit.
+    let _ = header.emit(&mut BinEncoder::new(&mut bytes));
+    bytes
 }
 
 /// A header-only answer: SERVFAIL, or the empty TC answer of a truncation fault.

@@ -137,6 +137,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_answer_too_long_to_encode_is_recorded_as_what_is_sent() {
+        // Found by the dns_query fuzz target: 16 long questions echoed exceed 512 bytes; hickory
+        // then sends a bare SERVFAIL, while the timeline had the zeroed header of our own
+        // failed encoding, rcode FORMERR.
+        let (server, timeline) = served();
+        let mut query = vec![0x01, 0x47, 0x00, 0x00, 0x00, 16, 0, 0, 0, 0, 0, 0];
+        for _ in 0..16 {
+            query.extend([60; 1]);
+            query.extend([b'x'; 60]);
+            query.extend([0, 0, 1, 0, 1]);
+        }
+        let client = "127.0.93.10:5060".parse().unwrap();
+        let sent = server.answer(query, client, Transport::Udp).await.unwrap();
+        let recorded = timeline.events().into_iter().find_map(|e| match e.kind {
+            EventKind::DnsAnswer(answer) => Some(answer),
+            _ => None,
+        });
+        let recorded = recorded.expect("the answer is on the timeline");
+        assert_eq!(recorded.raw, sent);
+        assert_eq!(recorded.rcode, "SERVFAIL");
+    }
+
+    #[tokio::test]
     async fn what_hickory_would_not_answer_gets_nothing_or_formerr() {
         let (server, _) = served();
         let client = "127.0.93.10:5060".parse().unwrap();
