@@ -20,6 +20,8 @@
 //! - [`tls`]: the run's test CA (or a lab's own), server certificates and rustls
 //!   configurations.
 //!
+//! - [`fuzz`]: one entry point per parser of outside input, for `fuzz/` and its replay test.
+//!
 //! `main.rs` only parses the command line; `commands/` carries each subcommand out.
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
@@ -28,6 +30,7 @@ pub mod capture;
 pub mod checks;
 pub mod console;
 pub mod dns;
+pub mod fuzz;
 pub mod model;
 pub mod run;
 pub mod servers;

@@ -53,9 +53,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(world: World, faults: Vec<DnsFault>, timeline: Timeline, limits: DnsLimits) -> Self {
+    pub fn new(
+        world: impl Into<Arc<World>>,
+        faults: Vec<DnsFault>,
+        timeline: Timeline,
+        limits: DnsLimits,
+    ) -> Self {
         let shared = Self {
-            world: RwLock::new(Arc::new(world)),
+            world: RwLock::new(world.into()),
             faults: Mutex::new(Vec::new()),
             timeline,
             limits,

@@ -55,12 +55,18 @@ pub(crate) enum Reply<'a> {
         /// A client that takes none of the answer for this long is given up.
         within: Duration,
     },
+    /// Kept, not sent: the server driven without sockets ([`super::InProcess`]).
+    Memory { sent: &'a mut Option<Vec<u8>> },
 }
 
 impl Reply<'_> {
     pub async fn send(self, raw: &[u8]) -> io::Result<()> {
         match self {
             Self::Udp { socket, to } => socket.send_to(raw, to).await.map(drop),
+            Self::Memory { sent } => {
+                *sent = Some(raw.to_vec());
+                Ok(())
+            }
             Self::Tcp { stream, within } => {
                 // RFC 1035 §4.2.2: the length, then the message, in one write. An answer is at
                 // most 65,535 bytes (the handler fits it to that).

@@ -2,9 +2,11 @@
 
 mod fit;
 mod handler;
+mod in_process;
 mod limits;
 mod listen;
 mod server;
 
+pub use in_process::InProcess;
 pub use limits::DnsLimits;
 pub use server::{DnsError, DnsServer};

@@ -219,7 +219,7 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsErro
     }))
 }
 
-fn build_world(zones: ZoneSet, serial: u32) -> Result<World, DnsError> {
+pub(super) fn build_world(zones: ZoneSet, serial: u32) -> Result<World, DnsError> {
     let mut catalog = Catalog::new();
     for zone in &zones.zones {
         let mut handler =

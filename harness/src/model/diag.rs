@@ -37,18 +37,29 @@ impl SourceFile {
         }
     }
 
-    /// A file's bytes as text; bytes that are not UTF-8 are an error at their line and column
-    /// (the quoted line shows them replaced).
-    pub fn from_bytes(path: String, bytes: Vec<u8>) -> Result<Arc<Self>, Box<Diagnostic>> {
+    /// A file's bytes as text, the way [`SourceFile::read`] takes them (the fuzz targets feed
+    /// the loaders through here); bytes that are not UTF-8 are an error at their line and
+    /// column (the quoted line shows them replaced).
+    pub fn from_bytes(
+        path: impl Into<String>,
+        bytes: Vec<u8>,
+    ) -> Result<Arc<Self>, Box<Diagnostic>> {
+        let path = path.into();
         match String::from_utf8(bytes) {
             Ok(text) => Ok(Self::new(path, text)),
             Err(err) => {
                 let bytes = err.as_bytes();
                 let at = err.utf8_error().valid_up_to();
-                // Everything before `at` is valid UTF-8, so lines and columns count characters.
+                // Everything before `at` is valid UTF-8, so lines and columns count characters,
+                // lines ended as YAML ends them (as the quoted line is found).
                 let before = String::from_utf8_lossy(&bytes[..at]);
-                let line = before.matches('\n').count() + 1;
-                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                let ended = before.ends_with(['\r', '\n']);
+                let line = lines(&before).count().max(1) + usize::from(ended && !before.is_empty());
+                let column = if ended {
+                    1
+                } else {
+                    lines(&before).last().map_or(0, |l| l.chars().count()) + 1
+                };
                 let file = Self::new(path, String::from_utf8_lossy(bytes).into_owned());
                 Err(Box::new(Diagnostic::error(
                     Span::new(&file, line as u64, column as u64),
@@ -61,10 +72,31 @@ impl SourceFile {
         }
     }
 
-    fn line(&self, line: u64) -> Option<&str> {
+    /// Line `line` (1-based) as the YAML parser numbers lines.
+    pub fn line(&self, line: u64) -> Option<&str> {
         let index = usize::try_from(line.checked_sub(1)?).ok()?;
-        self.text.lines().nth(index)
+        lines(&self.text).nth(index)
     }
+}
+
+/// The lines of a text as YAML ends them (YAML 1.2 §5.4: CR LF, LF, or a lone CR), so that the
+/// parser's line numbers find their line; like `str::lines`, a last line end starts no line.
+pub fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = (!text.is_empty()).then_some(text);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        let Some(at) = text.find(['\r', '\n']) else {
+            rest = None;
+            return Some(text);
+        };
+        let next = if text[at..].starts_with("\r\n") {
+            at + 2
+        } else {
+            at + 1
+        };
+        rest = text.get(next..).filter(|more| !more.is_empty());
+        text.get(..at)
+    })
 }
 
 /// A place in a source file: 1-based line and column; 0 means "the file as a whole".
@@ -264,5 +296,35 @@ impl IntoIterator for Diagnostics {
     type IntoIter = std::vec::IntoIter<Diagnostic>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.into_iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::zone::ZoneSet;
+
+    #[test]
+    fn a_lone_cr_ends_a_line_as_in_yaml() {
+        // Found by the loaders' fuzz targets: saphyr counts a lone CR as a line end (YAML 1.2
+        // §5.4), so its line numbers pointed past the file and no line was quoted.
+        let file = SourceFile::new("cr.yaml", "origin: x.\rttl: 300\r\nbogus: 1\rrecords: []\n");
+        let (_, found) = ZoneSet::parse(&[file]);
+        let shown = found.to_string();
+        assert!(
+            shown.contains("cr.yaml:3:1: error: unknown field `bogus`"),
+            "{shown}"
+        );
+        assert!(shown.contains("3 | bogus: 1\n"), "{shown}");
+    }
+
+    #[test]
+    fn lines_split_as_str_lines_does_and_at_a_lone_cr() {
+        let split = |text| lines(text).collect::<Vec<_>>();
+        assert_eq!(split(""), Vec::<&str>::new());
+        assert_eq!(split("a"), ["a"]);
+        assert_eq!(split("a\n"), ["a"]);
+        assert_eq!(split("a\r\n\nb\rc\r"), ["a", "", "b", "c"]);
+        assert_eq!(split("\r\r\n"), ["", ""]);
     }
 }

@@ -22,7 +22,7 @@ pub enum FileKind {
 impl FileKind {
     /// A case has `id`/`servers`; anything else is read as a zone (and errors say why).
     pub fn of(text: &str) -> Self {
-        let top_level_keys = text.lines().filter_map(|line| {
+        let top_level_keys = diag::lines(text).filter_map(|line| {
             let key = line.split(':').next()?;
             let is_key = !key.is_empty()
                 && !line.starts_with([' ', '\t', '#', '-'])

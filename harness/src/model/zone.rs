@@ -448,9 +448,7 @@ impl Checker<'_> {
 impl Zone {
     /// Parses and validates zone YAML held in `file`.
     pub fn parse(file: &Arc<SourceFile>) -> (Option<Self>, Diagnostics) {
-        let blank = file
-            .text
-            .lines()
+        let blank = crate::model::diag::lines(&file.text)
             .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
         if blank {
             let message = "the file holds no zone: write `origin`, `ttl` and `records`";
