@@ -85,6 +85,29 @@ fn validate_locates_a_byte_that_is_not_utf8() {
     assert!(stderr.contains("3 | title: caf\u{FFFD} crash"), "{stderr}");
 }
 
+/// A file named by mistake that never ends (`zone: /dev/zero`) or is no file at all: an error
+/// at once, never a hang while srvlab reads it whole (found while fuzzing the loaders).
+#[test]
+fn validate_refuses_a_zone_that_is_not_a_regular_file() {
+    let dir = std::env::temp_dir().join(format!("srvlab-devzero-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let case = dir.join("case.yaml");
+    std::fs::write(&case, "id: endless\nzone: /dev/zero\nservers: []\n").unwrap();
+    let started = std::time::Instant::now();
+    let out = srvlab(&["validate", &case.display().to_string()]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("/dev/zero:0:0: error: cannot read file: not a regular file"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("case.yaml:2:7: error: the zone `/dev/zero` has errors"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn dns_refuses_a_broken_zone_with_exit_2() {
     let out = srvlab(&[

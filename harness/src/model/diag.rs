@@ -25,7 +25,7 @@ impl SourceFile {
     /// UTF-8 a diagnostic at the first byte that is not.
     pub fn read(path: &Path) -> Result<Arc<Self>, Box<Diagnostic>> {
         let shown = path.display().to_string();
-        match std::fs::read(path) {
+        match read_input(path) {
             Ok(bytes) => Self::from_bytes(shown, bytes),
             Err(err) => {
                 let file = Self::new(shown, String::new());
@@ -77,6 +77,30 @@ impl SourceFile {
         let index = usize::try_from(line.checked_sub(1)?).ok()?;
         lines(&self.text).nth(index)
     }
+}
+
+/// The most srvlab reads of a file a user names (cases, zones, profiles, labs, certificates):
+/// far more than any of them holds, and little enough that `zone: /dev/zero` ends at once.
+pub const MAX_INPUT_BYTES: u64 = 8 << 20;
+
+/// A file's bytes, when it is a regular file of at most [`MAX_INPUT_BYTES`]: a device, a pipe
+/// or a huge file named by mistake is an error, never a hang.
+pub fn read_input(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB, more than any srvlab file holds",
+            MAX_INPUT_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
 }
 
 /// The lines of a text as YAML ends them (YAML 1.2 §5.4: CR LF, LF, or a lone CR), so that the

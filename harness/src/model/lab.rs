@@ -733,7 +733,10 @@ fn parse_tls(
     let mut warnings: Vec<(Span, String)> = Vec::new();
     let read = |path: &Spanned<String>, problems: &mut Vec<(Span, String)>| {
         let full = base.join(&path.value);
-        match std::fs::read_to_string(&full) {
+        let text = super::diag::read_input(&full).and_then(|bytes| {
+            String::from_utf8(bytes).map_err(|_| std::io::Error::other("not UTF-8 text (PEM)"))
+        });
+        match text {
             Ok(text) => Some((full, text)),
             Err(err) => {
                 problems.push((
