@@ -32,8 +32,14 @@ pub fn c1(ctx: &Context) -> Verdict {
         if copies.len() < 2 {
             continue;
         }
-        judged += 1;
         let first = attempt.first_sent();
+        // A device srvlab saw resolve nothing before the attempt (it had the answer cached, or
+        // asked DNS from an address not judged) shows nothing about resolving per
+        // retransmission (issue 14: such a C1 passed).
+        if !queries.iter().any(|q| q.1 < first) {
+            continue;
+        }
+        judged += 1;
         for pair in copies.windows(2) {
             let (from, to) = (pair[0].t_ns, pair[1].t_ns);
             for (seq, t, name, qtype) in queries.iter().filter(|q| q.1 > from && q.1 <= to) {
@@ -69,7 +75,7 @@ pub fn c1(ctx: &Context) -> Verdict {
             "C1",
             level,
             Status::Inconclusive,
-            "no attempt was retransmitted, so no resolution between retransmissions could be seen",
+            "no attempt that followed a DNS query of the device was retransmitted, so no resolution between retransmissions could be seen",
         )
         .with_figures(figures);
     }

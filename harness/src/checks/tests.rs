@@ -999,6 +999,14 @@ fn c1_one_resolution_per_transaction() {
     once.invite(S52, "b1", "c1", 1.0)
         .respond(S52, 200, "b1", "c1", 2.0);
     assert_eq!(status("C1", &once), Status::Inconclusive);
+
+    // Retransmissions, but no query of the device at all (its resolver asks from an address
+    // the lab does not name, or it had the answer cached): nothing to judge. It passed ("no
+    // name was queried again …") on a proxy whose DNS came from another address (issue 14).
+    let mut unseen = Tl::default();
+    unseen.stalled_invite(S52, "b1", "c1", 1.0, 200.0);
+    let verdict = run("C1", &unseen, &profile(None));
+    assert_eq!(verdict.status, Status::Inconclusive, "{}", verdict.sentence);
 }
 
 /// Shared by the D3–D6 and device-decision tests.
